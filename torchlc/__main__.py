@@ -188,10 +188,9 @@ def section_plot(out: Path) -> bool:
         yf_plot = yf.clone()
         yf_plot[1:][yf[1:] != yf[:-1]] = float("nan")
         ax.plot(fine.numpy(), yf_plot.numpy(), color="0.25", lw=1.8, label=f"{name}(x)")
-        ax.plot(grid.numpy(), f(grid).numpy(), ".", color="0.25", ms=2)
         for coeffs, side, color, marker in [
-            (right, "from the right (forward)", "C0", "^"),
-            (left, "from the left (backward)", "C3", "v"),
+            (right, "from the right (forward)", "C0", "o"),
+            (left, "from the left (backward)", "C3", "s"),
         ]:
             nz = coeffs != 0
             if nz.any():
@@ -206,8 +205,19 @@ def section_plot(out: Path) -> bool:
                 s.set_linewidth(2)
             print(
                 f"   {name}: Dirac masses {side:<25} at x = "
-                + ", ".join(f"{v:g}" for v in grid[nz].tolist())
+                + (", ".join(f"{v:g}" for v in grid[nz].tolist()) or "none")
             )
+        # The value at each jump point: which side it belongs to decides which side sees the jump.
+        jumps = (right != 0) | (left != 0)
+        ax.plot(
+            grid[jumps].numpy(),
+            f(grid)[jumps].numpy(),
+            "o",
+            color="0.25",
+            ms=5,
+            label=f"{name}(x0) at a jump",
+            zorder=4,
+        )
         ax.axhline(0, color="0.8", lw=0.8, zorder=0)
         ax.set_title(f"{name}(x) and the ε⁻¹ coefficients of ngrad")
         ax.set_xlabel("x")
