@@ -1,0 +1,436 @@
+"""Series algebra on planes, written once for every layout (layouts decode to planes first).
+
+Every function takes and returns :class:`~torchlc._tensor.Series` objects (planes (T, *shape) over a
+static support) and implements semantics §2–§3: termwise sums, the truncated Cauchy product, the
+leading-term expansion for reciprocals and powers, and Taylor series of analytic functions.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import torch
+
+from . import _support as S
+from ._tensor import Series, _inner_is_plain, min_exact, result_order
+from .errors import DomainError, TruncationError, is_strict
+from .layouts.planes import broadcast_planes
+
+NAN = float("nan")
+
+
+def _grad_free(*ts) -> bool:
+    """Whether in-place/out= kernels are allowed (no autograd recording needed, not traced)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in ts):
+        return False
+    return all(_inner_is_plain(t) for t in ts)
+
+
+def _ndim(*xs):
+    return max(x.planes.dim() - 1 for x in xs)
+
+
+def aligned(a: Series, b: Series):
+    """Planes of a and b over their union support, broadcast to a common element shape."""
+    nd = _ndim(a, b)
+    pa, pb = broadcast_planes(a.planes, nd), broadcast_planes(b.planes, nd)
+    if a.support == b.support:
+        return pa, pb, a.support
+    u = S.union(a.support, b.support)
+    shape = torch.broadcast_shapes(pa.shape[1:], pb.shape[1:])
+    return _place(pa, a.support, u, shape), _place(pb, b.support, u, shape), u
+
+
+def _place(p, sup, u, shape):
+    """Planes p over ``sup`` re-laid over the larger support ``u`` (zeros elsewhere)."""
+    pos = dict(zip(sup, range(len(sup))))
+    zero = None
+    planes = []
+    for q in u:
+        if q in pos:
+            planes.append(p[pos[q]].expand(shape))
+        else:
+            if zero is None:
+                zero = p.new_zeros(shape)
+            planes.append(zero)
+    return torch.stack(planes)
+
+
+def exact_add(a: Series, b: Series):
+    return min_exact(a.exact, b.exact)
+
+
+def add(a: Series, b: Series, alpha=1) -> Series:
+    """a + alpha·b termwise (no truncation: the union support stays within the operands' orders)."""
+    order = result_order(a, b)
+    if b.order is None and b.support == (S.ZERO,) and a.support != (S.ZERO,):
+        # plain operand: only the ε⁰ plane changes
+        nd = _ndim(a, b)
+        pa = broadcast_planes(a.planes, nd)
+        bb = b.planes[0] if alpha == 1 else b.planes[0] * alpha
+        if S.ZERO in a.support:
+            k = a.support.index(S.ZERO)
+            shape = torch.broadcast_shapes(pa.shape[1:], bb.shape)
+            parts = [pa[:k].expand(k, *shape), (pa[k] + bb).unsqueeze(0), pa[k + 1 :].expand(-1, *shape)]
+            return Series(torch.cat(parts), a.support, order, a.exact)
+    pa, pb, sup = aligned(a, b)
+    planes = pa + pb if alpha == 1 else torch.add(pa, pb, alpha=alpha)
+    return Series(planes, sup, order, exact_add(a, b))
+
+
+def neg(a: Series) -> Series:
+    return Series(-a.planes, a.support, a.order, a.exact)
+
+
+def scale(a: Series, c) -> Series:
+    """a·c for a plain tensor or number c (no new exponents)."""
+    if isinstance(c, torch.Tensor):
+        nd = max(a.planes.dim() - 1, c.dim())
+        return Series(broadcast_planes(a.planes, nd) * c, a.support, a.order, a.exact)
+    return Series(a.planes * c, a.support, a.order, a.exact)
+
+
+def is_plain(a: Series) -> bool:
+    return a.order is None and a.support == (S.ZERO,)
+
+
+def min_lead_bound(a: Series):
+    """Static lower bound on the leading exponent of any element of a."""
+    return a.support[0]
+
+
+def exact_mul(a: Series, b: Series, order, truncated: bool):
+    """Exactness of a truncated product: errors of a above a.exact are multiplied by b, whose leading
+    exponent is at least min(support b) (semantics §2)."""
+    bounds = []
+    if a.exact is not None:
+        bounds.append(a.exact + min_lead_bound(b))
+    if b.exact is not None:
+        bounds.append(b.exact + min_lead_bound(a))
+    if truncated:
+        bounds.append(order)
+    return min_exact(*bounds)
+
+
+def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
+    """Truncated Cauchy product Σ_{p+q≤order} op(a_p, b_q) ε^{p+q} for a bilinear ``op``
+    (elementwise mul, mm, bmm, conv, …). Plain operands take the one-GEMM path."""
+    order = result_order(a, b)
+    if is_plain(b) or is_plain(a):
+        lc, pl, lc_first = (a, b, True) if is_plain(b) else (b, a, False)
+        planes = _fold_op(op, lc.planes, pl.planes[0], lc_first)
+        return Series(planes, lc.support, order, lc.exact)
+    out_sup, groups = S.product_groups(a.support, b.support, order)
+    truncated = S.truncates(a.support, b.support, order)
+    exact = exact_mul(a, b, order, truncated)
+    pa, pb = a.planes, b.planes
+    if op is torch.mul:
+        nd = _ndim(a, b)
+        pa, pb = broadcast_planes(pa, nd), broadcast_planes(pb, nd)
+        if _grad_free(pa, pb) and len(out_sup) > 1:
+            shape = torch.broadcast_shapes(pa.shape[1:], pb.shape[1:])
+            dtype = torch.result_type(pa, pb)
+            out = torch.empty((len(out_sup), *shape), dtype=dtype, device=pa.device)
+            for k, pairs in groups:
+                (i, j), rest = pairs[0], pairs[1:]
+                torch.mul(pa[i], pb[j], out=out[k])
+                for i, j in rest:
+                    out[k].addcmul_(pa[i], pb[j])
+            return Series(out, out_sup, order, exact)
+    planes = []
+    for _, pairs in groups:
+        acc = None
+        for i, j in pairs:
+            t = op(pa[i], pb[j])
+            acc = t if acc is None else acc + t
+        planes.append(acc)
+    return Series(torch.stack(planes), out_sup, order, exact)
+
+
+def _fold_op(op, lc_planes, plain, lc_first):
+    """Apply a bilinear op with one plain operand to every plane at once."""
+    if op is torch.mul:
+        nd = max(lc_planes.dim() - 1, plain.dim())
+        return broadcast_planes(lc_planes, nd) * plain
+    if op is torch.mm and lc_first:
+        T, M, K = lc_planes.shape
+        return torch.mm(lc_planes.reshape(T * M, K), plain).view(T, M, -1)
+    if op is torch.mm:
+        return torch.matmul(plain, lc_planes)
+    return torch.stack([op(p, plain) if lc_first else op(plain, p) for p in lc_planes])
+
+
+mul = bilinear
+
+
+# -- leading terms -------------------------------------------------------------------------------
+
+
+def lead_index(planes: torch.Tensor) -> torch.Tensor:
+    """Per element, the index of its first nonzero plane (0 for a zero element)."""
+    if planes.shape[0] == 1:
+        return torch.zeros(planes.shape[1:], dtype=torch.long, device=planes.device)
+    return (planes != 0).to(torch.uint8).argmax(0)
+
+
+def lead_sign(planes: torch.Tensor) -> torch.Tensor:
+    """Sign of each element's leading coefficient (0 for zero): the field's order (semantics §4)."""
+    s = torch.sign(planes[-1])
+    for t in range(planes.shape[0] - 2, -1, -1):
+        p = planes[t]
+        s = torch.where(p != 0, torch.sign(p), s)
+    return s
+
+
+def occurring_leads(planes: torch.Tensor) -> list:
+    """Indices of planes that lead some element. Eager: from the data (one host sync);
+    traced/vmapped: every plane (a static over-approximation: same values, more planes)."""
+    T = planes.shape[0]
+    if T == 1:
+        return [0]
+    if not _inner_is_plain(planes):
+        return list(range(T))
+    li = lead_index(planes)
+    # a zero element is led by nothing; attribute it to its own (zero) first plane
+    counts = torch.bincount(li.reshape(-1), minlength=T)
+    return [t for t, c in enumerate(counts.tolist()) if c > 0] or [0]
+
+
+def _series_eval(coeffs, d: Series, rel_order):
+    """Σ_k coeffs[k]·d^k (coeffs: list of elementwise tensors) truncated at exponent ``rel_order``,
+    by Horner's rule with truncated Cauchy products. d has a positive support."""
+    if not d.support or len(coeffs) == 1:
+        return Series(coeffs[0].unsqueeze(0), (S.ZERO,))
+    if len(d.support) == 1:
+        # one exponent g: d^k is a single plane at k·g
+        g = d.support[0]
+        dp = d.planes[0]
+        planes, sup, power = [coeffs[0]], [S.ZERO], None
+        for k in range(1, len(coeffs)):
+            if k * g > rel_order:
+                break
+            power = dp if power is None else power * dp
+            planes.append(coeffs[k] * power)
+            sup.append(k * g)
+        shape = torch.broadcast_shapes(*(p.shape for p in planes))
+        return Series(torch.stack([p.expand(shape) for p in planes]), tuple(sup))
+    acc = Series(coeffs[-1].unsqueeze(0), (S.ZERO,))
+    for c in reversed(coeffs[:-1]):
+        acc = bilinear(Series(acc.planes, acc.support, rel_order), Series(d.planes, d.support, rel_order))
+        acc = add(Series(acc.planes, acc.support, rel_order), Series(c.unsqueeze(0), (S.ZERO,)))
+    return Series(acc.planes, acc.support)
+
+
+def n_terms(d_support, rel_order) -> int:
+    """How many series terms (k = 0..K) can reach exponents ≤ rel_order."""
+    if not d_support or rel_order < 0:
+        return 1
+    g = d_support[0]
+    return int(rel_order // g) + 1
+
+
+def _binom_coeffs(r, K):
+    out, c = [], Fraction(1)
+    for k in range(K):
+        out.append(c)
+        c = c * (r - k) / (k + 1)
+    return out
+
+
+def power(x: Series, r) -> Series:
+    """x^r for a rational r (semantics §3): x = a ε^l (1+d), x^r = a^r ε^{lr} Σ C(r,k) d^k.
+
+    Elements are grouped by which plane leads them; a < 0 with an even-denominator r is NaN."""
+    r = Fraction(r)
+    order = x.order
+    planes, sup = x.planes, x.support
+    leads = occurring_leads(planes)
+    li = lead_index(planes) if len(leads) > 1 else None
+    parts = []
+    exact_bounds = []
+    for L in leads:
+        l = sup[L]
+        a = planes[L]
+        mask = None if li is None else li == L
+        if mask is not None:
+            a = torch.where(mask, a, torch.ones_like(a))
+        ar = _real_power(a, r)
+        d_sup = tuple(q - l for q in sup[L + 1 :])
+        lr = l * r
+        rel = (order - lr) if order is not None else None
+        if rel is not None and rel < 0:
+            continue  # every term of this group is above the cutoff: it truncates to 0
+        K = n_terms(d_sup, rel) if rel is not None else (int(r) + 1 if r.denominator == 1 and r >= 0 else None)
+        if K is None:
+            raise ValueError("torchlc: x**r with a non-integer r needs a truncation order")
+        if r.denominator == 1 and r >= 0:
+            K = min(K, int(r) + 1)
+        coeffs = [torch.full_like(a, float(c)) if c != 1 else torch.ones_like(a) for c in _binom_coeffs(r, K)]
+        if d_sup:
+            d = Series(planes[L + 1 :] / a, d_sup)
+            ser = _series_eval(coeffs, d, rel if rel is not None else Fraction(10**9))
+        else:
+            ser = Series(coeffs[0].unsqueeze(0), (S.ZERO,))
+        ser_planes = ser.planes * ar
+        ser_sup = tuple(q + lr for q in ser.support)
+        if order is not None:
+            keep = [i for i, q in enumerate(ser_sup) if q <= order]
+            ser_planes, ser_sup = ser_planes[keep], tuple(ser_sup[i] for i in keep)
+        parts.append((mask, Series(ser_planes, ser_sup)))
+        # truncation inside the series, and propagated input error ε^{>e}·r·x^{r-1}
+        full_top = (sup[-1] - l) * r + lr if (r.denominator == 1 and r >= 0) else None
+        if d_sup and (full_top is None or (order is not None and full_top > order)):
+            exact_bounds.append(order)
+        if x.exact is not None:
+            exact_bounds.append(x.exact + (r - 1) * l)
+    if not parts:
+        return Series(planes.new_zeros((1, *planes.shape[1:])), (S.ZERO,), order, min_exact(*exact_bounds))
+    out = _merge_groups(parts)
+    return Series(out.planes, out.support, order, min_exact(*exact_bounds) if exact_bounds else None)
+
+
+def _merge_groups(parts):
+    """Combine per-lead-group results: element-wise select by each group's mask."""
+    if len(parts) == 1:
+        return parts[0][1]
+    sup = parts[0][1].support
+    for _, s in parts[1:]:
+        sup = S.union(sup, s.support)
+    out = None
+    for mask, s in parts:
+        p = _place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes
+        out = p if out is None else torch.where(mask, p, out)
+    return Series(out, sup)
+
+
+def _real_power(a: torch.Tensor, r: Fraction) -> torch.Tensor:
+    """a^r on reals with the field's rule: a < 0 needs an odd denominator (real odd root)."""
+    if r.denominator == 1:
+        return a.pow(int(r)) if r != -1 else a.reciprocal()
+    if r == Fraction(1, 2):
+        return a.sqrt()
+    if r == Fraction(-1, 2):
+        return a.rsqrt()
+    mag = a.abs().pow(float(r))
+    if r.denominator % 2 == 1:
+        sgn = torch.sign(a) if r.numerator % 2 else torch.ones_like(a)
+        return torch.where(a < 0, sgn * mag, mag) if r.numerator % 2 else mag
+    return torch.where(a < 0, torch.full_like(a, NAN), mag)
+
+
+# -- analytic functions ----------------------------------------------------------------------------
+
+
+def split_finite(x: Series, name: str):
+    """(a, d, bad): standard part a, positive part d, mask of infinite elements (or None)."""
+    sup = x.support
+    neg = [i for i, q in enumerate(sup) if q < 0]
+    zero = sup.index(S.ZERO) if S.ZERO in sup else None
+    pos0 = next((i for i, q in enumerate(sup) if q > 0), len(sup))
+    a = x.planes[zero] if zero is not None else x.planes.new_zeros(x.planes.shape[1:])
+    d = Series(x.planes[pos0:], sup[pos0:])
+    bad = None
+    if neg:
+        bad = (x.planes[: len(neg)] != 0).any(0)
+        if is_strict() and bool(bad.any()):
+            raise DomainError(
+                f"{name}: argument is infinite (leading exponent < 0) in {int(bad.sum())} element(s); "
+                "analytic functions are defined on finite numbers only"
+            )
+    return a, d, bad
+
+
+def analytic(x: Series, taylor, name: str) -> Series:
+    """g(x) for finite x = a + d: Σ_k c_k(a) d^k where ``taylor(a, K)`` returns the Taylor
+    coefficients c_0..c_{K-1} of g at a (elementwise tensors). Infinite elements become NaN."""
+    a, d, bad = split_finite(x, name)
+    order = x.order
+    K = n_terms(d.support, order) if order is not None else 1
+    if d.support and order is None:
+        raise ValueError(f"torchlc: {name} of an untruncated series needs an order")
+    coeffs = taylor(a, K if d.support else 1)
+    ser = _series_eval(coeffs, d, order) if d.support else Series(coeffs[0].unsqueeze(0), (S.ZERO,))
+    planes = ser.planes
+    if bad is not None:
+        planes = torch.where(bad, torch.full_like(planes, NAN), planes)
+    truncated = bool(d.support) and order is not None
+    exact = min_exact(x.exact, order if truncated else None)
+    return Series(planes, ser.support, order, exact)
+
+
+def check_domain(bad: torch.Tensor, msg: str):
+    """Raise DomainError in strict mode when any element is outside the field."""
+    if is_strict() and bool(bad.any()):
+        raise DomainError(msg)
+
+
+def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
+    """Sign of each element's leading coefficient among the planes known to be exact.
+
+    If an element is zero through ``exact_through`` but the tensor was truncated, its sign depends on
+    dropped terms; where that decision ``matters`` (a mask; default everywhere) raise TruncationError
+    naming the order needed (one host sync, only for truncated inputs)."""
+    planes, sup = x.planes, x.support
+    if x.exact is None:
+        return lead_sign(planes)
+    keep = [i for i, q in enumerate(sup) if q <= x.exact]
+    trusted = planes[keep] if keep else planes.new_zeros((1, *planes.shape[1:]))
+    s = lead_sign(trusted)
+    if _inner_is_plain(s):
+        amb = s == 0
+        if matters is not None:
+            amb = amb & matters
+        if bool(amb.any()):
+            order = x.order if x.order is not None else x.exact
+            need = order + (order - x.exact) + 1
+            raise TruncationError(
+                f"{what}: {int(amb.sum())} element(s) are zero through ε^{x.exact} but terms above "
+                f"were truncated, so the result depends on them; rerun with a higher order "
+                f"(e.g. x.nonstd(order={need}))"
+            )
+    return s
+
+
+# -- univariate Taylor coefficient helpers ------------------------------------------------------------
+
+
+def t_mul(u, v):
+    """Product of two truncated univariate series (lists of tensors)."""
+    K = min(len(u), len(v))
+    return [sum(u[j] * v[k - j] for j in range(k + 1)) for k in range(K)]
+
+
+def t_recip(u):
+    """1/u for a univariate series with u[0] ≠ 0."""
+    r0 = u[0].reciprocal()
+    out = [r0]
+    for k in range(1, len(u)):
+        out.append(-r0 * sum(u[j] * out[k - j] for j in range(1, k + 1)))
+    return out
+
+
+def t_exp(u):
+    """exp of a univariate series: y' = u'y."""
+    out = [u[0].exp()]
+    for k in range(1, len(u)):
+        out.append(sum(j * u[j] * out[k - j] for j in range(1, k + 1)) / k)
+    return out
+
+
+def t_integrate(c0, du):
+    """Series with constant term c0 and derivative du."""
+    return [c0] + [du[k] / (k + 1) for k in range(len(du))]
+
+
+def identity_series(a, K):
+    """a + t as a length-K univariate series."""
+    out = [a]
+    if K > 1:
+        out.append(torch.ones_like(a))
+    out += [torch.zeros_like(a)] * (K - 2)
+    return out[:K]
+
+
+def factorial_series(vals):
+    return [v / math.factorial(k) for k, v in enumerate(vals)]

@@ -1,0 +1,57 @@
+"""Readable repr: ``LCTensor([1.0 + 2.0ε, 3.0ε⁻¹], order=1)``."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _support as S
+
+MAX_SHOWN = 64
+
+
+def _num(c: float) -> str:
+    s = f"{c:.6g}"
+    if s.lstrip("-").isdigit():
+        s += ".0"
+    return s
+
+
+def element_str(coeffs, support) -> str:
+    parts = []
+    for c, q in zip(coeffs, support):
+        if c == 0:
+            continue
+        body = _num(abs(c)) if c == c else "nan"
+        body = body + (S.fmt_exponent(q) if q != 0 else "")
+        parts.append(("-" if c < 0 else "+", body))
+    if not parts:
+        return "0.0"
+    sign, body = parts[0]
+    s = ("-" if sign == "-" else "") + body
+    for sign, body in parts[1:]:
+        s += f" {sign} {body}"
+    return s
+
+
+def _nested(flat, shape):
+    if not shape:
+        return flat[0]
+    step = len(flat) // shape[0] if shape[0] else 0
+    return "[" + ", ".join(_nested(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+
+
+def lc_repr(x) -> str:
+    planes = x._planes_view().detach()
+    if torch._C._functorch.is_functorch_wrapped_tensor(planes) or planes.device.type == "meta":
+        body = f"shape={tuple(x.shape)}, support={tuple(str(q) for q in x._support)}"
+    elif x.numel() > MAX_SHOWN:
+        body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x._support)})"
+    else:
+        cols = planes.reshape(len(x._support), -1).t().tolist()
+        body = _nested([element_str(c, x._support) for c in cols], tuple(x.shape))
+    extras = [f"order={x._order}"]
+    if x._exact is not None and x._order is not None and x._exact < x._order:
+        extras.append(f"exact_through={x._exact}")
+    if x.dtype != torch.get_default_dtype():
+        extras.append(f"dtype={x.dtype}")
+    return f"LCTensor({body}, {', '.join(extras)})"

@@ -1,0 +1,234 @@
+"""``LCTensor``: the ``__torch_dispatch__`` wrapper subclass and its plumbing.
+
+An LCTensor of shape S holds elements Σ c_q ε^q. It has one static *support* (the sorted exponents it
+can carry), an ``order`` (absolute truncation cutoff) and an ``exact`` bound (highest exponent known to
+be exact; ``None`` means nothing was ever dropped). The coefficients live in one of three storage
+layouts (see :mod:`torchlc.layouts`); every rule computes on the *planes* form ``(T, *S)`` unless it has
+a layout-specific fast path, and results pass through :func:`wrap`, which applies the layout policy.
+
+Dispatch: aten op → rule table (by OpOverload, then overload packet) → CompositeImplicit decomposition
+→ ``torch._decomp`` decomposition → ``NotImplementedError`` naming the op. Rules run inside
+``_RestorePythonTLSSnapshot`` so autograd records on the planes ("inner" autograd).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+from torch.utils._pytree import tree_map
+
+from . import _support as S
+
+__all__ = ["LCTensor", "Series", "series", "wrap", "RULES", "implements"]
+
+RULES: dict = {}
+
+
+def implements(ops):
+    """Register ``fn(func, *args, **kwargs)`` as the LC rule for each aten op in ``ops``."""
+
+    def deco(fn):
+        for op in ops:
+            RULES[op] = fn
+        return fn
+
+    return deco
+
+
+class Series:
+    """Planes view of any operand: ``planes`` of shape (T, *shape) over ``support``.
+
+    ``order``/``exact`` are ``None`` for plain tensors and numbers (exact, never truncated).
+    """
+
+    __slots__ = ("planes", "support", "order", "exact")
+
+    def __init__(self, planes, support, order=None, exact=None):
+        self.planes = planes
+        self.support = support
+        self.order = order
+        self.exact = exact
+
+    @property
+    def shape(self):
+        return self.planes.shape[1:]
+
+    def plane(self, q):
+        """Coefficient tensor of ε^q (a zeros tensor when q is not in the support)."""
+        try:
+            return self.planes[self.support.index(q)]
+        except ValueError:
+            return self.planes.new_zeros(self.shape)
+
+
+def _is_number(x):
+    return isinstance(x, (int, float, bool)) and not isinstance(x, torch.Tensor)
+
+
+def series(x) -> Series:
+    """Series view of an LCTensor, a plain tensor or a Python number."""
+    if isinstance(x, LCTensor):
+        return Series(x._planes_view(), x._support, x._order, x._exact)
+    if isinstance(x, torch.Tensor):
+        return Series(x.unsqueeze(0), (S.ZERO,))
+    if _is_number(x):
+        return Series(torch.tensor([x]), (S.ZERO,))
+    raise TypeError(f"torchlc: cannot use {type(x).__name__} as a tensor operand")
+
+
+def result_order(*xs):
+    """Truncation order of a result: the largest order among LC operands (None if none)."""
+    orders = [x.order for x in xs if x.order is not None]
+    return max(orders) if orders else None
+
+
+def min_exact(*bounds):
+    """Minimum of exactness bounds where None means +infinity."""
+    bs = [b for b in bounds if b is not None]
+    return min(bs) if bs else None
+
+
+def _inner_is_plain(t) -> bool:
+    """False for functorch-wrapped (vmap/grad) tensors and when tracing for torch.compile."""
+    if torch.compiler.is_compiling():
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
+def wrap(planes, support, order, exact, *, monomial=False) -> "LCTensor":
+    """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
+    from . import layouts
+
+    if len(support) == 0:
+        planes = planes.new_zeros((1, *planes.shape[1:]))
+        support = (S.ZERO,)
+    if order is not None and exact is not None and exact > order:
+        exact = order
+    return layouts.store(planes, support, order, exact, monomial)
+
+
+class LCTensor(torch.Tensor):
+    """A tensor of truncated Levi-Civita numbers Σ c_q ε^q (ε > 0 infinitesimal, q rational).
+
+    Create one with ``x.nonstd()``, :func:`torchlc.eps` or :func:`torchlc.from_terms`; any PyTorch code
+    then runs on it. Its ``dtype`` is the coefficient dtype.
+
+    Example:
+        >>> import torch, torchlc
+        >>> x = torch.tensor([0.0, 2.0]).nonstd()
+        >>> (x * x)
+        LCTensor([ε, 4.0 + 4.0ε], order=1)
+    """
+
+    _layout: str
+    _support: tuple
+    _order: Fraction
+    _exact: Fraction | None
+
+    @staticmethod
+    def __new__(cls, layout, inner, support, order, exact, shape, dtype):
+        device = inner[0].device
+        r = torch.Tensor._make_wrapper_subclass(
+            cls, shape, dtype=dtype, device=device, requires_grad=False
+        )
+        r._layout = layout
+        r._set_inner(inner)
+        r._support = support
+        r._order = order
+        r._exact = exact
+        r._cache = None
+        return r
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    # ----------------------------------------------------------------------------------------------
+    def _set_inner(self, inner):
+        inner = tuple(inner)
+        self._inner = inner
+        for i, t in enumerate(inner):
+            setattr(self, f"_t{i}", t)
+
+    def _planes_view(self):
+        """Planes (T, *shape) of this tensor, decoding boxed/csr storage (cached)."""
+        if self._layout == "planes":
+            return self._inner[0]
+        if self._cache is None:
+            from . import layouts
+
+            self._cache = layouts.decode(self)
+        return self._cache
+
+    def _set_storage(self, other: "LCTensor"):
+        """In-place update: copy into the same storage when compatible, else take other's."""
+        if (
+            other._layout == self._layout == "planes"
+            and other._support == self._support
+            and other._inner[0].shape == self._inner[0].shape
+        ):
+            self._inner[0].copy_(other._inner[0])
+        else:
+            self._layout = other._layout
+            self._set_inner(other._inner)
+            self._support = other._support
+        self._order = other._order
+        self._exact = other._exact
+        self._cache = None
+
+    # -- torch.compile support ---------------------------------------------------------------------
+    _INNER_NAMES = {
+        "planes": ("_t0",),
+        "boxed": ("_t0",),
+        "csr": ("_t0", "_t1", "_t2"),
+    }
+
+    def __tensor_flatten__(self):
+        from .ops import RULES_HASH
+
+        names = list(self._INNER_NAMES[self._layout][: len(self._inner)])
+        return names, (self._layout, self._support, self._order, self._exact, self.dtype, RULES_HASH)
+
+    @staticmethod
+    def __tensor_unflatten__(inner_tensors, ctx, outer_size, outer_stride):
+        layout, support, order, exact, dtype, _ = ctx
+        inner = [inner_tensors[k] for k in sorted(inner_tensors)]
+        return LCTensor(layout, inner, support, order, exact, outer_size, dtype)
+
+    # ----------------------------------------------------------------------------------------------
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        from .ops import dispatch
+
+        return dispatch(func, args, kwargs or {})
+
+    def __repr__(self, *, tensor_contents=None):
+        from ._repr import lc_repr
+
+        return lc_repr(self)
+
+    def __reduce_ex__(self, proto):
+        from .ops import _rebuild
+
+        return _rebuild, (self._planes_view(), self._support, self._order, self._exact)
+
+    def __bool__(self):
+        raise TypeError(
+            "the truth value of an LCTensor is ambiguous: compare it (x > 0 gives a plain bool "
+            "tensor) or take torchlc.standard_part(x)"
+        )
+
+    def __float__(self):
+        raise TypeError(
+            "an LCTensor element is not a Python float; use torchlc.standard_part(x) or "
+            "torchlc.coeff(x, q)"
+        )
+
+    def tolist(self):
+        raise TypeError("LCTensor.tolist: use torchlc.terms(x) or torchlc.coeffs(x)")
+
+    def numpy(self, *a, **k):
+        raise TypeError("LCTensor.numpy: use torchlc.coeffs(x).numpy() (planes first)")
+
+
+def unwrap_all(args):
+    return tree_map(lambda a: series(a) if isinstance(a, LCTensor) else a, args)

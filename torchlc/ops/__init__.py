@@ -1,0 +1,71 @@
+"""Rule table and dispatch.
+
+Rules live in one module per family and register with ``@implements([...aten ops])``. An op with no
+rule falls back to its CompositeImplicitAutograd decomposition, then to ``torch._decomp``; anything
+else raises ``NotImplementedError`` naming the op. ``RULES_HASH`` fingerprints the rule sources and is
+part of every LCTensor's flatten context, so torch.compile caches never serve graphs built with old
+rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+
+import torch
+import torch._decomp
+
+from .._tensor import RULES, LCTensor, implements, series, wrap  # noqa: F401
+
+aten = torch.ops.aten
+
+
+def _rules_hash() -> str:
+    root = pathlib.Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+RULES_HASH = _rules_hash()
+
+_DECOMP = torch._decomp.decomposition_table
+
+
+def _rebuild(planes, support, order, exact):
+    return wrap(planes, support, order, exact)
+
+
+def _find_rule(func):
+    rule = RULES.get(func)
+    if rule is None:
+        rule = RULES.get(func.overloadpacket)
+    return rule
+
+
+def dispatch(func, args, kwargs):
+    rule = _find_rule(func)
+    if rule is not None:
+        with torch._C._RestorePythonTLSSnapshot():
+            return rule(func, *args, **kwargs)
+    if func._schema.is_mutable and args and not isinstance(args[0], LCTensor):
+        raise TypeError(
+            f"torchlc: {func.name()} would write LCTensor values into a plain tensor, which cannot "
+            "hold them; create the destination from the LCTensor instead, e.g. lc.new_zeros(shape) "
+            "or torch.zeros_like(lc), or use the out-of-place op"
+        )
+    with torch._C._RestorePythonTLSSnapshot():
+        out = func.decompose(*args, **kwargs)
+        if out is not NotImplemented:
+            return out
+        decomp = _DECOMP.get(func)
+        if decomp is not None:
+            return decomp(*args, **kwargs)
+    raise NotImplementedError(
+        f"torchlc: aten.{func.name()} has no rule for LCTensor inputs (and no decomposition). "
+        "Please open an issue naming this op; as a workaround, compute it on torchlc.coeffs(x)."
+    )
+
+
+from . import analytic, arithmetic, discontinuous, factories, nn, reductions, shape  # noqa: E402,F401

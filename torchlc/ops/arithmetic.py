@@ -1,0 +1,181 @@
+"""+ − × ÷, powers and roots (semantics §3)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+
+from .. import _algebra as A
+from .._tensor import LCTensor, Series, implements, series
+from ._util import is_monomial, operand, out
+
+aten = torch.ops.aten
+
+
+def _add(a, b, alpha=1):
+    a, b = operand(a), operand(b)
+    if not isinstance(b, Series):
+        if not isinstance(a, Series):
+            raise TypeError("add of two numbers")
+        b = series(torch.tensor(b, dtype=a.planes.dtype, device=a.planes.device))
+    if not isinstance(a, Series):
+        a = series(torch.tensor(a, dtype=b.planes.dtype, device=b.planes.device))
+    return out(A.add(a, b, alpha))
+
+
+@implements([aten.add.Tensor, aten.add.Scalar])
+def add(func, a, b, *, alpha=1):
+    return _add(a, b, alpha)
+
+
+@implements([aten.sub.Tensor, aten.sub.Scalar])
+def sub(func, a, b, *, alpha=1):
+    return _add(a, b, -alpha)
+
+
+@implements([aten.rsub.Tensor, aten.rsub.Scalar])
+def rsub(func, a, b, *, alpha=1):
+    return _add(b, _neg(a) if alpha == 1 else _scaled(a, -alpha), 1)
+
+
+def _neg(x):
+    s = series(x)
+    return out(A.neg(s), monomial=is_monomial(x))
+
+
+def _scaled(x, c):
+    return out(A.scale(series(x), c), monomial=is_monomial(x))
+
+
+@implements([aten.neg.default])
+def neg(func, x):
+    return _neg(x)
+
+
+@implements([aten.positive.default, aten.alias.default, aten.lift_fresh.default])
+def positive(func, x):
+    return x
+
+
+def mul_lc(a, b):
+    """Product of two operands (LCTensor, tensor or number) with the monomial flag."""
+    mono = is_monomial(a) and is_monomial(b)
+    sa, sb = operand(a), operand(b)
+    if not isinstance(sb, Series):
+        return out(A.scale(sa, sb), monomial=mono)
+    if not isinstance(sa, Series):
+        return out(A.scale(sb, sa), monomial=mono)
+    return out(A.bilinear(sa, sb, torch.mul), monomial=mono)
+
+
+@implements([aten.mul.Tensor, aten.mul.Scalar])
+def mul(func, a, b):
+    return mul_lc(a, b)
+
+
+def reciprocal_lc(x):
+    return out(A.power(series(x), Fraction(-1)), monomial=is_monomial(x))
+
+
+@implements([aten.reciprocal.default])
+def reciprocal(func, x):
+    return reciprocal_lc(x)
+
+
+@implements([aten.div.Tensor, aten.div.Scalar])
+def div(func, a, b):
+    if not isinstance(b, LCTensor):
+        # plain divisor: divide every plane (the ε⁰ plane rounds exactly like torch's a / b)
+        return out(A.scale(series(a), 1 / b) if not isinstance(b, torch.Tensor) else _div_plain(a, b),
+                   monomial=is_monomial(a))
+    return mul_lc(a, reciprocal_lc(b))
+
+
+def _div_plain(a, b):
+    s = series(a)
+    from ..layouts.planes import broadcast_planes
+
+    nd = max(s.planes.dim() - 1, b.dim())
+    return Series(broadcast_planes(s.planes, nd) / b, s.support, s.order, s.exact)
+
+
+@implements([aten.div.Tensor_mode, aten.div.Scalar_mode])
+def div_mode(func, a, b, *, rounding_mode=None):
+    q = div(None, a, b)
+    if rounding_mode is None:
+        return q
+    op = aten.floor.default if rounding_mode == "floor" else aten.trunc.default
+    return op(q)
+
+
+@implements([aten.true_divide.Tensor])
+def true_divide(func, a, b):
+    return div(None, a, b)
+
+
+def _as_fraction(e):
+    if isinstance(e, bool):
+        e = int(e)
+    if isinstance(e, int):
+        return Fraction(e)
+    if isinstance(e, Fraction):
+        return e
+    f = Fraction(e).limit_denominator(1 << 16)
+    if float(f) != e:
+        return None
+    return f
+
+
+@implements([aten.pow.Tensor_Scalar])
+def pow_scalar(func, x, e):
+    r = _as_fraction(e)
+    if r is None:
+        # an irrational-looking float exponent: exp(e·log x) on finite positive x
+        return aten.exp(aten.mul(aten.log(x), e))
+    if r == 1:
+        return x
+    return out(A.power(series(x), r), monomial=is_monomial(x))
+
+
+@implements([aten.pow.Tensor_Tensor])
+def pow_tensor(func, x, e):
+    if isinstance(e, LCTensor):
+        # LC exponent: x^e = exp(e·log x) (x must be finite and positive)
+        return aten.exp(aten.mul(aten.log(x), e))
+    if e.numel() == 1 and e.dim() == 0 and not torch._C._functorch.is_functorch_wrapped_tensor(e):
+        return pow_scalar(None, x, e.item())
+    # per-element exponents: group elements by exponent value (one host sync)
+    vals = torch.unique(e)
+    res = None
+    for v in vals.tolist():
+        r = pow_scalar(None, x, v)
+        res = r if res is None else aten.where.self(e == v, r, res)
+    return res
+
+
+@implements([aten.pow.Scalar])
+def pow_number_base(func, base, e):
+    # c^x = exp(x·log c) for a positive number c
+    import math
+
+    if base <= 0:
+        raise NotImplementedError(
+            f"torchlc: aten.pow.Scalar with base {base} ≤ 0 and an LCTensor exponent is not supported"
+        )
+    return aten.exp(aten.mul(e, math.log(base)))
+
+
+@implements([aten.sqrt.default])
+def sqrt(func, x):
+    return out(A.power(series(x), Fraction(1, 2)), monomial=is_monomial(x))
+
+
+@implements([aten.rsqrt.default])
+def rsqrt(func, x):
+    return out(A.power(series(x), Fraction(-1, 2)), monomial=is_monomial(x))
+
+
+@implements([aten.square.default])
+def square(func, x):
+    return mul_lc(x, x)

@@ -1,0 +1,288 @@
+"""The field's order and every discontinuous op (semantics §4).
+
+x < y iff the leading coefficient of y − x is positive. Selections (relu, maximum, clamp, where) return
+one of their LC inputs; value-producing decisions (comparisons, sign, floor, round, heaviside, …) return
+real results and refuse, with TruncationError, to decide from terms that truncation dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _algebra as A
+from .. import _support as S
+from .._tensor import LCTensor, Series, implements, series
+from ..layouts.planes import broadcast_planes
+from ._util import is_monomial, operand, out, real_out
+
+aten = torch.ops.aten
+NAN = float("nan")
+
+
+def _as_series(x, like: Series):
+    if isinstance(x, torch.Tensor):
+        return series(x)
+    return Series(torch.tensor([x], dtype=like.planes.dtype, device=like.planes.device), (S.ZERO,))
+
+
+def difference(a, b) -> Series:
+    """b − a as a Series (either may be a number)."""
+    sa = operand(a)
+    sb = operand(b)
+    if not isinstance(sa, Series):
+        sa = _as_series(sa, sb)
+    if not isinstance(sb, Series):
+        sb = _as_series(sb, sa)
+    if a is b:
+        return Series(sa.planes - sa.planes, sa.support, sa.order, None)  # exactly zero
+    return A.add(sb, sa, alpha=-1)
+
+
+def _cmp(pred, what):
+    def rule(func, a, b):
+        s = A.trusted_lead_sign(difference(a, b), what)
+        return pred(s)
+
+    return rule
+
+
+implements([aten.lt.Tensor, aten.lt.Scalar])(_cmp(lambda s: s > 0, "lt"))
+implements([aten.le.Tensor, aten.le.Scalar])(_cmp(lambda s: s >= 0, "le"))
+implements([aten.gt.Tensor, aten.gt.Scalar])(_cmp(lambda s: s < 0, "gt"))
+implements([aten.ge.Tensor, aten.ge.Scalar])(_cmp(lambda s: s <= 0, "ge"))
+implements([aten.eq.Tensor, aten.eq.Scalar])(_cmp(lambda s: s == 0, "eq"))
+implements([aten.ne.Tensor, aten.ne.Scalar])(_cmp(lambda s: s != 0, "ne"))
+
+
+@implements([aten.sign.default, aten.sgn.default])
+def sign(func, x):
+    s = series(x)
+    return real_out(A.trusted_lead_sign(s, "sign"), s)
+
+
+@implements([aten.abs.default])
+def abs_(func, x):
+    s = series(x)
+    sg = A.lead_sign(s.planes)
+    return out(Series(s.planes * sg, s.support, s.order, s.exact), monomial=is_monomial(x))
+
+
+def select(cond, a, b):
+    """where(cond, a, b) for LC/plain/number a, b and a plain bool cond."""
+    sa, sb = operand(a), operand(b)
+    if not isinstance(sa, Series):
+        sa = _as_series(sa, sb)
+    if not isinstance(sb, Series):
+        sb = _as_series(sb, sa)
+    nd = max(sa.planes.dim() - 1, sb.planes.dim() - 1, cond.dim())
+    sa = Series(broadcast_planes(sa.planes, nd), sa.support, sa.order, sa.exact)
+    sb = Series(broadcast_planes(sb.planes, nd), sb.support, sb.order, sb.exact)
+    pa, pb, sup = A.aligned(sa, sb)
+    planes = torch.where(cond, pa, pb)
+    mono = is_monomial(a) and is_monomial(b)
+    return out(Series(planes, sup, A.result_order(sa, sb), A.exact_add(sa, sb)), monomial=mono)
+
+
+@implements([aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar])
+def where(func, cond, a, b):
+    if isinstance(cond, LCTensor):
+        raise TypeError("torch.where: the condition must be a bool tensor, not an LCTensor")
+    return select(cond, a, b)
+
+
+@implements([aten.relu.default])
+def relu(func, x):
+    s = series(x)
+    pos = A.lead_sign(s.planes) > 0
+    return out(Series(torch.where(pos, s.planes, 0), s.support, s.order, s.exact), monomial=is_monomial(x))
+
+
+def _pick(a, b, take_a_if):
+    d = difference(b, a)  # a − b
+    return select(take_a_if(A.lead_sign(d.planes)), a, b)
+
+
+@implements([aten.maximum.default, aten.fmax.default])
+def maximum(func, a, b):
+    return _pick(a, b, lambda s: s >= 0)
+
+
+@implements([aten.minimum.default, aten.fmin.default])
+def minimum(func, a, b):
+    return _pick(a, b, lambda s: s <= 0)
+
+
+@implements([aten.clamp.default, aten.clamp.Tensor])
+def clamp(func, x, min=None, max=None):
+    r = x
+    if min is not None:
+        r = _pick(r, min, lambda s: s >= 0)
+    if max is not None:
+        r = _pick(r, max, lambda s: s <= 0)
+    return r
+
+
+@implements([aten.clamp_min.default, aten.clamp_min.Tensor])
+def clamp_min(func, x, min):
+    return clamp(None, x, min=min)
+
+
+@implements([aten.clamp_max.default, aten.clamp_max.Tensor])
+def clamp_max(func, x, max):
+    return clamp(None, x, max=max)
+
+
+@implements([aten.hardtanh.default])
+def hardtanh(func, x, min_val=-1, max_val=1):
+    return clamp(None, x, min_val, max_val)
+
+
+# -- integer-valued functions ----------------------------------------------------------------------
+
+
+def _std_and_tail_sign(x: Series, what: str, matters_fn):
+    """(a, s, bad): standard part, sign of x − a (exact, see trusted_lead_sign), infinite mask."""
+    a, d, bad = A.split_finite(x, what)
+    matters = matters_fn(a)
+    if d.support:
+        s = A.trusted_lead_sign(Series(d.planes, d.support, x.order, x.exact), what, matters)
+    else:
+        s = torch.zeros_like(a)
+    return a, s, bad
+
+
+def _real(t, bad, like):
+    if bad is not None:
+        t = torch.where(bad, torch.full_like(t, NAN), t)
+    return real_out(t, like)
+
+
+def floor_series(x: Series):
+    a, s, bad = _std_and_tail_sign(x, "floor", lambda a: a.floor() == a)
+    fl = a.floor()
+    return fl - ((fl == a) & (s < 0)).to(fl.dtype), bad
+
+
+def ceil_series(x: Series):
+    a, s, bad = _std_and_tail_sign(x, "ceil", lambda a: a.ceil() == a)
+    cl = a.ceil()
+    return cl + ((cl == a) & (s > 0)).to(cl.dtype), bad
+
+
+@implements([aten.floor.default])
+def floor(func, x):
+    s = series(x)
+    return _real(*floor_series(s), s)
+
+
+@implements([aten.ceil.default])
+def ceil(func, x):
+    s = series(x)
+    return _real(*ceil_series(s), s)
+
+
+@implements([aten.trunc.default, aten.fix.default])
+def trunc(func, x):
+    s = series(x)
+    fl, bad = floor_series(s)
+    cl, _ = ceil_series(s)
+    a = A.split_finite(s, "trunc")[0]
+    res = torch.where(a > 0, fl, torch.where(a < 0, cl, torch.zeros_like(fl)))
+    return _real(res, bad, s)
+
+
+def _round_series(x: Series):
+    def tie(a):
+        return (a - a.floor()) == 0.5
+
+    a, s, bad = _std_and_tail_sign(x, "round", tie)
+    fl = a.floor()
+    t = tie(a)
+    res = torch.where(t & (s > 0), fl + 1, torch.where(t & (s < 0), fl, torch.round(a)))
+    return res, bad
+
+
+@implements([aten.round.default])
+def round_(func, x):
+    s = series(x)
+    return _real(*_round_series(s), s)
+
+
+@implements([aten.round.decimals])
+def round_decimals(func, x, *, decimals=0):
+    if decimals == 0:
+        return round_(None, x)
+    if decimals > 0:
+        p = 10.0**decimals
+        return aten.div.Scalar(round_(None, aten.mul.Scalar(x, p)), p)
+    p = 10.0 ** (-decimals)
+    return aten.mul.Scalar(round_(None, aten.div.Scalar(x, p)), p)
+
+
+@implements([aten.frac.default])
+def frac(func, x):
+    return aten.sub.Tensor(x, trunc(None, x))
+
+
+def _mod(x, y, quotient_op, std_op):
+    """x − n·y with n = quotient_op(x / y) decided in the field; the ε⁰ plane uses torch's exact
+    fmod/remainder and only moves by ±y where the infinitesimal part crosses a multiple."""
+    q = aten.div.Tensor(x, y) if isinstance(y, torch.Tensor) else aten.div.Scalar(x, y)
+    n = quotient_op(None, q)
+    ny = aten.mul.Tensor(n, y) if isinstance(y, torch.Tensor) else aten.mul.Scalar(n, y)
+    r = series(aten.sub.Tensor(x, ny))
+    a = series(x).plane(S.ZERO)
+    b = series(y).plane(S.ZERO) if isinstance(y, torch.Tensor) else y
+    m = std_op(a, b)
+    n0 = series(n).plane(S.ZERO)
+    k = torch.where(m == 0, torch.round(a / b) - n0, torch.zeros_like(m))
+    plane0 = m + k * b
+    sup = r.support
+    if S.ZERO not in sup:
+        r = A.add(r, Series(torch.zeros_like(plane0).unsqueeze(0), (S.ZERO,)))
+        sup = r.support
+    i = sup.index(S.ZERO)
+    nan = torch.isnan(r.planes[i])
+    planes = torch.cat([r.planes[:i], torch.where(nan, r.planes[i], plane0).unsqueeze(0), r.planes[i + 1 :]])
+    return out(Series(planes, sup, r.order, r.exact))
+
+
+@implements([aten.fmod.Tensor, aten.fmod.Scalar])
+def fmod(func, x, y):
+    return _mod(x, y, trunc, torch.fmod)
+
+
+@implements([aten.remainder.Tensor, aten.remainder.Scalar])
+def remainder(func, x, y):
+    return _mod(x, y, floor, torch.remainder)
+
+
+@implements([aten.heaviside.default])
+def heaviside(func, x, values):
+    s = series(x)
+    a, d, bad = A.split_finite(s, "heaviside")
+    sg = A.trusted_lead_sign(s, "heaviside")
+    pos = (sg > 0).to(s.planes.dtype)
+    if bad is not None:
+        pos = torch.where(bad, torch.full_like(pos, NAN), pos)
+    return select(sg == 0, values, real_out(pos, s))
+
+
+@implements([aten.isnan.default])
+def isnan(func, x):
+    return torch.isnan(series(x).planes).any(0)
+
+
+@implements([aten.isinf.default])
+def isinf(func, x):
+    return torch.isinf(series(x).planes).any(0)
+
+
+@implements([aten.isfinite.default])
+def isfinite(func, x):
+    return torch.isfinite(series(x).planes).all(0)
+
+
+@implements([aten.signbit.default])
+def signbit(func, x):
+    return A.lead_sign(series(x).planes) < 0

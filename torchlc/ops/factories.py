@@ -1,0 +1,79 @@
+"""``*_like`` and ``new_*`` factories: they return real-valued LCTensors (a single ε⁰ plane) with
+the source's order, so code such as ``h = x.new_zeros(...)`` followed by LC updates just works."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _support as S
+from .._tensor import LCTensor, implements, wrap
+
+aten = torch.ops.aten
+
+
+def _real(t: torch.Tensor, like: LCTensor):
+    return wrap(t.unsqueeze(0), (S.ZERO,), like._order, None)
+
+
+def _kw(like, kwargs):
+    kwargs = dict(kwargs)
+    kwargs.pop("memory_format", None)
+    kwargs.setdefault("dtype", like.dtype)
+    kwargs.setdefault("device", like.device)
+    kwargs["dtype"] = kwargs["dtype"] or like.dtype
+    kwargs["device"] = kwargs["device"] or like.device
+    kwargs.pop("layout", None)
+    kwargs.pop("pin_memory", None)
+    return kwargs
+
+
+def _like(fn):
+    def rule(func, x, *args, **kwargs):
+        kw = _kw(x, kwargs)
+        t = fn(x.shape, *args, **kw)
+        if not t.dtype.is_floating_point:
+            return t
+        return _real(t, x)
+
+    return rule
+
+
+implements([aten.zeros_like.default])(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
+implements([aten.ones_like.default])(_like(lambda shape, **kw: torch.ones(shape, **kw)))
+implements([aten.empty_like.default])(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
+implements([aten.full_like.default])(_like(lambda shape, v, **kw: torch.full(shape, v, **kw)))
+implements([aten.rand_like.default])(_like(lambda shape, **kw: torch.rand(shape, **kw)))
+implements([aten.randn_like.default])(_like(lambda shape, **kw: torch.randn(shape, **kw)))
+
+
+def _new(fn):
+    def rule(func, x, size, *args, **kwargs):
+        kw = _kw(x, kwargs)
+        t = fn(size, *args, **kw)
+        if not t.dtype.is_floating_point:
+            return t
+        return _real(t, x)
+
+    return rule
+
+
+implements([aten.new_zeros.default])(_new(lambda s, **kw: torch.zeros(s, **kw)))
+implements([aten.new_ones.default])(_new(lambda s, **kw: torch.ones(s, **kw)))
+implements([aten.new_empty.default])(_new(lambda s, **kw: torch.zeros(s, **kw)))
+implements([aten.new_full.default])(_new(lambda s, v, **kw: torch.full(s, v, **kw)))
+
+
+@implements([aten.new_empty_strided.default])
+def new_empty_strided(func, x, size, stride, **kwargs):
+    return _real(torch.zeros(size, **_kw(x, kwargs)), x)
+
+
+@implements([aten.empty_strided.default])
+def empty_strided(func, size, stride, **kwargs):
+    raise NotImplementedError("torchlc: aten.empty_strided with LCTensor inputs")
+
+
+@implements([aten.zero_.default])
+def zero_(func, x):
+    x._set_storage(_real(torch.zeros(x.shape, dtype=x.dtype, device=x.device), x))
+    return x

@@ -1,0 +1,266 @@
+"""Reductions. Sums are termwise; products are trees of Cauchy products; max/min/argmax/sort use
+the field's order, which on aligned planes is the lexicographic order of the coefficient vectors
+(lowest exponent first)."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _algebra as A
+from .. import _support as S
+from .._tensor import LCTensor, Series, implements, series
+from ._util import out
+
+aten = torch.ops.aten
+
+
+def _dims(x, dim):
+    n = x.dim()
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return list(range(n))
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return [d + n if d < 0 else d for d in dims]
+
+
+@implements([aten.sum.default, aten.sum.dim_IntList])
+def sum_(func, x, dim=None, keepdim=False, *, dtype=None):
+    s = series(x)
+    dims = [d + 1 for d in _dims(x, dim)]
+    p = s.planes.sum(dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
+    return out(Series(p, s.support, s.order, s.exact))
+
+
+@implements([aten.mean.default, aten.mean.dim])
+def mean(func, x, dim=None, keepdim=False, *, dtype=None):
+    s = series(x)
+    dims = [d + 1 for d in _dims(x, dim)]
+    p = s.planes.mean(dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
+    return out(Series(p, s.support, s.order, s.exact))
+
+
+def _lex_arg(planes, dim, largest):
+    """Index of the first lexicographic max (or min) along element dimension ``dim``."""
+    cand = None
+    fill = float("-inf") if largest else float("inf")
+    for t in range(planes.shape[0]):
+        p = planes[t]
+        pm = p if cand is None else torch.where(cand, p, fill)
+        m = pm.amax(dim, keepdim=True) if largest else pm.amin(dim, keepdim=True)
+        hit = pm == m
+        cand = hit if cand is None else cand & hit
+    return cand.to(torch.uint8).argmax(dim, keepdim=True)
+
+
+def _flatten_dims(x: Series, dims):
+    """Move ``dims`` (element dims) to the end and flatten them into one."""
+    p = x.planes
+    n = p.dim() - 1
+    keep = [d for d in range(n) if d not in dims]
+    p = p.permute(0, *[d + 1 for d in keep], *[d + 1 for d in dims])
+    return p.reshape(*p.shape[: 1 + len(keep)], -1), keep
+
+
+def _arg_reduce(x, dim, keepdim, largest):
+    s = series(x)
+    if dim is None:
+        p = s.planes.reshape(s.planes.shape[0], -1)
+        idx = _lex_arg(p, 0, largest).squeeze(0)
+        _check_tie(s, p, idx, 0, "argmax" if largest else "argmin")
+        return idx.squeeze(0) if not keepdim else idx.reshape([1] * x.dim())
+    d = dim + x.dim() if dim < 0 else dim
+    idx = _lex_arg(s.planes, d, largest)
+    _check_tie(s, s.planes, idx, d, "argmax" if largest else "argmin")
+    return idx if keepdim else idx.squeeze(d)
+
+
+def _check_tie(s: Series, planes, idx, d, what):
+    """An index decided by terms above exact_through would be a silent guess: refuse it."""
+    if s.exact is None:
+        return
+    best = planes.gather(d + 1, idx.unsqueeze(0).expand(planes.shape[0], *idx.shape))
+    diff = Series(planes - best, s.support, s.order, s.exact)
+    other = torch.ones_like(planes[0], dtype=torch.bool).scatter(d, idx, False)
+    A.trusted_lead_sign(diff, what, other)
+
+
+@implements([aten.argmax.default])
+def argmax(func, x, dim=None, keepdim=False):
+    return _arg_reduce(x, dim, keepdim, True)
+
+
+@implements([aten.argmin.default])
+def argmin(func, x, dim=None, keepdim=False):
+    return _arg_reduce(x, dim, keepdim, False)
+
+
+def _take(s: Series, idx, d):
+    return s.planes.gather(d + 1, idx.unsqueeze(0).expand(s.planes.shape[0], *idx.shape))
+
+
+def _extreme(x, dims, keepdim, largest):
+    s = series(x)
+    if not dims:
+        return x
+    p, keep = _flatten_dims(s, dims)
+    idx = _lex_arg(p, p.dim() - 2, largest)
+    vals = _take(Series(p, s.support), idx, p.dim() - 2).squeeze(-1)
+    if keepdim:
+        shape = list(x.shape)
+        for d in dims:
+            shape[d] = 1
+        vals = vals.reshape(vals.shape[0], *shape)
+    return out(Series(vals, s.support, s.order, s.exact))
+
+
+@implements([aten.amax.default])
+def amax(func, x, dim=(), keepdim=False):
+    return _extreme(x, _dims(x, dim), keepdim, True)
+
+
+@implements([aten.amin.default])
+def amin(func, x, dim=(), keepdim=False):
+    return _extreme(x, _dims(x, dim), keepdim, False)
+
+
+@implements([aten.max.default])
+def max_all(func, x):
+    return _extreme(x, list(range(x.dim())), False, True)
+
+
+@implements([aten.min.default])
+def min_all(func, x):
+    return _extreme(x, list(range(x.dim())), False, False)
+
+
+def _max_dim(x, dim, keepdim, largest):
+    s = series(x)
+    d = dim + x.dim() if dim < 0 else dim
+    idx = _lex_arg(s.planes, d, largest)
+    vals = _take(s, idx, d)
+    if not keepdim:
+        vals, idx = vals.squeeze(d + 1), idx.squeeze(d)
+    return out(Series(vals, s.support, s.order, s.exact)), idx
+
+
+@implements([aten.max.dim])
+def max_dim(func, x, dim, keepdim=False):
+    return _max_dim(x, dim, keepdim, True)
+
+
+@implements([aten.min.dim])
+def min_dim(func, x, dim, keepdim=False):
+    return _max_dim(x, dim, keepdim, False)
+
+
+def lex_sort_indices(planes, d, descending):
+    """Stable lexicographic sort along element dim d (LSD: last plane first)."""
+    idx = None
+    for t in range(planes.shape[0] - 1, -1, -1):
+        key = planes[t] if idx is None else planes[t].gather(d, idx)
+        order = key.argsort(dim=d, descending=descending, stable=True)
+        idx = order if idx is None else idx.gather(d, order)
+    return idx
+
+
+@implements([aten.sort.default, aten.sort.stable])
+def sort(func, x, *args, **kwargs):
+    if func is aten.sort.stable:
+        dim = kwargs.get("dim", -1)
+        descending = kwargs.get("descending", False)
+    else:
+        dim = args[0] if args else kwargs.get("dim", -1)
+        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    s = series(x)
+    if x.dim() == 0:
+        return x, torch.zeros((), dtype=torch.long, device=x.device)
+    d = dim + x.dim() if dim < 0 else dim
+    idx = lex_sort_indices(s.planes, d, descending)
+    return out(Series(_take(s, idx, d), s.support, s.order, s.exact)), idx
+
+
+@implements([aten.argsort.default, aten.argsort.stable])
+def argsort(func, x, *args, **kwargs):
+    if func is aten.argsort.stable:
+        dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
+    else:
+        dim = args[0] if args else kwargs.get("dim", -1)
+        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    d = dim + x.dim() if dim < 0 else dim
+    return lex_sort_indices(series(x).planes, d, descending)
+
+
+@implements([aten.topk.default])
+def topk(func, x, k, dim=-1, largest=True, sorted=True):
+    vals, idx = sort(aten.sort.default, x, dim, largest)
+    d = dim + x.dim() if dim < 0 else dim
+    return aten.narrow(vals, d, 0, k), idx.narrow(d, 0, k)
+
+
+def _tree_prod(p: Series, d):
+    """Product along element dim d by a log-depth tree of truncated Cauchy products."""
+    n = p.planes.shape[d + 1]
+    cur = p
+    while n > 1:
+        if n % 2:
+            one = Series(torch.ones_like(cur.planes.narrow(d + 1, 0, 1)[:1]), (S.ZERO,))
+            one = A.add(Series(cur.planes.narrow(d + 1, 0, 1) * 0, cur.support), one)
+            cur = Series(torch.cat([cur.planes, one.planes if one.support == cur.support else
+                                    A._place(one.planes, one.support, cur.support, one.planes.shape[1:])], d + 1),
+                         cur.support, cur.order, cur.exact)
+            n += 1
+        a = Series(cur.planes.narrow(d + 1, 0, n // 2), cur.support, cur.order, cur.exact)
+        b = Series(cur.planes.narrow(d + 1, n // 2, n // 2), cur.support, cur.order, cur.exact)
+        cur = A.bilinear(a, b)
+        n //= 2
+    return Series(cur.planes.squeeze(d + 1), cur.support, cur.order, cur.exact)
+
+
+@implements([aten.prod.default, aten.prod.dim_int])
+def prod(func, x, dim=None, keepdim=False, *, dtype=None):
+    s = series(x)
+    if dim is None:
+        s = Series(s.planes.reshape(s.planes.shape[0], -1), s.support, s.order, s.exact)
+        r = _tree_prod(s, 0)
+        return out(r)
+    d = dim + x.dim() if dim < 0 else dim
+    r = _tree_prod(s, d)
+    if keepdim:
+        r = Series(r.planes.unsqueeze(d + 1), r.support, r.order, r.exact)
+    return out(r)
+
+
+@implements([aten.cumsum.default])
+def cumsum(func, x, dim, *, dtype=None):
+    s = series(x)
+    d = dim + x.dim() if dim < 0 else dim
+    return out(Series(s.planes.cumsum(d + 1, dtype=dtype), s.support, s.order, s.exact))
+
+
+@implements([aten.cumprod.default])
+def cumprod(func, x, dim, *, dtype=None):
+    """Hillis–Steele scan of truncated Cauchy products (log-depth, no loop over elements)."""
+    s = series(x)
+    d = dim + x.dim() if dim < 0 else dim
+    n = x.shape[d]
+    shift = 1
+    cur = s
+    while shift < n:
+        head = cur.planes.narrow(d + 1, 0, shift)
+        a = Series(cur.planes.narrow(d + 1, shift, n - shift), cur.support, cur.order, cur.exact)
+        b = Series(cur.planes.narrow(d + 1, 0, n - shift), cur.support, cur.order, cur.exact)
+        prod_ = A.bilinear(a, b)
+        sup = prod_.support
+        head_s = Series(head, cur.support)
+        headp = A._place(head, cur.support, sup, head.shape[1:]) if cur.support != sup else head
+        cur = Series(torch.cat([headp, prod_.planes], d + 1), sup, prod_.order, prod_.exact)
+        _ = head_s
+        shift *= 2
+    return out(cur)
+
+
+@implements([aten.any.default, aten.any.dim, aten.all.default, aten.all.dim])
+def any_all(func, x, *args, **kwargs):
+    return func(aten.ne.Scalar(x, 0), *args, **kwargs)
+
+
+_ = LCTensor

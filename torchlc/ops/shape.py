@@ -1,0 +1,326 @@
+"""Views, indexing, joins and other data movement.
+
+These ops never combine coefficients, so they act on every plane alike: on planes storage the element
+dimensions are shifted by one (plane dimension first); on boxed storage the op runs on the 64-bit
+words directly, so a boxed tensor stays boxed; CSR storage is decoded first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _algebra as A
+from .._tensor import LCTensor, Series, implements, series, wrap
+from ..layouts.planes import broadcast_planes, shift_dim
+from ._util import is_monomial, out
+
+aten = torch.ops.aten
+
+
+def _norm(d, ndim):
+    return d + ndim if d < 0 else d
+
+
+def structural(x: LCTensor, fn):
+    """Apply a data-movement ``fn(storage, shift)`` to x's storage; fn may return a list."""
+    if x._layout == "boxed":
+        res = fn(x._inner[0], 0)
+        mk = lambda t: LCTensor("boxed", (t,), x._support, x._order, x._exact, t.shape, x.dtype)  # noqa: E731
+    else:
+        res = fn(x._planes_view(), 1)
+        mk = lambda t: wrap(t, x._support, x._order, x._exact)  # noqa: E731
+    if isinstance(res, (list, tuple)):
+        return [mk(t) for t in res]
+    return mk(res)
+
+
+@implements([aten.view.default, aten._unsafe_view.default, aten.reshape.default])
+def view(func, x, size):
+    return structural(x, lambda t, k: t.view(*t.shape[:k], *size) if func is aten.view.default
+                      else t.reshape(*t.shape[:k], *size))
+
+
+@implements([aten.expand.default])
+def expand(func, x, size, *, implicit=False):
+    def fn(t, k):
+        if k:
+            t = broadcast_planes(t, len(size))
+        return t.expand(*t.shape[:k], *size)
+
+    return structural(x, fn)
+
+
+@implements([aten.permute.default])
+def permute(func, x, dims):
+    n = x.dim()
+    return structural(x, lambda t, k: t.permute(*range(k), *[_norm(d, n) + k for d in dims]))
+
+
+@implements([aten.transpose.int])
+def transpose(func, x, d0, d1):
+    n = x.dim()
+    return structural(x, lambda t, k: t.transpose(_norm(d0, n) + k, _norm(d1, n) + k))
+
+
+@implements([aten.t.default])
+def t_(func, x):
+    if x.dim() < 2:
+        return x
+    return transpose(None, x, 0, 1)
+
+
+@implements([aten.unsqueeze.default])
+def unsqueeze(func, x, d):
+    d = _norm(d, x.dim() + 1)
+    return structural(x, lambda t, k: t.unsqueeze(d + k))
+
+
+@implements([aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims])
+def squeeze(func, x, dim=None):
+    n = x.dim()
+    if dim is None:
+        dims = [i for i in range(n) if x.shape[i] == 1]
+    else:
+        dims = [_norm(d, n) for d in ([dim] if isinstance(dim, int) else dim) if x.shape[_norm(d, n)] == 1]
+    return structural(x, lambda t, k: t.squeeze(tuple(d + k for d in dims)) if dims else t.view(t.shape))
+
+
+@implements([aten.select.int])
+def select(func, x, dim, index):
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: t.select(d + k, index))
+
+
+@implements([aten.slice.Tensor])
+def slice_(func, x, dim=0, start=None, end=None, step=1):
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: aten.slice.Tensor(t, d + k, start, end, step))
+
+
+@implements([aten.split.Tensor, aten.split_with_sizes.default])
+def split(func, x, sizes, dim=0):
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: func(t, sizes, d + k))
+
+
+@implements([aten.unbind.int])
+def unbind(func, x, dim=0):
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: t.unbind(d + k))
+
+
+@implements([aten.diagonal.default])
+def diagonal(func, x, offset=0, dim1=0, dim2=1):
+    n = x.dim()
+    return structural(x, lambda t, k: t.diagonal(offset, _norm(dim1, n) + k, _norm(dim2, n) + k))
+
+
+@implements([aten.clone.default])
+def clone(func, x, *, memory_format=None):
+    return structural(x, lambda t, k: t.clone())
+
+
+@implements([aten.detach.default])
+def detach(func, x):
+    return structural(x, lambda t, k: t.detach())
+
+
+@implements([aten.flip.default])
+def flip(func, x, dims):
+    n = x.dim()
+    return structural(x, lambda t, k: t.flip([_norm(d, n) + k for d in dims]))
+
+
+@implements([aten.roll.default])
+def roll(func, x, shifts, dims=()):
+    n = x.dim()
+    if not dims:
+        return structural(x, lambda t, k: t.flatten(k).roll(shifts, k).view(t.shape))
+    return structural(x, lambda t, k: t.roll(shifts, [_norm(d, n) + k for d in dims]))
+
+
+@implements([aten.repeat.default])
+def repeat(func, x, repeats):
+    def fn(t, k):
+        t = broadcast_planes(t, len(repeats)) if k else t
+        return t.repeat(*([1] * k), *repeats)
+
+    return structural(x, fn)
+
+
+@implements([aten.index.Tensor])
+def index(func, x, indices):
+    return structural(x, lambda t, k: aten.index.Tensor(t, [None] * k + list(indices)))
+
+
+@implements([aten.index_select.default])
+def index_select(func, x, dim, idx):
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: t.index_select(d + k, idx))
+
+
+@implements([aten.gather.default])
+def gather(func, x, dim, idx, *, sparse_grad=False):
+    d = _norm(dim, x.dim())
+
+    def fn(t, k):
+        i = idx.unsqueeze(0).expand(t.shape[0], *idx.shape) if k else idx
+        return t.gather(d + k, i)
+
+    return structural(x, fn)
+
+
+def _lc_args(xs):
+    return [x for x in xs if isinstance(x, LCTensor)]
+
+
+@implements([aten.cat.default])
+def cat(func, tensors, dim=0):
+    tensors = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)] or list(tensors)
+    nd = max(t.dim() for t in tensors)
+    d = _norm(dim, nd)
+    lcs = _lc_args(tensors)
+    if all(isinstance(t, LCTensor) and t._layout == "boxed" for t in tensors) and len(
+        {t._support for t in tensors}
+    ) == 1:
+        x = tensors[0]
+        t = torch.cat([y._inner[0] for y in tensors], d)
+        exact = A.min_exact(*(y._exact for y in tensors))
+        return LCTensor("boxed", (t,), x._support, x._order, exact, t.shape, x.dtype)
+    ss = [series(t) for t in tensors]
+    sup = ss[0].support
+    for s in ss[1:]:
+        sup = A.S.union(sup, s.support)
+    planes = [A._place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes for s in ss]
+    res = torch.cat(planes, d + 1)
+    mono = all(is_monomial(t) for t in tensors)
+    return out(Series(res, sup, A.result_order(*ss), A.min_exact(*(s.exact for s in ss))), monomial=mono and bool(lcs))
+
+
+@implements([aten.stack.default])
+def stack(func, tensors, dim=0):
+    d = _norm(dim, tensors[0].dim() + 1)
+    return cat(None, [aten.unsqueeze.default(t, d) for t in tensors], d)
+
+
+def _lift_value(v, like):
+    if isinstance(v, torch.Tensor):
+        return series(v)
+    return Series(torch.tensor([v], dtype=like.planes.dtype, device=like.planes.device), (A.S.ZERO,))
+
+
+def per_plane(func, args, kwargs, value_positions):
+    """Run an op that is linear in its value arguments (the LC ones and those at
+    ``value_positions``) once per plane over the union support, then stack."""
+    args = list(args)
+    ss = {i: _lift_value(args[i], series(next(a for a in args if isinstance(a, LCTensor))))
+          for i in value_positions if i < len(args) and args[i] is not None}
+    sup = None
+    for s in ss.values():
+        sup = s.support if sup is None else A.S.union(sup, s.support)
+    planes = {i: A._place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes
+              for i, s in ss.items()}
+    outs = []
+    for t in range(len(sup)):
+        a = list(args)
+        for i, p in planes.items():
+            a[i] = p[t]
+        outs.append(func(*a, **kwargs))
+    res = torch.stack(outs)
+    vals = list(ss.values())
+    return out(Series(res, sup, A.result_order(*vals), A.min_exact(*(s.exact for s in vals))))
+
+
+_VALUE_POS = {
+    aten.index_put.default: (0, 2),
+    aten.index_add.default: (0, 3),
+    aten.index_copy.default: (0, 3),
+    aten.scatter.src: (0, 3),
+    aten.scatter_add.default: (0, 3),
+    aten.masked_scatter.default: (0, 2),
+    aten.slice_scatter.default: (0, 1),
+    aten.select_scatter.default: (0, 1),
+    aten.diagonal_scatter.default: (0, 1),
+    aten.as_strided_scatter.default: (0, 1),
+    aten.take.default: (0,),
+    aten.constant_pad_nd.default: (0,),
+    aten.unfold.default: (0,),
+    aten.tril.default: (0,),
+    aten.triu.default: (0,),
+}
+
+
+def _per_plane_rule(func, *args, **kwargs):
+    return per_plane(func, args, kwargs, _VALUE_POS[func])
+
+
+implements(list(_VALUE_POS))(_per_plane_rule)
+
+
+@implements([aten.scatter.value, aten.index_fill.int_Scalar, aten.masked_fill.Scalar, aten.fill.Scalar])
+def fill_like_ops(func, x, *args):
+    # the filled value is a real number: ε⁰ plane gets it, every other plane gets 0
+    *rest, value = args
+    s = series(x)
+    if A.S.ZERO not in s.support:
+        s = A.add(s, Series(s.planes.new_zeros((1, *s.shape)), (A.S.ZERO,)))
+    planes = [func(p, *rest, value if q == 0 else 0) for q, p in zip(s.support, s.planes)]
+    return out(Series(torch.stack(planes), s.support, s.order, s.exact))
+
+
+@implements([aten.masked_fill.Tensor, aten.index_fill.int_Tensor, aten.fill.Tensor])
+def fill_tensor_ops(func, x, *args):
+    *rest, value = args
+    if isinstance(value, LCTensor):
+        raise NotImplementedError(f"torchlc: {func.name()} with an LCTensor fill value")
+    return fill_like_ops(func, x, *rest, value.item() if value.numel() == 1 else value)
+
+
+@implements([aten.copy_.default])
+def copy_(func, dst, src, non_blocking=False):
+    if not isinstance(dst, LCTensor):
+        raise TypeError(
+            "torchlc: copy_ of an LCTensor into a plain tensor would drop its ε terms; create the "
+            "destination from the LCTensor (lc.new_zeros(shape), torch.zeros_like(lc)) instead"
+        )
+    s = series(src)
+    planes = broadcast_planes(s.planes, dst.dim()).expand(len(s.support), *dst.shape)
+    planes = planes.to(dtype=dst.dtype, device=dst.device)
+    new = wrap(planes.clone(), s.support, s.order if s.order is not None else dst._order, s.exact)
+    dst._set_storage(new)
+    return dst
+
+
+@implements([aten._to_copy.default])
+def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, non_blocking=False,
+            memory_format=None):
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(
+            f"torchlc: cannot convert an LCTensor to {dtype}; take torchlc.standard_part(x) (or "
+            "floor/round, which are exact) first"
+        )
+    if x._layout == "boxed" and (dtype is None or dtype == x.dtype):
+        t = x._inner[0].to(device=device) if device is not None else x._inner[0].clone()
+        return LCTensor("boxed", (t,), x._support, x._order, x._exact, x.shape, x.dtype)
+    p = x._planes_view()
+    p = p.to(dtype=dtype or p.dtype, device=device or p.device, copy=True)
+    return wrap(p, x._support, x._order, x._exact, monomial=is_monomial(x))
+
+
+@implements([aten.equal.default])
+def equal(func, a, b):
+    sa, sb = series(a), series(b)
+    if tuple(sa.shape) != tuple(sb.shape):
+        return False
+    pa, pb, _ = A.aligned(sa, sb)
+    return bool(torch.equal(pa, pb))
+
+
+@implements([aten.is_same_size.default])
+def is_same_size(func, a, b):
+    return tuple(a.shape) == tuple(b.shape)
+
+
+@implements([aten.contiguous.default])
+def contiguous(func, x, memory_format=torch.contiguous_format):
+    return structural(x, lambda t, k: t.contiguous())
