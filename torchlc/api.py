@@ -114,7 +114,9 @@ def from_terms(terms_: dict, *, order=None, dtype=None, device=None) -> LCTensor
     if not kept:
         return wrap(torch.zeros((1, *shape), dtype=dtype, device=device), (S.ZERO,), order, exact)
     planes = torch.stack([tensors[q].to(dtype=dtype, device=device).expand(shape) for q in kept])
-    return wrap(planes.clone(), tuple(kept), order, exact, monomial=len(kept) == 1)
+    # a constructor may look at data once: monomial tensors (≤ 1 term per element) can be boxed
+    monomial = len(kept) == 1 or bool(((planes != 0).sum(0) <= 1).all())
+    return wrap(planes.clone(), tuple(kept), order, exact, monomial=monomial)
 
 
 def terms(x) -> dict:
