@@ -71,6 +71,12 @@ def series(x) -> Series:
     if isinstance(x, LCTensor):
         return Series(x._planes_view(), x._support, x._order, x._exact)
     if isinstance(x, torch.Tensor):
+        if torch._C._functorch.is_batchedtensor(x):
+            from ._vmap import read_planes, unwrap_lc
+
+            lc = unwrap_lc(x)
+            if lc is not None:  # API code running inside vmap: batched planes, same metadata
+                return Series(read_planes(x), lc._support, lc._order, lc._exact)
         return Series(x.unsqueeze(0), (S.ZERO,))
     if _is_number(x):
         return Series(torch.tensor([x]), (S.ZERO,))
@@ -99,7 +105,10 @@ def _inner_is_plain(t) -> bool:
 def wrap(planes, support, order, exact, *, monomial=False) -> "LCTensor":
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
     from . import layouts
+    from ._vmap import is_batched, lift_planes
 
+    if is_batched(planes):
+        return lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
     if len(support) == 0:
         planes = planes.new_zeros((1, *planes.shape[1:]))
         support = (S.ZERO,)

@@ -127,8 +127,12 @@ def terms(x) -> dict:
         >>> torchlc.terms(torch.tensor(2.0).nonstd() ** 2)
         {Fraction(0, 1): tensor(4.), Fraction(1, 1): tensor(4.)}
     """
-    s = series(x)
-    return {q: s.planes[i] for i, q in enumerate(s.support)}
+    from ._vmap import read_planes, unwrap_lc
+
+    lc = unwrap_lc(x)
+    sup = lc._support if lc is not None else (S.ZERO,)
+    planes = read_planes(x)
+    return {q: planes[i] for i, q in enumerate(sup)}
 
 
 def coeffs(x) -> torch.Tensor:
@@ -187,17 +191,22 @@ def coeff(x, q) -> torch.Tensor:
         >>> torchlc.coeff(torch.tensor(3.0).nonstd() ** 2, 1)
         tensor(6.)
     """
+    from ._vmap import read_planes, unwrap_lc
+
     q = S.as_exponent(q)
-    if not isinstance(x, LCTensor):
+    lc = unwrap_lc(x)
+    if lc is None:
         return x if q == 0 else torch.zeros_like(x)
-    e = exact_through(x)
+    e = exact_through(lc)
     if q > e:
-        need = x._order + (q - e)
+        need = lc._order + (q - e)
         raise TruncationError(
-            f"coefficient of ε^{q} is not exact: this tensor is exact through ε^{e} (order {x._order}); "
+            f"coefficient of ε^{q} is not exact: this tensor is exact through ε^{e} (order {lc._order}); "
             f"recompute from inputs with order ≥ {need}, e.g. x.nonstd(order={need})"
         )
-    return series(x).plane(q)
+    planes = read_planes(x)
+    sup = lc._support
+    return planes[sup.index(q)] if q in sup else torch.zeros_like(planes[0])
 
 
 def standard_part(x) -> torch.Tensor:
