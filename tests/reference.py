@@ -38,6 +38,7 @@ __all__ = [
 Coef = Fraction | float
 FUZZ = 1e-9          # a float leading coefficient below this may be rounding noise of an exact zero
 STRICT = False       # raise RefDomainError instead of returning NaN
+FX_BITS = 50         # "float-exact" bound on numerators (50 for float64 work, ~22 for float32)
 
 
 class RefTruncationError(Exception):
@@ -119,7 +120,7 @@ class LC:
             exact = _emin(exact, self.order)
         self.terms = {q: kept[q] for q in sorted(kept)}
         self.exact = None if exact is None else _F(exact)
-        self.fx = bool(fx) and not self.nan and all(_is_dyadic(c, 50) for c in self.terms.values())
+        self.fx = bool(fx) and not self.nan and all(_is_dyadic(c, FX_BITS) for c in self.terms.values())
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -308,8 +309,8 @@ def _unit_split(x: LC, W):
         raise Undefined("leading term of an exact zero")
     lam, a = ld
     inv_a = (Fraction(1) / a) if isinstance(a, Fraction) else 1.0 / a
-    u = _mul(x, _mono(-lam, inv_a, W), W)
-    d = u - LC.real(1, order=W)
+    rest = LC({q: c for q, c in x.terms.items() if q != lam}, x.order, x.exact, fx=x.fx)
+    d = _mul(rest, _mono(-lam, inv_a, W), W)     # (x - a ε^l) / (a ε^l): no float 1 - a·(1/a) noise
     d.fx = d.fx and x.fx
     return lam, a, d
 
