@@ -176,6 +176,9 @@ def lead_index(planes: torch.Tensor) -> torch.Tensor:
 
 def lead_sign(planes: torch.Tensor) -> torch.Tensor:
     """Sign of each element's leading coefficient (0 for zero): the field's order (semantics §4)."""
+    if planes.shape[0] == 2:
+        s0 = torch.sign(planes[0])
+        return torch.where(s0 == 0, torch.sign(planes[1]), s0)
     s = torch.sign(planes[-1])
     for t in range(planes.shape[0] - 2, -1, -1):
         p = planes[t]
@@ -433,4 +436,4 @@ def identity_series(a, K):
 
 
 def factorial_series(vals):
-    return [v / math.factorial(k) for k, v in enumerate(vals)]
+    return [v if k < 2 else v / math.factorial(k) for k, v in enumerate(vals)]

@@ -22,7 +22,15 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 def _cycle(vals, K):
-    return factorial_series([vals[k % len(vals)] for k in range(K)])
+    """[v0, v1, …] repeating with period len(vals), divided by k!; vals are thunks (computed lazily)."""
+    cache = {}
+
+    def get(i):
+        if i not in cache:
+            cache[i] = vals[i]()
+        return cache[i]
+
+    return factorial_series([get(k % len(vals)) for k in range(K)])
 
 
 def _ode(y0, K, step):
@@ -67,26 +75,26 @@ def taylor_sin(a, K):
     if K == 1:
         return [a.sin()]
     s, c = a.sin(), a.cos()
-    return _cycle([s, c, -s, -c], K)
+    return _cycle([lambda: s, lambda: c, lambda: -s, lambda: -c], K)
 
 
 def taylor_cos(a, K):
     if K == 1:
         return [a.cos()]
     s, c = a.sin(), a.cos()
-    return _cycle([c, -s, -c, s], K)
+    return _cycle([lambda: c, lambda: -s, lambda: -c, lambda: s], K)
 
 
 def taylor_sinh(a, K):
     if K == 1:
         return [a.sinh()]
-    return _cycle([a.sinh(), a.cosh()], K)
+    return _cycle([a.sinh, a.cosh], K)
 
 
 def taylor_cosh(a, K):
     if K == 1:
         return [a.cosh()]
-    return _cycle([a.cosh(), a.sinh()], K)
+    return _cycle([a.cosh, a.sinh], K)
 
 
 def taylor_tan(a, K):

@@ -141,13 +141,16 @@ def hardtanh(func, x, min_val=-1, max_val=1):
 
 
 def _std_and_tail_sign(x: Series, what: str, matters_fn):
-    """(a, s, bad): standard part, sign of x − a (exact, see trusted_lead_sign), infinite mask."""
+    """(a, s, bad): standard part, sign of x − a (exact, see trusted_lead_sign), infinite mask.
+
+    ``matters_fn(a)`` marks where the sign decides the result; it is only evaluated for truncated
+    inputs, where an undecidable sign must raise instead of guessing."""
     a, d, bad = A.split_finite(x, what)
-    matters = matters_fn(a)
-    if d.support:
-        s = A.trusted_lead_sign(Series(d.planes, d.support, x.order, x.exact), what, matters)
-    else:
-        s = torch.zeros_like(a)
+    if not d.support:
+        return a, torch.zeros_like(a), bad
+    if x.exact is None:
+        return a, A.lead_sign(d.planes), bad
+    s = A.trusted_lead_sign(Series(d.planes, d.support, x.order, x.exact), what, matters_fn(a))
     return a, s, bad
 
 
@@ -158,15 +161,15 @@ def _real(t, bad, like):
 
 
 def floor_series(x: Series):
+    # floor(a + δ) = floor(a) and floor(a − δ) = ceil(a) − 1 for any real a and infinitesimal δ > 0
     a, s, bad = _std_and_tail_sign(x, "floor", lambda a: a.floor() == a)
-    fl = a.floor()
-    return fl - ((fl == a) & (s < 0)).to(fl.dtype), bad
+    return torch.where(s < 0, a.ceil() - 1, a.floor()), bad
 
 
 def ceil_series(x: Series):
+    # ceil(a − δ) = ceil(a) and ceil(a + δ) = floor(a) + 1
     a, s, bad = _std_and_tail_sign(x, "ceil", lambda a: a.ceil() == a)
-    cl = a.ceil()
-    return cl + ((cl == a) & (s > 0)).to(cl.dtype), bad
+    return torch.where(s > 0, a.floor() + 1, a.ceil()), bad
 
 
 @implements([aten.floor.default])
