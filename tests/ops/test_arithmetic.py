@@ -1,0 +1,276 @@
+"""+ − × ÷, powers, roots, reciprocal, in-place variants and broadcasting (semantics §2–§3).
+
+Dyadic values are compared exactly (torch.equal); non-dyadic smooth parts against torch.func.jvp in
+float64 with tight tolerances.
+"""
+
+from fractions import Fraction as F
+
+import pytest
+import torch
+from torch.func import jvp
+from torch.testing import assert_close
+
+import torchlc
+
+f64 = torch.float64
+TOL = dict(rtol=1e-13, atol=1e-13)
+
+
+def t(*vals):
+    return torch.tensor(vals, dtype=f64)
+
+
+def planes(y):
+    """{exponent: list} of every plane (support order)."""
+    return {q: c.tolist() for q, c in torchlc.terms(y).items()}
+
+
+def nz(y):
+    """{exponent: list} of the planes that are not identically zero."""
+    return {q: c.tolist() for q, c in torchlc.terms(y).items() if bool((c != 0).any())}
+
+
+def check_jvp(f, a, v, y):
+    val, tan = jvp(f, (a,), (v,))
+    assert_close(torchlc.coeff(y, 0), val, **TOL)
+    assert_close(torchlc.coeff(y, 1), tan, **TOL)
+
+
+A = t(1.5, -2.0, 0.25)
+X = A.nonstd()
+M = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=f64)
+
+
+# ------------------------------------------------------------------------------ + − × ÷ exact values
+def test_add_sub_mul_div_exact_dyadic():
+    y = t(0.5, 4.0, -1.0).nonstd(t(2.0, 0.0, -1.0))
+    assert planes(X + y) == {F(0): [2.0, 2.0, -0.75], F(1): [3.0, 1.0, 0.0]}
+    assert planes(X - y) == {F(0): [1.0, -6.0, 1.25], F(1): [-1.0, 1.0, 2.0]}
+    # (a + ε)(b + cε) = ab + (ac + b)ε (+ cε² dropped at order 1)
+    assert planes(X * y) == {F(0): [0.75, -8.0, -0.25], F(1): [3.5, 4.0, -1.25]}
+    assert torchlc.exact_through(X * y) == 1
+    # 1/(b + cε) = 1/b − c/b² ε
+    assert planes(1 / y) == {F(0): [2.0, 0.25, -1.0], F(1): [-8.0, 0.0, 1.0]}
+    assert planes(-X) == {F(0): [-1.5, 2.0, -0.25], F(1): [-1.0, -1.0, -1.0]}
+    assert planes(+X) == planes(X)
+
+
+def test_scalars_on_either_side():
+    assert planes(X + 1) == {F(0): [2.5, -1.0, 1.25], F(1): [1.0, 1.0, 1.0]}
+    assert planes(1 + X) == planes(X + 1)
+    assert planes(3 - X) == {F(0): [1.5, 5.0, 2.75], F(1): [-1.0, -1.0, -1.0]}
+    assert planes(X - 3) == {F(0): [-1.5, -5.0, -2.75], F(1): [1.0, 1.0, 1.0]}
+    assert planes(2 * X) == {F(0): [3.0, -4.0, 0.5], F(1): [2.0, 2.0, 2.0]}
+    assert planes(X / 4) == {F(0): [0.375, -0.5, 0.0625], F(1): [0.25, 0.25, 0.25]}
+    assert planes(torch.sub(X, X, alpha=2)) == {F(0): [-1.5, 2.0, -0.25], F(1): [-1.0, -1.0, -1.0]}
+    assert planes(torch.add(X, M[0], alpha=2)) == {F(0): [3.5, 2.0, 6.25], F(1): [1.0, 1.0, 1.0]}
+    assert planes(torch.rsub(X, 3)) == planes(3 - X)
+    assert planes(torch.true_divide(X, 2)) == planes(X / 2)
+    assert planes(torch.square(X)) == planes(X * X)
+
+
+def test_division_by_plain_tensor_rounds_like_torch():
+    # the ε⁰ plane of a/b for plain b is exactly torch's a/b
+    a = t(1.0, 2.0, 7.0)
+    b = t(3.0, 7.0, 10.0)
+    y = a.nonstd() / b
+    assert torch.equal(torchlc.coeff(y, 0), a / b)
+    assert torch.equal(torchlc.coeff(y, 1), 1 / b)
+
+
+def test_div_rounding_modes():
+    x = t(2.0, -2.0, 2.5).nonstd(t(-1.0, 1.0, 1.0))
+    # floor((2 − ε)/2) = 0, floor((−2 + ε)/2) = −1, floor(1.25 + ε/2) = 1
+    assert planes(torch.div(x, 2, rounding_mode="floor")) == {F(0): [0.0, -1.0, 1.0]}
+    # trunc: 0, −0 → 0 (−1 + ε/2 is > −1, so trunc = 0), 1
+    assert planes(torch.div(x, 2, rounding_mode="trunc")) == {F(0): [0.0, 0.0, 1.0]}
+
+
+def test_cauchy_product_second_order_and_truncation():
+    x = t(3.0).nonstd(order=2)
+    y = x * x * x                              # (3 + ε)³ = 27 + 27ε + 9ε² (+ ε³ dropped)
+    assert planes(y) == {F(0): [27.0], F(1): [27.0], F(2): [9.0]}
+    assert torchlc.exact_through(y) == 2
+    with pytest.raises(torchlc.TruncationError):
+        torchlc.coeff(y, 3)
+
+
+def test_reciprocal_of_infinite_and_lowest_exponent_leads():
+    e = torchlc.eps(dtype=f64, order=2)
+    y = 1 / (2 + 1 / e)          # ε − 2ε² + …
+    assert nz(y) == {F(1): 1.0, F(2): -2.0}
+    y = torch.reciprocal(e * 4)  # ε⁻¹/4
+    assert nz(y) == {F(-1): 0.25}
+
+
+def test_dividing_by_eps_lowers_exact_through():
+    x = t(2.0).nonstd()
+    y = x * x / torchlc.eps(dtype=f64)   # (4 + 4ε)/ε, the ε² term of x² was dropped
+    assert nz(y) == {F(-1): [4.0], F(0): [4.0]}
+    assert torchlc.exact_through(y) == 0
+    with pytest.raises(torchlc.TruncationError, match="order"):
+        torchlc.coeff(y, 1)
+
+
+# ------------------------------------------------------------------------------ smooth parts vs jvp
+@pytest.mark.parametrize(
+    "name,f",
+    [
+        ("poly", lambda z: z * z * z - 2 * z + 1),
+        ("div", lambda z: (z + 3) / (z * z + 1)),
+        ("recip", torch.reciprocal),
+        ("sqrt", lambda z: torch.sqrt(z * z + 1)),
+        ("rsqrt", lambda z: torch.rsqrt(z * z + 0.5)),
+        ("pow_int", lambda z: z ** 5),
+        ("pow_neg", lambda z: z ** -3),
+        ("pow_half", lambda z: (z * z) ** 0.5),
+        ("pow_float", lambda z: (z * z + 1) ** 2.5),
+        ("pow_neg_float", lambda z: (z * z + 1) ** -1.25),
+        ("scalar_base", lambda z: 2.0 ** z),
+        ("lc_exponent", lambda z: (z * z + 1) ** z),
+    ],
+)
+def test_smooth_arithmetic_matches_jvp(name, f):
+    a = t(1.5, -2.0, 0.25, 0.7)
+    v = t(1.0, -0.5, 2.0, 3.0)
+    check_jvp(f, a, v, f(a.nonstd(v)))
+
+
+def test_second_order_division_matches_hand_derivation():
+    # f(x) = 1/(1 + x²): f'' = (6x² − 2)/(1 + x²)³
+    a = t(0.5, -1.5, 2.0)
+    y = 1 / (1 + a.nonstd(order=2) ** 2)
+    assert_close(torchlc.coeff(y, 2), (6 * a**2 - 2) / (1 + a**2) ** 3 / 2, **TOL)
+
+
+def test_rational_powers_exact_exponents():
+    e = torchlc.eps(dtype=f64, order=2)
+    assert nz(e ** F(1, 3)) == {F(1, 3): 1.0}
+    assert torchlc.support(e ** F(1, 3)) == (F(1, 3),)
+    assert nz((e ** F(1, 3)) ** 3) == {F(1): 1.0}
+    # sqrt(4 + ε) = 2 + ε/4 − ε²/64
+    x = t(4.0).nonstd(order=2)
+    assert planes(x ** 0.5) == {F(0): [2.0], F(1): [0.25], F(2): [-0.015625]}
+    assert planes(torch.sqrt(x)) == planes(x ** 0.5)
+    # rsqrt(4 + ε) = 1/2 − ε/16 + 3ε²/256
+    assert planes(torch.rsqrt(x)) == {F(0): [0.5], F(1): [-0.0625], F(2): [0.01171875]}
+    # (−8 + ε)^{1/3} = −2 + ε/12 + ...: odd denominator, negative base is fine
+    y = t(-8.0).nonstd() ** F(1, 3)
+    assert_close(torchlc.coeff(y, 0), t(-2.0), **TOL)
+    assert_close(torchlc.coeff(y, 1), t(1 / 12), **TOL)
+    # even denominator, negative base: NaN
+    assert torch.isnan(torchlc.coeff(t(-4.0).nonstd() ** 0.5, 0)).all()
+
+
+def test_sqrt_of_infinitesimal_gives_half_exponent():
+    y = torch.sqrt(torchlc.eps(dtype=f64) * 4)
+    assert nz(y) == {F(1, 2): 2.0}
+
+
+def test_pow_tensor_exponent_per_element():
+    e = t(2.0, 3.0, -1.0)
+    y = X ** e
+    assert planes(y) == {F(0): [2.25, -8.0, 4.0], F(1): [3.0, 12.0, -16.0]}
+    y = X ** torch.tensor(2.0, dtype=f64)
+    assert planes(y) == {F(0): [2.25, 4.0, 0.0625], F(1): [3.0, -4.0, 0.5]}
+
+
+def test_pow_zero_and_one():
+    assert planes(X ** 1) == planes(X)
+    assert nz(X ** 0) == {F(0): [1.0, 1.0, 1.0]}
+
+
+# ------------------------------------------------------------------------------ broadcasting
+def test_broadcast_lc_vector_with_plain_matrix_and_back():
+    want_add = {F(0): (M + A).tolist(), F(1): torch.ones(2, 3, dtype=f64).tolist()}
+    assert planes(X + M) == want_add
+    assert planes(M + X) == want_add
+    assert planes(M * X) == {F(0): (M * A).tolist(), F(1): M.tolist()}
+    XM = M.nonstd()
+    assert planes(XM * A) == {F(0): (M * A).tolist(), F(1): A.expand(2, 3).tolist()}
+    assert planes(XM - A) == {F(0): (M - A).tolist(), F(1): torch.ones(2, 3, dtype=f64).tolist()}
+    assert (X + M).shape == (2, 3) and (XM / A).shape == (2, 3)
+
+
+def test_broadcast_lc_with_lc():
+    XM = M.nonstd()
+    y = XM * X  # (m + ε)(a + ε) = ma + (m + a)ε
+    assert planes(y) == {F(0): (M * A).tolist(), F(1): (M + A).tolist()}
+    y = X.unsqueeze(1) + t(1.0, 2.0).nonstd()  # (3,1) + (2,) -> (3, 2)
+    assert y.shape == (3, 2)
+    assert planes(y) == {F(0): (A[:, None] + t(1.0, 2.0)).tolist(), F(1): torch.full((3, 2), 2.0).tolist()}
+
+
+def test_broadcast_0d():
+    s = t(2.0).squeeze().nonstd()
+    y = s * X
+    assert y.shape == (3,)
+    assert planes(y) == {F(0): [3.0, -4.0, 0.5], F(1): [3.5, -0.0, 2.25]}
+
+
+# ------------------------------------------------------------------------------ in-place variants
+def _inplace_cases():
+    return [
+        ("add_", lambda z: z.add_(M[0]), {F(0): [2.5, 0.0, 3.25], F(1): [1.0, 1.0, 1.0]}),
+        ("add_scalar", lambda z: z.add_(1.0), {F(0): [2.5, -1.0, 1.25], F(1): [1.0, 1.0, 1.0]}),
+        ("add_lc", lambda z: z.add_(X), {F(0): [3.0, -4.0, 0.5], F(1): [2.0, 2.0, 2.0]}),
+        ("sub_lc", lambda z: z.sub_(X), {F(0): [0.0, 0.0, 0.0], F(1): [0.0, 0.0, 0.0]}),
+        ("mul_", lambda z: z.mul_(2), {F(0): [3.0, -4.0, 0.5], F(1): [2.0, 2.0, 2.0]}),
+        ("mul_lc", lambda z: z.mul_(X), {F(0): [2.25, 4.0, 0.0625], F(1): [3.0, -4.0, 0.5]}),
+        ("div_", lambda z: z.div_(2), {F(0): [0.75, -1.0, 0.125], F(1): [0.5, 0.5, 0.5]}),
+        ("neg_", lambda z: z.neg_(), {F(0): [-1.5, 2.0, -0.25], F(1): [-1.0, -1.0, -1.0]}),
+        ("abs_", lambda z: z.abs_(), {F(0): [1.5, 2.0, 0.25], F(1): [1.0, -1.0, 1.0]}),
+        ("floor_", lambda z: z.floor_(), {F(0): [1.0, -2.0, 0.0]}),
+        ("iadd", lambda z: z.__iadd__(X), {F(0): [3.0, -4.0, 0.5], F(1): [2.0, 2.0, 2.0]}),
+        ("exp_", lambda z: z.exp_(), {F(0): torch.exp(A).tolist(), F(1): torch.exp(A).tolist()}),
+    ]
+
+
+@pytest.mark.parametrize("name,op,want", [pytest.param(*c, id=c[0]) for c in _inplace_cases()])
+@pytest.mark.xfail(strict=True, reason="core bug: in-place elementwise ops (add_/sub_/mul_/div_/neg_/abs_/exp_/floor_/+=) decompose to aten.prims::<op> which has no rule -> NotImplementedError")
+def test_inplace_arithmetic(name, op, want):
+    z = X.clone()
+    r = op(z)
+    assert r is z
+    assert nz(z) == {q: v for q, v in want.items() if any(c != 0 for c in v)}
+
+
+@pytest.mark.parametrize(
+    "name,op,want",
+    [
+        ("pow_", lambda z: z.pow_(2), {F(0): [2.25, 4.0, 0.0625], F(1): [3.0, -4.0, 0.5]}),
+        ("clamp_", lambda z: z.clamp_(min=0.0, max=1.0), {F(0): [1.0, 0.0, 0.25], F(1): [0.0, 0.0, 1.0]}),
+        ("relu_", lambda z: torch.relu_(z), {F(0): [1.5, 0.0, 0.25], F(1): [1.0, 0.0, 1.0]}),
+    ],
+)
+def test_inplace_working(name, op, want):
+    z = X.clone()
+    r = op(z)
+    assert r is z
+    assert planes(z) == want
+    assert planes(X) == {F(0): [1.5, -2.0, 0.25], F(1): [1.0, 1.0, 1.0]}  # clone isolated
+
+
+def test_inplace_does_not_touch_source_of_clone():
+    z = X.clone()
+    z.clamp_(min=0.0)
+    assert planes(X) == {F(0): [1.5, -2.0, 0.25], F(1): [1.0, 1.0, 1.0]}
+
+
+# ------------------------------------------------------------------------------ dtypes
+def test_float32_arithmetic_matches_float32_torch():
+    a = torch.tensor([0.1, 0.7, 3.3])
+    b = torch.tensor([0.3, -1.1, 2.0])
+    x = a.nonstd(b)
+    y = x * x + x / 3
+    assert y.dtype == torch.float32
+    val, tan = jvp(lambda z: z * z + z / 3, (a,), (b,))
+    assert torch.equal(torchlc.coeff(y, 0), val)
+    assert_close(torchlc.coeff(y, 1), tan)
+
+
+def test_integer_input_is_cast_to_default_float():
+    x = torch.tensor([1, 2]).nonstd()
+    assert x.dtype == torch.get_default_dtype()
+    assert planes(x * 2) == {F(0): [2.0, 4.0], F(1): [2.0, 2.0]}
