@@ -1,0 +1,825 @@
+"""torchlc benchmarks: ``python -m torchlc.bench`` (never part of the test suite).
+
+Sections (``--only`` picks some of them):
+
+* ``core``   — add, mul, sin, abs, floor, heaviside on 10⁶-element first-order inputs ``x.nonstd(v)``
+  as a ratio to the plain torch op on the same data in the same run (``torch.utils.benchmark.Timer``,
+  ``blocked_autorange``). Bars: add/mul ≤ 5×, analytic and discontinuous ≤ 10×. The ``kernels``
+  column counts the compute kernels (leaf aten ops other than views/metadata) one LC op launches,
+  measured with ``torch.profiler``.
+* ``bytes``  — storage bytes per element of each layout (``torchlc.layouts.bytes_per_element``).
+* ``memory`` — peak memory of one op, plain vs LC. CUDA: ``torch.cuda.max_memory_allocated`` above the
+  live baseline. CPU: tracemalloc does not see torch's allocator, so the peak resident set is used:
+  ``/proc/self/clear_refs`` is reset (``5``), the op runs, and ``VmHWM`` (peak RSS) minus the ``VmRSS``
+  before the op is reported. It runs in a child process in which glibc's ``mallopt`` forces every
+  allocation ≥ 64 KiB through mmap/munmap, so freed tensors leave the RSS at once and the number is
+  the op's own peak (inputs excluded, output and temporaries included).
+* ``small``  — µs per op on small tensors (64×64): add, mul, mm, sin, relu, for plain tensors,
+  LCTensors and ``torch.autograd.forward_ad`` dual tensors (the Python dispatch floor).
+* ``models`` — MLP (4 × Linear 1024 + ReLU) and TransformerEncoder (d 256, 4 layers, nhead 4, seq 128)
+  forward under ``no_grad`` in eval mode: plain, plain on twice the rows (the two-plane bound),
+  ``torch.func.jvp`` and LC (``model(x.nonstd(v))``), fp32 and bf16, eager and ``torch.compile``
+  (``fullgraph=True``; a failure is reported as ``n/a: <reason>``).
+
+Sizes: ``--quick`` is tiny (CI smoke test); the default on CPU shrinks the model batches (MLP batch
+1024 instead of 4096, Transformer batch 8 instead of 32) so the run finishes in minutes on 2 cores;
+``--device cuda`` uses the full sizes of the issues.
+
+Output is markdown, printed and, with ``--md FILE --section NAME``, written into FILE under the
+heading ``## NAME`` (replacing that section if it exists, appending it otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.benchmark import Timer
+
+import torchlc
+
+SECTIONS = ("core", "bytes", "memory", "small", "models")
+
+# Ops that only create views, allocate or read metadata: not counted as kernels.
+_NON_KERNELS = {
+    "aten::as_strided",
+    "aten::select",
+    "aten::slice",
+    "aten::expand",
+    "aten::view",
+    "aten::unsqueeze",
+    "aten::squeeze",
+    "aten::empty",
+    "aten::empty_strided",
+    "aten::alias",
+    "aten::result_type",
+    "aten::reshape",
+    "aten::t",
+    "aten::transpose",
+    "aten::permute",
+    "aten::detach",
+    "aten::narrow",
+    "aten::_unsafe_view",
+    "aten::lift_fresh",
+    "aten::empty_like",
+    "aten::resize_",
+    "aten::split",
+    "aten::unbind",
+    "aten::_reshape_alias",
+    "aten::expand_as",
+    "aten::view_as",
+    "aten::item",
+    "aten::_local_scalar_dense",
+    "aten::is_nonzero",
+    "aten::to",
+    "aten::_to_copy",
+}
+
+
+# -------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class Config:
+    device: str = "cpu"
+    quick: bool = False
+    min_run_time: float = 0.5
+    n_core: int = 10**6
+    small: int = 64
+    mlp_width: int = 1024
+    mlp_batch: int = 4096
+    tf_d: int = 256
+    tf_layers: int = 4
+    tf_heads: int = 4
+    tf_seq: int = 128
+    tf_batch: int = 32
+    tf_ff: int = 2048
+    compile: bool = True
+    dtypes: tuple = ("float32", "bfloat16")
+    notes: list = field(default_factory=list)
+
+    @classmethod
+    def make(cls, args) -> Config:
+        c = cls(device=args.device)
+        if args.quick:
+            c.quick = True
+            c.min_run_time = 0.01
+            c.n_core = 10**4
+            c.small = 8
+            c.mlp_width, c.mlp_batch = 32, 16
+            c.tf_d, c.tf_layers, c.tf_heads, c.tf_seq, c.tf_batch, c.tf_ff = 16, 1, 2, 8, 2, 32
+            c.compile = False
+            c.notes.append("--quick: tiny sizes for the CI smoke test; numbers are not meaningful")
+        elif c.device == "cpu":
+            c.mlp_batch, c.tf_batch = 1024, 8
+            c.notes.append(
+                "CPU: MLP batch 1024 (not 4096) and Transformer batch 8 (not 32) so the run finishes "
+                "in minutes; every other size is as in the issues"
+            )
+        if args.min_run_time is not None:
+            c.min_run_time = args.min_run_time
+        if args.n is not None:
+            c.n_core = args.n
+        if args.compile is not None:
+            c.compile = args.compile
+        if args.dtypes:
+            c.dtypes = tuple(args.dtypes.split(","))
+        return c
+
+
+# -------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_fn(fn, cfg: Config) -> float:
+    """Median seconds per call (``blocked_autorange``; one warm-up call first)."""
+    fn()
+    _sync(cfg.device)
+    t = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return t.blocked_autorange(min_run_time=cfg.min_run_time).median
+
+
+def count_kernels(fn) -> int:
+    """Compute kernels (leaf aten ops other than views/metadata) launched by one call of ``fn``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    n = 0
+    for e in prof.events():
+        if not e.name.startswith("aten::") or e.name in _NON_KERNELS:
+            continue
+        if any(c.name.startswith("aten::") and c.name not in _NON_KERNELS for c in e.cpu_children):
+            continue  # a composite: its children are counted
+        n += 1
+    return n
+
+
+def _reason(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    msg = msg.replace("|", "/")
+    if len(msg) > 90:
+        msg = msg[:87] + "..."
+    return f"n/a: {type(e).__name__}: {msg}" if msg else f"n/a: {type(e).__name__}"
+
+
+def _ms(t):
+    return f"{t * 1e3:.3f}" if isinstance(t, float) else str(t)
+
+
+def _us(t):
+    return f"{t * 1e6:.1f}" if isinstance(t, float) else str(t)
+
+
+def _ratio(a, b):
+    if isinstance(a, float) and isinstance(b, float) and b > 0:
+        return f"{a / b:.2f}×"
+    return "n/a"
+
+
+def md_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(cfg: Config) -> str:
+    dev = torch.cuda.get_device_name() if cfg.device == "cuda" else _cpu_name()
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or "unknown"
+        )
+    except Exception:
+        commit = "unknown"
+    rows = [
+        ("date", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
+        (
+            "torch",
+            torch.__version__ + (f" (CUDA {torch.version.cuda})" if cfg.device == "cuda" else ""),
+        ),
+        ("torchlc", f"{torchlc.__version__} (git {commit})"),
+        ("python", platform.python_version()),
+        ("device", f"{cfg.device}: {dev}"),
+        ("CPU count", f"{os.cpu_count()} (torch threads {torch.get_num_threads()})"),
+        (
+            "dtype",
+            "float32 for core/bytes/memory/small; " + " and ".join(cfg.dtypes) + " for models",
+        ),
+        (
+            "timer",
+            f"torch.utils.benchmark.Timer.blocked_autorange(min_run_time={cfg.min_run_time}), median",
+        ),
+        ("command", "python -m torchlc.bench " + " ".join(sys.argv[1:])),
+    ]
+    text = md_table(["", ""], rows)
+    if cfg.notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in cfg.notes)
+    return text
+
+
+# -------------------------------------------------------------------------------------------------
+# core ops
+
+
+def _core_ops():
+    return [
+        ("add", "arith", 5.0, lambda a, b, z: a + b),
+        ("mul", "arith", 5.0, lambda a, b, z: a * b),
+        ("sin", "analytic", 10.0, lambda a, b, z: torch.sin(a)),
+        ("abs", "discontinuous", 10.0, lambda a, b, z: torch.abs(a)),
+        ("floor", "discontinuous", 10.0, lambda a, b, z: torch.floor(a)),
+        ("heaviside", "discontinuous", 10.0, lambda a, b, z: torch.heaviside(a, z)),
+    ]
+
+
+def _core_inputs(n, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x, v, y, w = (torch.randn(n, generator=g).to(device) for _ in range(4))
+    # some exact kinks so the discontinuous rules see ties (integers for floor, zeros for abs)
+    x[: n // 100] = torch.round(x[: n // 100])
+    z = torch.zeros((), device=device)
+    return x, v, y, w, z
+
+
+def bench_core(cfg: Config):
+    x, v, y, w, z = _core_inputs(cfg.n_core, cfg.device)
+    lx, ly = x.nonstd(v), y.nonstd(w)
+    rows, data = [], []
+    for name, kind, bar, f in _core_ops():
+        tp = time_fn(partial(f, x, y, z), cfg)
+        try:
+            tl = time_fn(partial(f, lx, ly, z), cfg)
+            k = count_kernels(partial(f, lx, ly, z))
+            layout = torchlc.layout(f(lx, ly, z))
+        except Exception as e:  # an LC failure is a result, not a crash
+            tl, k, layout = _reason(e), "", ""
+        ratio = tl / tp if isinstance(tl, float) else None
+        verdict = "n/a" if ratio is None else ("PASS" if ratio <= bar else "FAIL")
+        rows.append(
+            (name, kind, _ms(tp), _ms(tl), _ratio(tl, tp), f"≤ {bar:g}×", verdict, k, layout)
+        )
+        data.append(
+            dict(
+                op=name,
+                plain_s=tp,
+                lc_s=tl if isinstance(tl, float) else None,
+                ratio=ratio,
+                bar=bar,
+                kernels=k,
+            )
+        )
+    head = [
+        "op",
+        "kind",
+        "plain ms",
+        "LC ms",
+        "LC/plain",
+        "bar",
+        "result",
+        "LC kernels",
+        "out layout",
+    ]
+    title = (
+        f"{cfg.n_core:,} elements, float32, first order (x.nonstd(v)); binary ops take y.nonstd(w)."
+    )
+    return title + "\n\n" + md_table(head, rows), data
+
+
+# -------------------------------------------------------------------------------------------------
+# bytes per element
+
+
+def bench_bytes(cfg: Config):
+    n = min(cfg.n_core, 10**5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, generator=g).to(cfg.device)
+    v = torch.randn(n, generator=g).to(cfg.device)
+    lay = torchlc.layouts
+    k = torch.arange(n, device=cfg.device) % 3
+    c = torch.randn(n, generator=g).to(cfg.device)
+    mono_terms = {q: torch.where(k == i, c, torch.zeros_like(c)) for i, q in enumerate((-1, 0, 1))}
+    cases = [
+        ("plain float32 tensor", lambda: None, x.element_size()),
+        ("planes, first order x.nonstd(v) (2 planes)", lambda: x.nonstd(v), None),
+        (
+            "planes, order 3 x.nonstd(v, order=3)**3 (4 planes)",
+            lambda: x.nonstd(v, order=3) ** 3,
+            None,
+        ),
+        (
+            "boxed, monomial with per-element exponents {-1, 0, 1}",
+            lambda: torchlc.from_terms(mono_terms),
+            None,
+        ),
+        (
+            "boxed, torchlc.leading(x.nonstd(v) - x) (monomial ε¹)",
+            lambda: _boxed_leading(x, v),
+            None,
+        ),
+        (
+            "csr, first order (layouts.force('csr'))",
+            lambda: _forced("csr", lambda: x.nonstd(v) * 1),
+            None,
+        ),
+        (
+            "csr, monomial {-1, 0, 1} (layouts.force('csr'))",
+            lambda: _forced("csr", lambda: torchlc.from_terms(mono_terms)),
+            None,
+        ),
+    ]
+    rows = []
+    for label, make, fixed in cases:
+        if fixed is not None:
+            rows.append((label, "plain", "1", f"{fixed:g}"))
+            continue
+        try:
+            t = make()
+            rows.append(
+                (label, torchlc.layout(t), len(torchlc.support(t)), f"{lay.bytes_per_element(t):g}")
+            )
+        except Exception as e:
+            rows.append((label, _reason(e), "", ""))
+    note = (
+        f"{n:,} elements, float32 coefficients; inner tensors only "
+        "(`torchlc.layouts.bytes_per_element`). CSR: row_ptr int64 (numel+1) + idx int32 + vals per "
+        "nonzero term."
+    )
+    return note + "\n\n" + md_table(["tensor", "layout", "support size", "bytes/element"], rows)
+
+
+def _forced(name, fn):
+    with torchlc.layouts.force(name):
+        return fn()
+
+
+def _boxed_leading(x, v):
+    t = torchlc.leading(x.nonstd(v) - x)
+    if torchlc.layout(t) != "boxed":
+        with torchlc.layouts.force("boxed"):
+            t = torchlc.leading(x.nonstd(v) - x)
+    return t
+
+
+# -------------------------------------------------------------------------------------------------
+# peak memory
+
+
+def _proc_status(key) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _rss_peak(fn) -> int:
+    base = _proc_status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS (Linux ≥ 4.0)
+    out = fn()
+    peak = _proc_status("VmHWM")
+    del out
+    return peak - base
+
+
+def _memory_worker(n: int, tune_malloc: bool = True) -> dict:
+    """Runs in a child process: per-op peak RSS above the baseline, plain and LC."""
+    import ctypes
+
+    if tune_malloc:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            # M_MMAP_THRESHOLD fixed at 64 KiB: big blocks are munmap'd on free
+            libc.mallopt(-3, 64 * 1024)
+            libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
+        except OSError:
+            pass
+        torch.set_num_threads(1)
+    x, v, y, w, z = _core_inputs(n, "cpu")
+    lx, ly = x.nonstd(v), y.nonstd(w)
+    gc.collect()  # once: tensors are freed by refcount, and a collection costs ~0.3 s
+    res = {}
+    for name, _, _, f in _core_ops():
+        f(x, y, z), f(lx, ly, z)  # warm-up (lazy imports, caches)
+        p = min(_rss_peak(partial(f, x, y, z)) for _ in range(3))
+        try:
+            q = min(_rss_peak(partial(f, lx, ly, z)) for _ in range(3))
+        except Exception as e:
+            q = _reason(e)
+        res[name] = (p, q)
+    return res
+
+
+def _cuda_peak(fn) -> int:
+    fn()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    out = fn()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    del out
+    return peak
+
+
+def bench_memory(cfg: Config):
+    n = cfg.n_core
+    if cfg.device == "cuda":
+        x, v, y, w, z = _core_inputs(n, "cuda")
+        lx, ly = x.nonstd(v), y.nonstd(w)
+        res = {}
+        for name, _, _, f in _core_ops():
+            try:
+                q = _cuda_peak(partial(f, lx, ly, z))
+            except Exception as e:
+                q = _reason(e)
+            res[name] = (_cuda_peak(partial(f, x, y, z)), q)
+        how = "CUDA caching allocator: max_memory_allocated() − memory_allocated() before the op"
+    else:
+        if not os.path.exists("/proc/self/clear_refs"):
+            return "n/a: needs Linux /proc/self/clear_refs for the peak-RSS measurement", None
+        if cfg.quick:  # in-process (no child, no mallopt): fast, but freed heap may be reused
+            res = _memory_worker(n, tune_malloc=False)
+            how = "peak RSS (VmHWM after resetting /proc/self/clear_refs minus VmRSS), in-process"
+            return _memory_table(n, res, how), res
+        proc = subprocess.run(
+            [sys.executable, "-m", "torchlc.bench", "--_memory-worker", str(n)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY ")]
+        if proc.returncode != 0 or not line:
+            return f"n/a: memory worker failed: {proc.stderr.strip()[-300:]}", None
+        res = json.loads(line[-1][len("MEMORY ") :])
+        how = (
+            "peak RSS: VmHWM after resetting /proc/self/clear_refs, minus VmRSS before the op; child "
+            "process, 1 thread, glibc mallopt(M_MMAP_THRESHOLD=64 KiB); min of 3 runs"
+        )
+    return _memory_table(n, res, how), res
+
+
+def _memory_table(n, res, how):
+    out_bytes = n * 4
+    rows = []
+    for name, (p, q) in res.items():
+        qv = f"{q / 2**20:.1f}" if isinstance(q, (int, float)) else q
+        rows.append(
+            (
+                name,
+                f"{p / 2**20:.1f}",
+                qv,
+                _ratio(float(q), float(p)) if isinstance(q, (int, float)) and p > 0 else "n/a",
+                f"{q / n:.1f}" if isinstance(q, (int, float)) else "",
+            )
+        )
+    note = (
+        f"{n:,} elements, float32 (a plain output is {out_bytes / 2**20:.1f} MiB; a first-order LC "
+        f"output {2 * out_bytes / 2**20:.1f} MiB). Method: {how}. Inputs are excluded; the op's output "
+        "and temporaries alive at the peak are included."
+    )
+    head = ["op", "plain peak MiB", "LC peak MiB", "LC/plain", "LC peak bytes/element"]
+    return note + "\n\n" + md_table(head, rows)
+
+
+# -------------------------------------------------------------------------------------------------
+# small-tensor per-op overhead
+
+
+def bench_small(cfg: Config):
+    import torch.autograd.forward_ad as fwAD
+
+    s = cfg.small
+    g = torch.Generator().manual_seed(2)
+    a, b, va, vb = (torch.randn(s, s, generator=g).to(cfg.device) for _ in range(4))
+    ops = [
+        ("add", lambda p, q: p + q),
+        ("mul", lambda p, q: p * q),
+        ("mm", lambda p, q: torch.mm(p, q)),
+        ("sin", lambda p, q: torch.sin(p)),
+        ("relu", lambda p, q: torch.relu(p)),
+    ]
+    la, lb = a.nonstd(va), b.nonstd(vb)
+    rows = []
+    for name, f in ops:
+        tp = time_fn(partial(f, a, b), cfg)
+        try:
+            tl = time_fn(partial(f, la, lb), cfg)
+            k = count_kernels(partial(f, la, lb))
+        except Exception as e:
+            tl, k = _reason(e), ""
+        try:
+            with fwAD.dual_level():
+                da, db = fwAD.make_dual(a, va), fwAD.make_dual(b, vb)
+                td = time_fn(partial(f, da, db), cfg)
+        except Exception as e:
+            td = _reason(e)
+        rows.append((name, _us(tp), _us(td), _us(tl), _ratio(tl, tp), _ratio(tl, td), k))
+    head = ["op", "plain µs", "forward_ad dual µs", "LC µs", "LC/plain", "LC/dual", "LC kernels"]
+    note = f"{s}×{s} float32, first order; binary ops on two LC (or two dual) operands."
+    return note + "\n\n" + md_table(head, rows)
+
+
+# -------------------------------------------------------------------------------------------------
+# models
+
+
+def make_mlp(cfg: Config):
+    layers = []
+    for _ in range(4):
+        layers += [nn.Linear(cfg.mlp_width, cfg.mlp_width), nn.ReLU()]
+    return nn.Sequential(*layers), (cfg.mlp_batch, cfg.mlp_width), 0
+
+
+def make_transformer(cfg: Config):
+    layer = nn.TransformerEncoderLayer(cfg.tf_d, cfg.tf_heads, cfg.tf_ff, batch_first=True)
+    model = nn.TransformerEncoder(layer, cfg.tf_layers, enable_nested_tensor=False)
+    return model, (cfg.tf_batch, cfg.tf_seq, cfg.tf_d), 0
+
+
+def _variants(model, x, v, batch_dim, cfg, compiled):
+    x2 = torch.cat([x, x], dim=batch_dim)
+
+    def plain():
+        return model(x)
+
+    def rows2():
+        return model(x2)
+
+    def jvp():
+        return torch.func.jvp(model, (x,), (v,))
+
+    if compiled:
+        cm = torch.compile(model, fullgraph=True)
+        cj = torch.compile(lambda a, b: torch.func.jvp(model, (a,), (b,)), fullgraph=True)
+        return {
+            "plain": lambda: cm(x),
+            "2×rows": lambda: cm(x2),
+            "jvp": lambda: cj(x, v),
+            "LC": lambda: cm(x.nonstd(v)),
+        }
+    return {"plain": plain, "2×rows": rows2, "jvp": jvp, "LC": lambda: model(x.nonstd(v))}
+
+
+@contextlib.contextmanager
+def _fastpath(enabled: bool):
+    """Default kernels, or (``enabled=False``) no fused eval TransformerEncoderLayer kernel and the math
+    SDPA backend: the composite path that forward-mode AD can differentiate."""
+    if enabled:
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    old = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(old)
+
+
+def _compile_reset():
+    with contextlib.suppress(Exception):
+        torch._dynamo.reset()
+
+
+def bench_models(cfg: Config, log=print):
+    rows, data = [], []
+    for mname, make in (("MLP", make_mlp), ("TransformerEncoder", make_transformer)):
+        modes = ["eager"] + (["eager, math path"] if mname != "MLP" else [])
+        modes += ["compiled"] if cfg.compile else []
+        for dname in cfg.dtypes:
+            dtype = getattr(torch, dname)
+            torch.manual_seed(0)
+            model, shape, bdim = make(cfg)
+            model = model.to(device=cfg.device, dtype=dtype).eval()
+            g = torch.Generator().manual_seed(3)
+            x = torch.randn(shape, generator=g).to(cfg.device, dtype)
+            v = torch.randn(shape, generator=g).to(cfg.device, dtype)
+            for mode in modes:
+                _compile_reset()
+                times = {}
+                with torch.no_grad(), _fastpath(mode != "eager, math path"):
+                    try:
+                        fns = _variants(model, x, v, bdim, cfg, mode == "compiled")
+                    except Exception as e:
+                        fns = {k: e for k in ("plain", "2×rows", "jvp", "LC")}
+                    for k, fn in fns.items():
+                        t0 = time.perf_counter()
+                        try:
+                            if isinstance(fn, Exception):
+                                raise fn
+                            times[k] = time_fn(fn, cfg)
+                        except Exception as e:
+                            times[k] = _reason(e)
+                        log(
+                            f"  {mname} {dname} {mode} {k}: "
+                            f"{_ms(times[k]) if isinstance(times[k], float) else times[k]}"
+                            f" ({time.perf_counter() - t0:.1f} s)"
+                        )
+                lc, r2, jv = times["LC"], times["2×rows"], times["jvp"]
+                bar, verdict = _model_bar(cfg, mode, lc, r2, jv)
+                rows.append(
+                    (
+                        mname,
+                        dname,
+                        mode,
+                        _ms(times["plain"]),
+                        _ms(r2),
+                        _ms(jv),
+                        _ms(lc),
+                        _ratio(lc, r2),
+                        _ratio(lc, jv),
+                        bar,
+                        verdict,
+                    )
+                )
+                data.append(
+                    dict(
+                        model=mname,
+                        dtype=dname,
+                        mode=mode,
+                        **{k: (t if isinstance(t, float) else None) for k, t in times.items()},
+                    )
+                )
+            del model
+    head = [
+        "model",
+        "dtype",
+        "mode",
+        "plain ms",
+        "2×rows ms",
+        "jvp ms",
+        "LC ms",
+        "LC/2×rows",
+        "LC/jvp",
+        "bar",
+        "result",
+    ]
+    note = (
+        f"Forward under torch.no_grad(), eval mode. MLP: 4 × (Linear {cfg.mlp_width} + ReLU), batch "
+        f"{cfg.mlp_batch}. TransformerEncoder: d_model {cfg.tf_d}, {cfg.tf_layers} layers, nhead "
+        f"{cfg.tf_heads}, dim_feedforward {cfg.tf_ff}, seq {cfg.tf_seq}, batch {cfg.tf_batch}, "
+        "batch_first. `2×rows` is the plain model on the input concatenated with itself along the batch "
+        "(the two-plane bound); `jvp` is torch.func.jvp(model, (x,), (v,)); `LC` is "
+        "model(x.nonstd(v)) including building x.nonstd(v). Compiled: torch.compile(..., fullgraph=True) "
+        "of the model (LC: an LCTensor goes into the compiled model) and of the jvp closure. "
+        "`eager, math path`: torch.backends.mha.set_fastpath_enabled(False) and "
+        "sdpa_kernel(SDPBackend.MATH), so the encoder runs composite ops instead of the fused eval kernel "
+        "aten::_transformer_encoder_layer_fwd and the flash SDPA kernel (neither supports forward AD)."
+    )
+    return note + "\n\n" + md_table(head, rows), data
+
+
+def _model_bar(cfg, mode, lc, r2, jv):
+    if cfg.device == "cuda":
+        if isinstance(lc, float) and isinstance(r2, float):
+            return "LC/2×rows ≤ 1.15×", ("PASS" if lc / r2 <= 1.15 else "FAIL")
+        return "LC/2×rows ≤ 1.15×", "n/a"
+    if mode.startswith("eager"):
+        if isinstance(lc, float) and isinstance(jv, float):
+            return "LC/jvp ≤ 1.0×", ("PASS" if lc / jv <= 1.0 else "FAIL")
+        return "LC/jvp ≤ 1.0×", "n/a"
+    return "—", ""
+
+
+# -------------------------------------------------------------------------------------------------
+# markdown output
+
+
+def write_section(path: Path, name: str, body: str):
+    """Replace (or append) the ``## name`` section of the markdown file ``path``."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"## {name}\n\n{body.strip()}\n"
+    pat = re.compile(rf"^## {re.escape(name)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    if pat.search(text):
+        text = pat.sub(lambda m: block + "\n", text, count=1)
+        text = text.rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def run(cfg: Config, only, log=print) -> tuple[str, dict]:
+    parts = [("Environment", environment(cfg))]
+    results = {}
+    log(parts[0][1] + "\n")
+    titles = {
+        "core": "Core ops",
+        "bytes": "Bytes per element",
+        "memory": "Peak memory",
+        "small": "Small-tensor per-op overhead",
+        "models": "Models",
+    }
+    for sec in SECTIONS:
+        if sec not in only:
+            continue
+        t0 = time.perf_counter()
+        log(f"### {titles[sec]} ...")
+        if sec == "core":
+            text, results["core"] = bench_core(cfg)
+        elif sec == "bytes":
+            text = bench_bytes(cfg)
+        elif sec == "memory":
+            text, results["memory"] = bench_memory(cfg)
+        elif sec == "small":
+            text = bench_small(cfg)
+        else:
+            text, results["models"] = bench_models(cfg, log)
+        log(text + f"\n\n({time.perf_counter() - t0:.1f} s)\n")
+        parts.append((titles[sec], text))
+    md = "\n\n".join(f"### {t}\n\n{b}" for t, b in parts)
+    return md, results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m torchlc.bench", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})",
+    )
+    p.add_argument("--dtypes", default=None, help="model dtypes (default float32,bfloat16)")
+    p.add_argument("--n", type=int, default=None, help="elements for the core ops (default 10**6)")
+    p.add_argument("--min-run-time", type=float, default=None, help="seconds per blocked_autorange")
+    p.add_argument(
+        "--compile",
+        dest="compile",
+        action="store_true",
+        default=None,
+        help="also time torch.compile (default on, off with --quick)",
+    )
+    p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--md", type=Path, default=None, help="markdown file to write the results into")
+    p.add_argument("--section", default=None, help="heading (## NAME) to write under in --md")
+    p.add_argument("--json", type=Path, default=None, help="also write raw numbers as JSON")
+    p.add_argument(
+        "--_memory-worker", dest="memory_worker", type=int, default=None, help=argparse.SUPPRESS
+    )
+    args = p.parse_args(argv)
+
+    if args.memory_worker is not None:
+        print("MEMORY " + json.dumps(_memory_worker(args.memory_worker)))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device available")
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        p.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    cfg = Config.make(args)
+    md, results = run(cfg, only)
+    if args.md is not None:
+        name = args.section or ("quick" if cfg.quick else cfg.device.upper())
+        write_section(args.md, name, md)
+        print(f"written to {args.md} under '## {name}'")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
