@@ -50,7 +50,13 @@ def plot_round_floor(path: Path) -> None:
         ]:
             px, c = jumps(f, GRID, side)
             if px.numel() == 0:  # e.g. floor never jumps on the right of a point
-                ax.plot([], [], marker, color=colour, label=f"ε⁻¹ coefficient of ngrad, side={side!r}: none")
+                ax.plot(
+                    [],
+                    [],
+                    marker,
+                    color=colour,
+                    label=f"ε⁻¹ coefficient of ngrad, side={side!r}: none",
+                )
                 continue
             ml, sl, bl = ax.stem(px + shift, c, linefmt=colour, markerfmt=marker, basefmt=" ")
             plt.setp(ml, color=colour, markersize=7)
@@ -63,8 +69,11 @@ def plot_round_floor(path: Path) -> None:
         ax.set_xticks([k / 2 for k in range(-5, 6)])
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle("round (half to even) jumps on the right of −1.5, 0.5, 2.5 and on the left of −2.5, −0.5, 1.5;"
-                 " floor jumps on the left of every integer (open circles: f(x₀))", fontsize=9)
+    fig.suptitle(
+        "round (half to even) jumps on the right of −1.5, 0.5, 2.5 and on the left of −2.5, −0.5, 1.5;"
+        " floor jumps on the left of every integer (open circles: f(x₀))",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -81,8 +90,13 @@ def plot_sqrt_abs(path: Path) -> None:
     # slope away from 0 (ε⁰ coefficient of the forward quotient)
     pts = GRID[GRID.abs() >= 0.25]
     slope = torchlc.coeff(torchlc.ngrad(f, pts), 0)
-    ax.plot(pts, slope, ".", color="tab:green", ms=3, label="ε⁰ coefficient of ngrad (slope), x ≠ 0")
-    for side, colour, marker, shift in [("forward", "tab:red", "^", 0.03), ("backward", "tab:blue", "v", -0.03)]:
+    ax.plot(
+        pts, slope, ".", color="tab:green", ms=3, label="ε⁰ coefficient of ngrad (slope), x ≠ 0"
+    )
+    for side, colour, marker, shift in [
+        ("forward", "tab:red", "^", 0.03),
+        ("backward", "tab:blue", "v", -0.03),
+    ]:
         d = torchlc.ngrad(f, GRID, side=side)
         # only ε^{-1/2} is infinite here: no ε⁻¹ term (no jump) anywhere on the grid
         assert bool((torchlc.coeff(d, -1) == 0).all())
@@ -94,8 +108,10 @@ def plot_sqrt_abs(path: Path) -> None:
     ax.axhline(0, color="0.8", lw=0.8, zorder=0)
     ax.set_ylim(-2.5, 2.5)
     ax.set_xlabel("x")
-    ax.set_title("ngrad of √|x|: at 0 the quotient is ±ε^(-1/2): infinite, but not a jump (no ε⁻¹)",
-                 fontsize=9)
+    ax.set_title(
+        "ngrad of √|x|: at 0 the quotient is ±ε^(-1/2): infinite, but not a jump (no ε⁻¹)",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
