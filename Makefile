@@ -19,8 +19,8 @@ test-fast:          ## everything but tests marked slow
 bench:              ## benchmarks (python -m torchlc.bench); never part of the tests
 	$(PYTHON) -m torchlc.bench
 
-docs:               ## regenerate the docs' tour plot and check the docs' relative links
-	$(PYTHON) -m torchlc --out docs/images/ngrad_round_floor.png
+docs:               ## regenerate the docs' figures and check the docs' relative links
+	$(PYTHON) docs/make_plots.py
 	$(PYTHON) .ci/check_links.py README.md docs
 
 lint:               ## ruff lint

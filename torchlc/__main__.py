@@ -154,7 +154,7 @@ def section_model(seed: int = 0) -> bool:
     err0 = (y0 - plain).abs().max().item()
     err1 = (y1 - tangent).abs().max().item()
     print(
-        f"   y = model(x.nonstd(v)): {type(y).__name__}, shape {tuple(y.shape)}, support {torchlc.support(y)}"
+        f"   y = model(x.nonstd(v)): {type(y).__name__}, shape {tuple(y.shape)}, support {', '.join(f'ε^{q}' for q in torchlc.support(y))}"
     )
     print(f"   y[0] = {y[0]!r}")
     print(f"   max |ε⁰(y) - model(x)|            = {err0:.3e}")
