@@ -224,8 +224,12 @@ class GeoSparseLinear(nn.Module):
             self._tables = {key: t}
         return t
 
-    def forward_fm(self, xT: torch.Tensor) -> torch.Tensor:
+    def forward_fm(self, xT: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None | bool = True) -> torch.Tensor:
         """Feature-major forward: ``(in_features, B) -> (out_features, B)``.
+
+        ``weight``/``bias`` override the layer's own (same shapes), e.g. with weights into which
+        a preceding per-feature scale has been folded; ``bias=True`` uses the layer bias.
 
         Example:
             >>> layer = GeoSparseLinear(4, 2, torch.tensor([[0, 1], [2, 3]]))
@@ -233,7 +237,8 @@ class GeoSparseLinear(nn.Module):
             torch.Size([2, 7])
         """
         mode = self.resolved_mode(xT)
-        w, b = self.weight, self.bias
+        w = self.weight if weight is None else weight
+        b = self.bias if bias is True else bias
         if mode in ("gather", "embedding_bag", "scatter"):
             return geo_sparse_linear_fm(xT, self.idx, w, b, mode)
         if mode == "fused":
@@ -313,6 +318,19 @@ class Norm(nn.Module):
         s = [1] * x.ndim
         s[self.dim] = self.features
         return s
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm without its affine part (``x/rms(x)`` or ``(x-μ)/σ``; identity for ``none``).
+
+        Example:
+            >>> Norm(2, "layer", dim=-1).normalize(torch.tensor([[1.0, 3.0]])).tolist()
+            [[-0.9999995231628418, 0.9999995231628418]]
+        """
+        if self.kind == "none":
+            return x
+        if self.kind == "layer":
+            x = x - x.mean(self.dim, keepdim=True)
+        return x * torch.rsqrt((x * x).mean(self.dim, keepdim=True) + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
