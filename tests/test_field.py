@@ -22,7 +22,7 @@ N = 5
 ORDER = 2
 EXPS = [F(-1), F(0), F(1, 3), F(1, 2), F(1)]          # λ ≤ 1 so that λ(x)+λ(y) ≤ ORDER
 COEFS = [0.0, 0.0, 0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0, 0.25, 1.5, -0.75, 4.0]
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True)
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 
 
 @st.composite
@@ -56,8 +56,11 @@ def sign_of(planes, i):
     return (lead_info(planes, i)[1] > 0) - (lead_info(planes, i)[1] < 0)
 
 
-def check_equals_through_exact(y, expected_planes, exact_mask, what):
-    """coefficients of y at every exponent ≤ exact_through(y) equal the expected ones."""
+def check_equals_through_exact(y, expected_planes, exact_mask, what, scale=1.0):
+    """coefficients of y at every exponent ≤ exact_through(y) equal the expected ones.
+
+    ``scale`` bounds the magnitude of the products summed into a coefficient (rounding is relative
+    to it, not to the result, which may be 0)."""
     et = torchlc.exact_through(y)
     got = torchlc.terms(y)
     qs = {q for q in set(got) | set(expected_planes) if q <= et}
@@ -66,7 +69,7 @@ def check_equals_through_exact(y, expected_planes, exact_mask, what):
         e = torch.tensor(expected_planes.get(q, [0.0] * N), dtype=f64)
         assert torch.equal(g[exact_mask], e[exact_mask]), (what, q, g, e)
         # rounding of 1/a, √a is not semantics: tight tolerance on the other elements
-        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12, msg=lambda m, q=q: f"{what} ε^{q}: {m}")
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-13 * scale, msg=lambda m, q=q: f"{what} ε^{q}: {m}")
 
 
 def pow4(a):
@@ -87,13 +90,16 @@ def test_x_times_reciprocal_is_one(p):
     x = build(p)
     y = x * (1 / x)
     exact_mask = torch.tensor([pow4(lead_info(p, i)[1]) for i in range(N)])
-    check_equals_through_exact(y, {F(0): [1.0] * N}, exact_mask, "x*(1/x)")
+    r = 1 / x
+    scale = max(1.0, sum(c.abs().max().item() for c in torchlc.terms(r).values())) * max(
+        1.0, sum(abs(c) for v in p.values() for c in v))
+    check_equals_through_exact(y, {F(0): [1.0] * N}, exact_mask, "x*(1/x)", scale)
     assert torchlc.exact_through(y) >= 0 or min(q for q in p) < 0
     # all leading exponents 0: finite arithmetic, nothing lost
     if all(lead_info(p, i)[0] == 0 for i in range(N)) and min(p) >= 0:
         assert torchlc.exact_through(y) == ORDER
     z = torch.reciprocal(x) * x
-    check_equals_through_exact(z, {F(0): [1.0] * N}, exact_mask, "reciprocal(x)*x")
+    check_equals_through_exact(z, {F(0): [1.0] * N}, exact_mask, "reciprocal(x)*x", scale)
 
 
 @SETTINGS
@@ -103,10 +109,11 @@ def test_sqrt_squared(p):
     r = torch.sqrt(x)
     y = r * r
     exact_mask = torch.tensor([pow4(lead_info(p, i)[1]) for i in range(N)])
-    check_equals_through_exact(y, p, exact_mask, "sqrt(x)^2")
+    scale = max(1.0, sum(c.abs().max().item() for c in torchlc.terms(r).values())) ** 2
+    check_equals_through_exact(y, p, exact_mask, "sqrt(x)^2", scale)
     assert bool((r > 0).all())
     y2 = r ** 2
-    check_equals_through_exact(y2, p, exact_mask, "sqrt(x)**2")
+    check_equals_through_exact(y2, p, exact_mask, "sqrt(x)**2", scale)
 
 
 @SETTINGS
