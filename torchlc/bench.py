@@ -36,6 +36,7 @@ import contextlib
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -87,6 +88,8 @@ _NON_KERNELS = {
     "aten::is_nonzero",
     "aten::to",
     "aten::_to_copy",
+    "aten::resolve_conj",
+    "aten::resolve_neg",
 }
 
 
@@ -99,6 +102,7 @@ class Config:
     device: str = "cpu"
     quick: bool = False
     min_run_time: float = 0.5
+    rounds: int = 3
     n_core: int = 10**6
     small: int = 64
     mlp_width: int = 1024
@@ -119,6 +123,7 @@ class Config:
         if args.quick:
             c.quick = True
             c.min_run_time = 0.01
+            c.rounds = 1
             c.n_core = 10**4
             c.small = 8
             c.mlp_width, c.mlp_batch = 32, 16
@@ -131,6 +136,8 @@ class Config:
                 "CPU: MLP batch 1024 (not 4096) and Transformer batch 8 (not 32) so the run finishes "
                 "in minutes; every other size is as in the issues"
             )
+        if args.rounds is not None:
+            c.rounds = args.rounds
         if args.min_run_time is not None:
             c.min_run_time = args.min_run_time
         if args.n is not None:
@@ -152,35 +159,68 @@ def _sync(device):
 
 
 def time_fn(fn, cfg: Config) -> float:
-    """Median seconds per call (``blocked_autorange``; one warm-up call first)."""
-    fn()
-    _sync(cfg.device)
-    t = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return t.blocked_autorange(min_run_time=cfg.min_run_time).median
+    """Seconds per call of ``fn`` (see :func:`time_many`)."""
+    return time_many([fn], cfg)[0]
 
 
-def count_kernels(fn) -> int:
-    """Compute kernels (leaf aten ops other than views/metadata) launched by one call of ``fn``."""
+def time_many(fns, cfg: Config) -> list:
+    """Seconds per call of each function: ``cfg.rounds`` rounds, the functions interleaved within
+    each round, each round a ``Timer.blocked_autorange``; the minimum over all blocks of all rounds
+    (load from other processes only ever adds time). A function that raises gets ``'n/a: ...'``."""
+    res = [None] * len(fns)
+    timers = []
+    for i, fn in enumerate(fns):
+        try:
+            fn()  # warm-up (and compilation)
+            _sync(cfg.device)
+            timers.append(
+                (i, Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()))
+            )
+        except Exception as e:  # a failure is a result, not a crash
+            res[i] = _reason(e)
+    for _ in range(cfg.rounds):
+        for i, t in timers:
+            best = min(t.blocked_autorange(min_run_time=cfg.min_run_time).times)
+            res[i] = best if res[i] is None else min(res[i], best)
+    return res
+
+
+def kernel_names(fn) -> list[str]:
+    """Compute kernels launched by one call of ``fn``: aten ops (other than views and metadata) with
+    no such op below them, in launch order (``torch.profiler``). An LC op's own outer aten event
+    reaches its rule's kernels through a ``PythonSubclass`` event, so it is not counted."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         fn()
-    n = 0
-    for e in prof.events():
+
+    def counted(e):
         if not e.name.startswith("aten::") or e.name in _NON_KERNELS:
-            continue
-        if any(c.name.startswith("aten::") and c.name not in _NON_KERNELS for c in e.cpu_children):
-            continue  # a composite: its children are counted
-        n += 1
-    return n
+            return False
+        # wrapping a Python number into a 0-dim tensor (scalar_tensor, copy_ of one element, ...)
+        # (0-dim or non-tensor inputs only): not a kernel over the data
+        shapes = [s for s in (e.input_shapes or []) if isinstance(s, list)]
+        return any(math.prod(s) > 1 for s in shapes if s)
+
+    def has_kernel_below(e):
+        return any(counted(c) or has_kernel_below(c) for c in e.cpu_children)
+
+    evs = [e for e in prof.events() if counted(e) and not has_kernel_below(e)]
+    evs.sort(key=lambda e: e.time_range.start)
+    return [e.name[len("aten::") :] for e in evs]
+
+
+def count_kernels(fn) -> int:
+    """Number of compute kernels one call of ``fn`` launches (see :func:`kernel_names`)."""
+    return len(kernel_names(fn))
 
 
 def _reason(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     msg = msg.replace("|", "/")
-    if len(msg) > 90:
-        msg = msg[:87] + "..."
+    if len(msg) > 70:
+        msg = msg[:67] + "..."
     return f"n/a: {type(e).__name__}: {msg}" if msg else f"n/a: {type(e).__name__}"
 
 
@@ -220,7 +260,7 @@ def environment(cfg: Config) -> str:
     try:
         commit = (
             subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
+                ["git", "describe", "--always", "--dirty"],
                 capture_output=True,
                 text=True,
                 timeout=5,
@@ -285,13 +325,13 @@ def bench_core(cfg: Config):
     lx, ly = x.nonstd(v), y.nonstd(w)
     rows, data = [], []
     for name, kind, bar, f in _core_ops():
-        tp = time_fn(partial(f, x, y, z), cfg)
+        tp, tl = time_many([partial(f, x, y, z), partial(f, lx, ly, z)], cfg)
         try:
-            tl = time_fn(partial(f, lx, ly, z), cfg)
-            k = count_kernels(partial(f, lx, ly, z))
+            kn = kernel_names(partial(f, lx, ly, z))
+            k = f"{len(kn)}: {' '.join(kn)}" if len(kn) <= 12 else str(len(kn))
             layout = torchlc.layout(f(lx, ly, z))
-        except Exception as e:  # an LC failure is a result, not a crash
-            tl, k, layout = _reason(e), "", ""
+        except Exception:  # an LC failure is a result (tl says why), not a crash
+            k, layout = "", ""
         ratio = tl / tp if isinstance(tl, float) else None
         verdict = "n/a" if ratio is None else ("PASS" if ratio <= bar else "FAIL")
         rows.append(
@@ -305,6 +345,7 @@ def bench_core(cfg: Config):
                 ratio=ratio,
                 bar=bar,
                 kernels=k,
+                layout=layout,
             )
         )
     head = [
@@ -540,18 +581,14 @@ def bench_small(cfg: Config):
     la, lb = a.nonstd(va), b.nonstd(vb)
     rows = []
     for name, f in ops:
-        tp = time_fn(partial(f, a, b), cfg)
+        with fwAD.dual_level():
+            da, db = fwAD.make_dual(a, va), fwAD.make_dual(b, vb)
+            tp, tl, td = time_many([partial(f, a, b), partial(f, la, lb), partial(f, da, db)], cfg)
         try:
-            tl = time_fn(partial(f, la, lb), cfg)
-            k = count_kernels(partial(f, la, lb))
-        except Exception as e:
-            tl, k = _reason(e), ""
-        try:
-            with fwAD.dual_level():
-                da, db = fwAD.make_dual(a, va), fwAD.make_dual(b, vb)
-                td = time_fn(partial(f, da, db), cfg)
-        except Exception as e:
-            td = _reason(e)
+            kn = kernel_names(partial(f, la, lb))
+            k = f"{len(kn)}: {' '.join(kn)}" if len(kn) <= 12 else str(len(kn))
+        except Exception:
+            k = ""
         rows.append((name, _us(tp), _us(td), _us(tl), _ratio(tl, tp), _ratio(tl, td), k))
     head = ["op", "plain µs", "forward_ad dual µs", "LC µs", "LC/plain", "LC/dual", "LC kernels"]
     note = f"{s}×{s} float32, first order; binary ops on two LC (or two dual) operands."
@@ -637,25 +674,19 @@ def bench_models(cfg: Config, log=print):
             v = torch.randn(shape, generator=g).to(cfg.device, dtype)
             for mode in modes:
                 _compile_reset()
-                times = {}
+                names = ("plain", "2×rows", "jvp", "LC")
+                t0 = time.perf_counter()
                 with torch.no_grad(), _fastpath(mode != "eager, math path"):
                     try:
                         fns = _variants(model, x, v, bdim, cfg, mode == "compiled")
+                        times = dict(zip(names, time_many([fns[k] for k in names], cfg)))
                     except Exception as e:
-                        fns = {k: e for k in ("plain", "2×rows", "jvp", "LC")}
-                    for k, fn in fns.items():
-                        t0 = time.perf_counter()
-                        try:
-                            if isinstance(fn, Exception):
-                                raise fn
-                            times[k] = time_fn(fn, cfg)
-                        except Exception as e:
-                            times[k] = _reason(e)
-                        log(
-                            f"  {mname} {dname} {mode} {k}: "
-                            f"{_ms(times[k]) if isinstance(times[k], float) else times[k]}"
-                            f" ({time.perf_counter() - t0:.1f} s)"
-                        )
+                        times = dict.fromkeys(names, _reason(e))
+                log(
+                    f"  {mname} {dname} {mode}: "
+                    + ", ".join(f"{k} {_ms(t)}" for k, t in times.items())
+                    + f" ({time.perf_counter() - t0:.1f} s)"
+                )
                 lc, r2, jv = times["LC"], times["2×rows"], times["jvp"]
                 bar, verdict = _model_bar(cfg, mode, lc, r2, jv)
                 rows.append(
@@ -786,6 +817,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="elements for the core ops (default 10**6)")
     p.add_argument("--min-run-time", type=float, default=None, help="seconds per blocked_autorange")
     p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
+    p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 3, --quick 1)")
+    p.add_argument(
         "--compile",
         dest="compile",
         action="store_true",
@@ -810,6 +845,8 @@ def main(argv=None) -> int:
     bad = [s for s in only if s not in SECTIONS]
     if bad:
         p.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     cfg = Config.make(args)
     md, results = run(cfg, only)
     if args.md is not None:
