@@ -175,15 +175,20 @@ def lead_index(planes: torch.Tensor) -> torch.Tensor:
 
 
 def lead_sign(planes: torch.Tensor) -> torch.Tensor:
-    """Sign of each element's leading coefficient (0 for zero): the field's order (semantics §4)."""
-    if planes.shape[0] == 2:
+    """Sign of each element's leading coefficient (0 for zero, NaN if any coefficient is NaN):
+    the field's order (semantics §4)."""
+    if planes.shape[0] == 1:
+        s = torch.sign(planes[0])
+    elif planes.shape[0] == 2:
         s0 = torch.sign(planes[0])
-        return torch.where(s0 == 0, torch.sign(planes[1]), s0)
-    s = torch.sign(planes[-1])
-    for t in range(planes.shape[0] - 2, -1, -1):
-        p = planes[t]
-        s = torch.where(p != 0, torch.sign(p), s)
-    return s
+        s = torch.where(s0 == 0, torch.sign(planes[1]), s0)
+    else:
+        s = torch.sign(planes[-1])
+        for t in range(planes.shape[0] - 2, -1, -1):
+            p = planes[t]
+            s = torch.where(p != 0, torch.sign(p), s)
+    # torch.sign(nan) is 0; a NaN element must not look like zero
+    return torch.where(torch.isnan(planes).any(0), float("nan"), s)
 
 
 def occurring_leads(planes: torch.Tensor) -> list:
@@ -259,6 +264,9 @@ def power(x: Series, r) -> Series:
         if mask is not None:
             a = torch.where(mask, a, torch.ones_like(a))
         ar = _real_power(a, r)
+        if r.denominator % 2 == 0 and is_strict():
+            neg = a < 0 if mask is None else (a < 0) & mask
+            check_domain(neg, f"x**{r}: even root of a negative number in {int(neg.sum())} element(s)")
         d_sup = tuple(q - l for q in sup[L + 1 :])
         lr = l * r
         rel = (order - lr) if order is not None else None

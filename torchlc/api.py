@@ -342,7 +342,7 @@ def njvp(f: Callable, primals, tangents, *, side: str = "forward", order=0):
         >>> import torch, torchlc
         >>> out, d = torchlc.njvp(torch.floor, (torch.tensor(1.0),), (torch.tensor(-1.0),))
         >>> out, d
-        (tensor(1.), LCTensor(1.0ε⁻¹, order=0))
+        (tensor(1.), LCTensor(-1.0ε⁻¹, order=0))
     """
     primals = tuple(_float(torch.as_tensor(p)) for p in primals)
     tangents = tuple(_float(torch.as_tensor(t)).to(p.dtype) for t, p in zip(tangents, primals))

@@ -280,6 +280,7 @@ def environment(cfg: Config) -> str:
         ("python", platform.python_version()),
         ("device", f"{cfg.device}: {dev}"),
         ("CPU count", f"{os.cpu_count()} (torch threads {torch.get_num_threads()})"),
+        ("load average", " ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at start)"),
         (
             "dtype",
             "float32 for core/bytes/memory/small; " + " and ".join(cfg.dtypes) + " for models",

@@ -37,7 +37,7 @@ class TruncationError(ArithmeticError):
         >>> torchlc.coeff(y, 1)
         Traceback (most recent call last):
         ...
-        torchlc.errors.TruncationError: coefficient of ε^1 is not exact ...
+        torchlc.errors.TruncationError: coefficient of ε^1 is not exact: ...
     """
 
 
@@ -58,7 +58,7 @@ def strict(enabled: bool = True):
     Example:
         >>> import torch, torchlc
         >>> torchlc.eps().log()                        # log of an infinitesimal: NaN
-        LCTensor(nan, order=1)
+        LCTensor(nan + nanε, order=1)
         >>> with torchlc.strict():
         ...     torchlc.eps().log()
         Traceback (most recent call last):

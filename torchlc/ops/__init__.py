@@ -15,6 +15,7 @@ import pathlib
 import torch
 import torch._decomp
 
+from .. import _support as S
 from .._tensor import RULES, LCTensor, implements, series, wrap  # noqa: F401
 
 aten = torch.ops.aten
@@ -44,12 +45,42 @@ def _find_rule(func):
     return rule
 
 
+def _functional_variant(func):
+    """The out-of-place overload of an in-place op (``add_.Tensor`` → ``add.Tensor``), or None."""
+    name = func.overloadpacket.__name__
+    if not name.endswith("_") or name.startswith("_"):
+        return None
+    packet = getattr(aten, name[:-1], None)
+    if packet is None or func._overloadname not in packet.overloads():
+        return None
+    return getattr(packet, func._overloadname)
+
+
 def dispatch(func, args, kwargs):
     rule = _find_rule(func)
     if rule is not None:
         with torch._C._RestorePythonTLSSnapshot():
             return rule(func, *args, **kwargs)
-    if func._schema.is_mutable and args and not isinstance(args[0], LCTensor):
+    mutable = func._schema.is_mutable
+    if mutable and args and isinstance(args[0], LCTensor):
+        functional = _functional_variant(func)
+        if functional is not None:
+            # in-place on an LCTensor: compute out of place, then write into self's storage
+            res = dispatch(functional, args, kwargs)
+            if not isinstance(res, LCTensor):
+                res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0]._order, None)
+            elif res.dtype != args[0].dtype:
+                res = res.to(args[0].dtype)
+            if tuple(res.shape) != tuple(args[0].shape):
+                raise RuntimeError(
+                    f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
+                    f"to {tuple(res.shape)}"
+                )
+            args[0]._set_storage(res)
+            return args[0]
+        if func.overloadpacket.__name__.endswith("_") or "out" in func._overloadname:
+            raise NotImplementedError(f"torchlc: in-place/out= op aten.{func.name()} on an LCTensor")
+    if mutable and args and not isinstance(args[0], LCTensor):
         raise TypeError(
             f"torchlc: {func.name()} would write LCTensor values into a plain tensor, which cannot "
             "hold them; create the destination from the LCTensor instead, e.g. lc.new_zeros(shape) "

@@ -121,8 +121,9 @@ def _as_fraction(e):
         return Fraction(e)
     if isinstance(e, Fraction):
         return e
-    f = Fraction(e).limit_denominator(1 << 16)
-    if float(f) != e:
+    # a float exponent means its exact binary value (so (-8)**(1/3) is NaN, as in torch)
+    f = Fraction(e)
+    if f.denominator > 1 << 24:
         return None
     return f
 

@@ -93,8 +93,8 @@ def where(func, cond, a, b):
 @implements([aten.relu.default])
 def relu(func, x):
     s = series(x)
-    pos = A.lead_sign(s.planes) > 0
-    return out(Series(torch.where(pos, s.planes, 0), s.support, s.order, s.exact), monomial=is_monomial(x))
+    nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
+    return out(Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
 
 
 def _pick(a, b, take_a_if):
