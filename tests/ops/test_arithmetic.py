@@ -184,6 +184,20 @@ def test_pow_tensor_exponent_per_element():
     assert planes(y) == {F(0): [2.25, 4.0, 0.0625], F(1): [3.0, -4.0, 0.5]}
 
 
+@pytest.mark.xfail(strict=True, reason="core bug: _algebra.power skips a lead group whose l·r > order "
+                   "(`continue`) but _merge_groups still fills those elements from another group's result "
+                   "computed with a = 1: (2ε)**2 at order 1 gives 1.0 (and 1 + 4ε), not 0; "
+                   "ngrad(lambda x: x**2, [0., 1.]) gives [ε⁻¹ + 2, 2]")
+def test_pow_of_elements_whose_leading_term_truncates():
+    z = torchlc.from_terms({0: t(2.0, 0.0), 1: t(0.0, 2.0)}, dtype=f64)   # [2, 2ε], order 1
+    assert planes(z ** 2) == planes(z * z) == {F(0): [4.0, 0.0], F(1): [0.0, 0.0]}
+    assert planes(z ** 3) == {F(0): [8.0, 0.0], F(1): [0.0, 0.0]}
+    x = torchlc.from_terms({-1: t(1.0, 0.0), 2: t(0.0, 1.0)}, dtype=f64)  # [ε⁻¹, ε²], order 2
+    assert nz(x ** 2) == {F(-2): [1.0, 0.0]}
+    d = torchlc.ngrad(lambda u: u ** 2, t(0.0, 1.0))
+    assert nz(d) == {F(0): [0.0, 2.0]}
+
+
 def test_pow_zero_and_one():
     assert planes(X ** 1) == planes(X)
     assert nz(X ** 0) == {F(0): [1.0, 1.0, 1.0]}
