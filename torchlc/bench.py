@@ -116,6 +116,7 @@ class Config:
     compile: bool = True
     dtypes: tuple = ("float32", "bfloat16")
     notes: list = field(default_factory=list)
+    extra_notes: tuple = ()
 
     @classmethod
     def make(cls, args) -> Config:
@@ -136,6 +137,7 @@ class Config:
                 "CPU: MLP batch 1024 (not 4096) and Transformer batch 8 (not 32) so the run finishes "
                 "in minutes; every other size is as in the issues"
             )
+        c.extra_notes = tuple(args.note or ())
         if args.rounds is not None:
             c.rounds = args.rounds
         if args.min_run_time is not None:
@@ -292,8 +294,9 @@ def environment(cfg: Config) -> str:
         ("command", "python -m torchlc.bench " + " ".join(sys.argv[1:])),
     ]
     text = md_table(["", ""], rows)
-    if cfg.notes:
-        text += "\n\n" + "\n".join(f"- {n}" for n in cfg.notes)
+    notes = cfg.notes + list(cfg.extra_notes)
+    if notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     return text
 
 
@@ -663,8 +666,10 @@ def _compile_reset():
 def bench_models(cfg: Config, log=print):
     rows, data = [], []
     for mname, make in (("MLP", make_mlp), ("TransformerEncoder", make_transformer)):
-        modes = ["eager"] + (["eager, math path"] if mname != "MLP" else [])
-        modes += ["compiled"] if cfg.compile else []
+        if mname == "MLP":
+            modes = ["eager"] + (["compiled"] if cfg.compile else [])
+        else:
+            modes = ["eager", "eager, math path"] + (["compiled, math path"] if cfg.compile else [])
         for dname in cfg.dtypes:
             dtype = getattr(torch, dname)
             torch.manual_seed(0)
@@ -677,9 +682,9 @@ def bench_models(cfg: Config, log=print):
                 _compile_reset()
                 names = ("plain", "2×rows", "jvp", "LC")
                 t0 = time.perf_counter()
-                with torch.no_grad(), _fastpath(mode != "eager, math path"):
+                with torch.no_grad(), _fastpath("math path" not in mode):
                     try:
-                        fns = _variants(model, x, v, bdim, cfg, mode == "compiled")
+                        fns = _variants(model, x, v, bdim, cfg, mode.startswith("compiled"))
                         times = dict(zip(names, time_many([fns[k] for k in names], cfg)))
                     except Exception as e:
                         times = dict.fromkeys(names, _reason(e))
@@ -735,7 +740,7 @@ def bench_models(cfg: Config, log=print):
         "(the two-plane bound); `jvp` is torch.func.jvp(model, (x,), (v,)); `LC` is "
         "model(x.nonstd(v)) including building x.nonstd(v). Compiled: torch.compile(..., fullgraph=True) "
         "of the model (LC: an LCTensor goes into the compiled model) and of the jvp closure. "
-        "`eager, math path`: torch.backends.mha.set_fastpath_enabled(False) and "
+        "`math path`: torch.backends.mha.set_fastpath_enabled(False) and "
         "sdpa_kernel(SDPBackend.MATH), so the encoder runs composite ops instead of the fused eval kernel "
         "aten::_transformer_encoder_layer_fwd and the flash SDPA kernel (neither supports forward AD)."
     )
@@ -817,6 +822,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtypes", default=None, help="model dtypes (default float32,bfloat16)")
     p.add_argument("--n", type=int, default=None, help="elements for the core ops (default 10**6)")
     p.add_argument("--min-run-time", type=float, default=None, help="seconds per blocked_autorange")
+    p.add_argument("--note", action="append", help="a line for the environment notes (repeatable)")
     p.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
     )
