@@ -289,7 +289,8 @@ def environment(cfg: Config) -> str:
         ),
         (
             "timer",
-            f"torch.utils.benchmark.Timer.blocked_autorange(min_run_time={cfg.min_run_time}), median",
+            f"torch.utils.benchmark.Timer.blocked_autorange(min_run_time={cfg.min_run_time}); "
+            f"minimum over blocks of {cfg.rounds} rounds, the compared variants interleaved",
         ),
         ("command", "python -m torchlc.bench " + " ".join(sys.argv[1:])),
     ]
