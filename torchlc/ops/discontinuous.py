@@ -18,6 +18,27 @@ from ._util import is_monomial, operand, out, real_out
 aten = torch.ops.aten
 NAN = float("nan")
 
+# Set by torchlc.smoothing while a smoothing context is active: hook(name, exact_rule, func, args,
+# kwargs) returns the smoothed result (exact forward value, smoothed ε-part; semantics §6).
+SMOOTHING_HOOK = [None]
+
+
+def smoothable(name):
+    """Route a jump op through the active smoothing hook (if any); else run the exact rule."""
+
+    def deco(rule):
+        def wrapped(func, *args, **kwargs):
+            hook = SMOOTHING_HOOK[0]
+            if hook is not None:
+                return hook(name, rule, func, args, kwargs)
+            return rule(func, *args, **kwargs)
+
+        wrapped.__name__ = rule.__name__
+        wrapped.exact = rule
+        return wrapped
+
+    return deco
+
 
 def _as_series(x, like: Series):
     if isinstance(x, torch.Tensor):
@@ -46,15 +67,16 @@ def _cmp(pred, what):
     return rule
 
 
-implements([aten.lt.Tensor, aten.lt.Scalar])(_cmp(lambda s: s > 0, "lt"))
-implements([aten.le.Tensor, aten.le.Scalar])(_cmp(lambda s: s >= 0, "le"))
-implements([aten.gt.Tensor, aten.gt.Scalar])(_cmp(lambda s: s < 0, "gt"))
-implements([aten.ge.Tensor, aten.ge.Scalar])(_cmp(lambda s: s <= 0, "ge"))
+implements([aten.lt.Tensor, aten.lt.Scalar])(smoothable("lt")(_cmp(lambda s: s > 0, "lt")))
+implements([aten.le.Tensor, aten.le.Scalar])(smoothable("le")(_cmp(lambda s: s >= 0, "le")))
+implements([aten.gt.Tensor, aten.gt.Scalar])(smoothable("gt")(_cmp(lambda s: s < 0, "gt")))
+implements([aten.ge.Tensor, aten.ge.Scalar])(smoothable("ge")(_cmp(lambda s: s <= 0, "ge")))
 implements([aten.eq.Tensor, aten.eq.Scalar])(_cmp(lambda s: s == 0, "eq"))
 implements([aten.ne.Tensor, aten.ne.Scalar])(_cmp(lambda s: s != 0, "ne"))
 
 
 @implements([aten.sign.default, aten.sgn.default])
+@smoothable("sign")
 def sign(func, x):
     s = series(x)
     return real_out(A.trusted_lead_sign(s, "sign"), s)
@@ -84,6 +106,7 @@ def select(cond, a, b):
 
 
 @implements([aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar])
+@smoothable("where")
 def where(func, cond, a, b):
     if isinstance(cond, LCTensor):
         raise TypeError("torch.where: the condition must be a bool tensor, not an LCTensor")
@@ -173,18 +196,21 @@ def ceil_series(x: Series):
 
 
 @implements([aten.floor.default])
+@smoothable("floor")
 def floor(func, x):
     s = series(x)
     return _real(*floor_series(s), s)
 
 
 @implements([aten.ceil.default])
+@smoothable("ceil")
 def ceil(func, x):
     s = series(x)
     return _real(*ceil_series(s), s)
 
 
 @implements([aten.trunc.default, aten.fix.default])
+@smoothable("trunc")
 def trunc(func, x):
     s = series(x)
     fl, bad = floor_series(s)
@@ -206,12 +232,14 @@ def _round_series(x: Series):
 
 
 @implements([aten.round.default])
+@smoothable("round")
 def round_(func, x):
     s = series(x)
     return _real(*_round_series(s), s)
 
 
 @implements([aten.round.decimals])
+@smoothable("round_decimals")
 def round_decimals(func, x, *, decimals=0):
     if decimals == 0:
         return round_(None, x)
@@ -261,6 +289,7 @@ def remainder(func, x, y):
 
 
 @implements([aten.heaviside.default])
+@smoothable("heaviside")
 def heaviside(func, x, values):
     s = series(x)
     a, d, bad = A.split_finite(s, "heaviside")
