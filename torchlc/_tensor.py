@@ -109,6 +109,14 @@ def wrap(planes, support, order, exact, *, monomial=False) -> "LCTensor":
 
     if is_batched(planes):
         return lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
+    if torch._C._functorch.is_gradtrackingtensor(planes):
+        # torch.func.grad/jacrev/jvp would see none of the rules' work and return silent zeros
+        raise NotImplementedError(
+            "torchlc: torch.func.grad/jacrev/jacfwd/jvp transforms over LCTensor code are not "
+            "supported (they would silently give zeros). Use ordinary autograd on coefficients "
+            "instead: loss = f(torchlc.coeff(model(x.nonstd(v)), 1)); loss.backward() or "
+            "torch.autograd.grad(loss, params). torch.func.vmap is supported."
+        )
     if len(support) == 0:
         planes = planes.new_zeros((1, *planes.shape[1:]))
         support = (S.ZERO,)
@@ -219,6 +227,15 @@ class LCTensor(torch.Tensor):
         from .ops import _rebuild
 
         return _rebuild, (self._planes_view(), self._support, self._order, self._exact)
+
+    def requires_grad_(self, requires_grad: bool = True):
+        if requires_grad:
+            raise TypeError(
+                "an LCTensor cannot require grad itself (its adjoint is not an LC product). Make the "
+                "coefficient planes the leaves instead, e.g. p = nn.Parameter(torchlc.coeffs(lc)) and "
+                "build the LCTensor in forward with torchlc.from_terms({q: p[i] ...})"
+            )
+        return self
 
     def __bool__(self):
         raise TypeError(
