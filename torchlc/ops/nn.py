@@ -4,10 +4,11 @@ LC×LC products are truncated Cauchy products with the GEMM as the bilinear map.
 from __future__ import annotations
 
 import torch
+import torch._decomp
 
 from .. import _algebra as A
 from .. import _support as S
-from .._tensor import Series, implements, series
+from .._tensor import RULES, LCTensor, Series, implements, series, wrap
 from ._util import out
 
 aten = torch.ops.aten
@@ -60,3 +61,320 @@ def dot(func, a, b):
 
 
 _ = S
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+prims = torch.ops.prims
+
+
+def _lc(x) -> bool:
+    return isinstance(x, LCTensor)
+
+
+def _fold_batch(fn, s: Series, batched_ndim: int) -> Series:
+    """Run a per-plane *linear* (or selecting) op ``fn`` once on all planes: the plane dimension is
+    folded into the batch dimension (an unbatched input gets the planes as its batch)."""
+    p = s.planes
+    T = p.shape[0]
+    if p.dim() - 1 == batched_ndim:
+        N = p.shape[1]
+        r = fn(p.reshape(T * N, *p.shape[2:]))
+        r = r.reshape(T, N, *r.shape[1:])
+    else:
+        r = fn(p)
+    return Series(r, s.support, s.order, s.exact)
+
+
+# -- convolution -------------------------------------------------------------------------------------
+
+
+@implements([aten.convolution.default])
+def convolution(func, x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
+    def conv(a, b):
+        return aten.convolution.default(a, b, None, stride, padding, dilation, transposed, output_padding, groups)
+
+    sx, sw = series(x), series(w)
+    if A.is_plain(sw):
+        res = _fold_batch(lambda p: conv(p, sw.planes[0]), sx, x.dim())
+        res = Series(res.planes, res.support, A.result_order(sx, sw), res.exact)
+    else:
+        res = A.bilinear(sx, sw, conv)
+    if bias is not None:
+        nd = x.dim() - 2
+        res = A.add(res, series(bias.reshape(-1, *([1] * nd))))
+    return out(res)
+
+
+# -- bilinear (nn.Bilinear) --------------------------------------------------------------------------
+
+
+@implements([aten._trilinear.default])
+def trilinear(func, i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=1):
+    def ex(t, dims):
+        for d in sorted(dims):
+            t = t.unsqueeze(d)
+        return t
+
+    if not any(_lc(t) for t in (i1, i2, i3)):
+        return func(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim)
+    r = ex(i1, expand1) * ex(i2, expand2) * ex(i3, expand3)
+    return r.sum(list(sumdim)) if len(sumdim) else r
+
+
+# -- variance ----------------------------------------------------------------------------------------
+
+
+def _red_dims(x, dim):
+    n = x.dim()
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return list(range(n))
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return [d + n if d < 0 else d for d in dims]
+
+
+def _var(x, dim, correction, keepdim):
+    dims = _red_dims(x, dim)
+    n = 1
+    for d in dims:
+        n *= x.shape[d]
+    c = 1 if correction is None else correction
+    m = x.mean(dims, keepdim=True)
+    xm = x - m
+    v = (xm * xm).sum(dims, keepdim=keepdim)
+    return v / max(n - c, 0), (m if keepdim else m.squeeze(dims) if dims else m)
+
+
+@implements([aten.var.correction])
+def var(func, x, dim=None, *, correction=None, keepdim=False):
+    return _var(x, dim, correction, keepdim)[0]
+
+
+@implements([aten.var_mean.correction])
+def var_mean(func, x, dim=None, *, correction=None, keepdim=False):
+    return _var(x, dim, correction, keepdim)
+
+
+@implements([aten.std.correction])
+def std(func, x, dim=None, *, correction=None, keepdim=False):
+    return _var(x, dim, correction, keepdim)[0].sqrt()
+
+
+@implements([aten.std_mean.correction])
+def std_mean(func, x, dim=None, *, correction=None, keepdim=False):
+    v, m = _var(x, dim, correction, keepdim)
+    return v.sqrt(), m
+
+
+@implements([prims.var.default])
+def prims_var(func, x, dims, correction=1, *, output_dtype=None):
+    return _var(x, dims, correction, False)[0]
+
+
+# -- pooling -----------------------------------------------------------------------------------------
+
+
+@implements([aten.avg_pool2d.default, aten.avg_pool3d.default])
+def avg_pool(func, x, *args, **kwargs):
+    nd = 4 if func is aten.avg_pool2d.default else 5
+    return out(_fold_batch(lambda p: func(p, *args, **kwargs), series(x), nd))
+
+
+# -- dropout -----------------------------------------------------------------------------------------
+
+
+@implements([aten.native_dropout.default])
+def native_dropout(func, x, p, train):
+    if train is False or p == 0 and train is None:
+        return x.clone(), torch.ones(x.shape, dtype=torch.bool, device=x.device)
+    # the same random stream as plain CPU/CUDA native_dropout: one bernoulli_ draw of x's dtype
+    mask = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
+    scale = 0.0 if p == 1 else 1.0 / (1 - p)
+    return x * (mask * scale), mask.bool()
+
+
+# -- random fills -----------------------------------------------------------------------------------
+
+
+@implements([aten.bernoulli_.float])
+def bernoulli_(func, x, p=0.5, *, generator=None):
+    """Dropout's noise tensor (``empty_like(lc).bernoulli_(q)``): a real 0/1 sample drawn from the same
+    random stream as for a plain tensor of x's dtype."""
+    if not _lc(x):
+        return func(x, p, generator=generator)
+    noise = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(p, generator=generator)
+    x._set_storage(real_lc(noise, x))
+    return x
+
+
+def real_lc(t: torch.Tensor, like) -> LCTensor:
+    return wrap(t.unsqueeze(0), (S.ZERO,), like._order if _lc(like) else None, None)
+
+
+# -- normalization -----------------------------------------------------------------------------------
+
+
+def _standard(x):
+    """ε⁰ plane of x (x itself when plain): what running statistics keep, as jvp keeps the primal."""
+    return series(x).plane(S.ZERO) if _lc(x) else x
+
+
+def _update_running(buf, new):
+    if buf is None or new is None:
+        return
+    with torch.no_grad():
+        if _lc(buf):
+            buf.copy_(new)
+        else:
+            buf.copy_(_standard(new).detach().to(buf.dtype))
+
+
+def _batch_norm(x, weight, bias, rm, rv, training, momentum, eps):
+    from torch._decomp.decompositions import native_batch_norm_helper
+
+    o, sm, sr, nrm, nrv = native_batch_norm_helper(x, weight, bias, rm, rv, training, momentum, eps, True)
+    if training:
+        _update_running(rm, nrm)
+        _update_running(rv, nrv)
+    return o, sm, sr
+
+
+@implements([aten.native_batch_norm.default, aten._native_batch_norm_legit.default])
+def native_batch_norm(func, x, weight, bias, rm, rv, training, momentum, eps):
+    return _batch_norm(x, weight, bias, rm, rv, training, momentum, eps)
+
+
+@implements([aten._native_batch_norm_legit.no_stats])
+def native_batch_norm_no_stats(func, x, weight, bias, training, momentum, eps):
+    return _batch_norm(x, weight, bias, None, None, training, momentum, eps)
+
+
+@implements([aten._native_batch_norm_legit_no_training.default])
+def native_batch_norm_no_training(func, x, weight, bias, rm, rv, momentum, eps):
+    return _batch_norm(x, weight, bias, rm, rv, False, momentum, eps)
+
+
+@implements([aten._batch_norm_with_update.default])
+def batch_norm_with_update(func, x, weight, bias, rm, rv, momentum, eps):
+    o, sm, sr = _batch_norm(x, weight, bias, rm, rv, True, momentum, eps)
+    return o, sm, sr, torch.empty(0, dtype=torch.uint8, device=x.device)
+
+
+@implements([aten._batch_norm_no_update.default])
+def batch_norm_no_update(func, x, weight, bias, rm, rv, momentum, eps):
+    o, sm, sr = _batch_norm(x, weight, bias, rm, rv, False, momentum, eps)
+    return o, sm, sr, torch.empty(0, dtype=torch.uint8, device=x.device)
+
+
+@implements([aten.native_group_norm.default])
+def native_group_norm(func, x, weight, bias, N, C, HxW, group, eps):
+    shape = x.shape
+    xg = x.reshape(N, group, -1)
+    v, m = _var(xg, [-1], 0, True)
+    rstd = (v + eps).rsqrt()
+    o = ((xg - m) * rstd).reshape(shape)
+    bshape = (1, C) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        o = o * weight.reshape(bshape)
+    if bias is not None:
+        o = o + bias.reshape(bshape)
+    return o, m.reshape(N, group), rstd.reshape(N, group)
+
+
+# -- adaptive max pooling: a selection by the field's order ------------------------------------------
+
+
+def _adaptive_windows(L, O, device):
+    i = torch.arange(O, device=device)
+    start = torch.div(i * L, O, rounding_mode="floor")
+    end = torch.div((i + 1) * L + O - 1, O, rounding_mode="floor")
+    K = int((end - start).max())
+    k = torch.arange(K, device=device)
+    idx = start[:, None] + k
+    valid = idx < end[:, None]
+    return idx.clamp(max=L - 1), valid
+
+
+def lex_window_argmax(planes, flat_idx, valid):
+    """planes (T, B, L); flat_idx/valid (*O, K) index windows of the last dim. Returns the index (into
+    L) of each window's first maximum in the field's order (lexicographic over the planes)."""
+    w = planes[:, :, flat_idx]  # (T, B, *O, K)
+    cand = valid.expand(w.shape[1:])
+    for t in range(w.shape[0]):
+        pm = torch.where(cand, w[t], float("-inf"))
+        m = pm.amax(-1, keepdim=True)
+        cand = cand & (pm == m)
+    k = cand.to(torch.uint8).argmax(-1, keepdim=True)
+    return torch.gather(flat_idx.expand(w.shape[1:]), -1, k).squeeze(-1)
+
+
+@implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default])
+def adaptive_max_pool(func, x, output_size):
+    n = 2 if func is aten.adaptive_max_pool2d.default else 3
+    s = series(x)
+    p = s.planes
+    batched = p.dim() - 1 == n + 2
+    if not batched:
+        p = p.unsqueeze(1)
+    T, N, C = p.shape[:3]
+    spatial = p.shape[3:]
+    flat = None
+    valid = None
+    for d, (L, O) in enumerate(zip(spatial, output_size)):
+        O = L if O is None else O
+        idx, ok = _adaptive_windows(L, O, p.device)
+        stride = 1
+        for L2 in spatial[d + 1 :]:
+            stride *= L2
+        # dims: (O_0..O_{n-1}, K_0..K_{n-1}) built by broadcasting
+        shp = [1] * (2 * n)
+        shp[d], shp[n + d] = idx.shape
+        idx = (idx * stride).reshape(shp)
+        ok = ok.reshape(shp)
+        flat = idx if flat is None else flat + idx
+        valid = ok if valid is None else valid & ok
+    Os = flat.shape[:n]
+    flat = flat.reshape(*Os, -1)
+    valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, -1)
+    pl = p.reshape(T, N * C, -1)
+    ind = lex_window_argmax(pl, flat, valid)  # (N*C, *O)
+    vals = torch.gather(pl, 2, ind.reshape(1, N * C, -1).expand(T, -1, -1))
+    vals = vals.reshape(T, N, C, *Os)
+    ind = ind.reshape(N, C, *Os)
+    if not batched:
+        vals, ind = vals.squeeze(1), ind.squeeze(0)
+    return out(Series(vals, s.support, s.order, s.exact)), ind
+
+
+# -- recurrent layers: torch's python decompositions (the C++ composite writes into plain tensors) ----
+
+
+def _python_decomp(func, *args, **kwargs):
+    return torch._decomp.decomposition_table[func](*args, **kwargs)
+
+
+for _op in (aten.rnn_tanh.input, aten.rnn_tanh.data, aten.rnn_relu.input, aten.rnn_relu.data,
+            aten.gru.input, aten.gru.data, aten.lstm.input, aten.lstm.data):
+    RULES[_op] = _python_decomp
+
+
+# -- workaround: views of LCTensors whose planes are not viewable ------------------------------------
+# The wrapper is created with contiguous strides whatever the planes' strides are, so torch may decide
+# that a reshape is a view when the planes (e.g. after a transpose) cannot be viewed. Until the wrapper
+# carries the planes' strides, fall back to a copy there (values are the same).
+from . import shape as _shape  # noqa: E402
+
+_view_rule = _shape.view
+
+
+def _view_or_reshape(func, x, size):
+    try:
+        return _view_rule(func, x, size)
+    except RuntimeError as e:
+        if func is not aten.view.default or "view size is not compatible" not in str(e):
+            raise
+        return _view_rule(aten.reshape.default, x, size)
+
+
+for _op in (aten.view.default, aten._unsafe_view.default, aten.reshape.default):
+    RULES[_op] = _view_or_reshape
