@@ -93,6 +93,15 @@ _NON_KERNELS = {
 }
 
 
+# Kernels whose tensor arguments come as a list (the profiler records no shape for those).
+_LIST_KERNELS = {
+    "aten::cat",
+    "aten::_cat",
+    "aten::index",
+    "aten::index_put_",
+    "aten::_index_put_impl_",
+}
+
 # -------------------------------------------------------------------------------------------------
 # configuration
 
@@ -187,6 +196,29 @@ def time_many(fns, cfg: Config) -> list:
     return res
 
 
+def page_faults(fn, n: int = 10):
+    """Minor page faults per call of ``fn`` (``getrusage``): fresh memory the allocator had to map.
+    On CPU a large temporary that glibc returns to the OS and maps again costs more than the
+    arithmetic on it. CUDA: not applicable."""
+    if not torch.cuda.is_available() or not _on_cuda(fn):
+        try:
+            import resource
+
+            fn()
+            r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(n):
+                fn()
+            return f"{(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / n:.0f}"
+        except Exception:
+            return "n/a"
+    return "n/a"
+
+
+def _on_cuda(fn) -> bool:
+    args = getattr(fn, "args", ())
+    return any(isinstance(a, torch.Tensor) and a.is_cuda for a in args)
+
+
 def kernel_names(fn) -> list[str]:
     """Compute kernels launched by one call of ``fn``: aten ops (other than views and metadata) with
     no such op below them, in launch order (``torch.profiler``). An LC op's own outer aten event
@@ -202,6 +234,9 @@ def kernel_names(fn) -> list[str]:
             return False
         # wrapping a Python number into a 0-dim tensor (scalar_tensor, copy_ of one element, ...)
         # (0-dim or non-tensor inputs only): not a kernel over the data
+        # (tensor-list arguments show as [] too: cat/stack are always counted)
+        if e.name in _LIST_KERNELS:
+            return True
         shapes = [s for s in (e.input_shapes or []) if isinstance(s, list)]
         return any(math.prod(s) > 1 for s in shapes if s)
 
@@ -331,6 +366,7 @@ def bench_core(cfg: Config):
     rows, data = [], []
     for name, kind, bar, f in _core_ops():
         tp, tl = time_many([partial(f, x, y, z), partial(f, lx, ly, z)], cfg)
+        fp, fl = page_faults(partial(f, x, y, z)), page_faults(partial(f, lx, ly, z))
         try:
             kn = kernel_names(partial(f, lx, ly, z))
             k = f"{len(kn)}: {' '.join(kn)}" if len(kn) <= 12 else str(len(kn))
@@ -340,7 +376,19 @@ def bench_core(cfg: Config):
         ratio = tl / tp if isinstance(tl, float) else None
         verdict = "n/a" if ratio is None else ("PASS" if ratio <= bar else "FAIL")
         rows.append(
-            (name, kind, _ms(tp), _ms(tl), _ratio(tl, tp), f"≤ {bar:g}×", verdict, k, layout)
+            (
+                name,
+                kind,
+                _ms(tp),
+                _ms(tl),
+                _ratio(tl, tp),
+                f"≤ {bar:g}×",
+                verdict,
+                k,
+                layout,
+                fp,
+                fl,
+            )
         )
         data.append(
             dict(
@@ -351,6 +399,8 @@ def bench_core(cfg: Config):
                 bar=bar,
                 kernels=k,
                 layout=layout,
+                faults_plain=fp,
+                faults_lc=fl,
             )
         )
     head = [
@@ -363,6 +413,8 @@ def bench_core(cfg: Config):
         "result",
         "LC kernels",
         "out layout",
+        "page faults/call plain",
+        "page faults/call LC",
     ]
     title = (
         f"{cfg.n_core:,} elements, float32, first order (x.nonstd(v)); binary ops take y.nonstd(w)."
