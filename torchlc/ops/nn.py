@@ -358,6 +358,87 @@ for _op in (aten.rnn_tanh.input, aten.rnn_tanh.data, aten.rnn_relu.input, aten.r
     RULES[_op] = _python_decomp
 
 
+# -- PyTorch's fused transformer fast path (eval / no-grad): the same math, unfused --------------------
+
+
+def _expand_mask(mask, mask_type, B, H, L, S_):
+    if mask is None:
+        return None
+    if mask_type == 1 or (mask_type is None and mask.dim() == 2 and mask.shape == (B, S_) and B != L):
+        mask = mask.view(B, 1, 1, S_)
+    elif mask.dim() == 3:
+        mask = mask.view(B, -1, L, S_)
+    return mask
+
+
+def _mha_math(query, key, value, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type):
+    import torch.nn.functional as F
+
+    B, L, _ = query.shape
+    S_ = key.shape[1]
+    D = E // H
+    if query is key and key is value:
+        q, k, v = F.linear(query, qkv_w, qkv_b).chunk(3, dim=-1)
+    else:
+        wq, wk, wv = qkv_w.chunk(3)
+        bq, bk, bv = qkv_b.chunk(3) if qkv_b is not None else (None, None, None)
+        q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+    q = q.reshape(B, L, H, D).transpose(1, 2)
+    k = k.reshape(B, S_, H, D).transpose(1, 2)
+    v = v.reshape(B, S_, H, D).transpose(1, 2)
+    scores = (q * (1.0 / D**0.5)) @ k.transpose(-2, -1)
+    m = _expand_mask(mask, mask_type, B, H, L, S_)
+    if m is not None and m.dtype == torch.bool:
+        scores = scores.masked_fill(m, float("-inf"))
+        attn = torch.softmax(scores, -1).masked_fill(m, 0.0)  # fully masked rows: 0, as _masked_softmax
+    else:
+        if m is not None:
+            scores = scores + m
+        attn = torch.softmax(scores, -1)
+    o = (attn @ v).transpose(1, 2).reshape(B, L, E)
+    return F.linear(o, proj_w, proj_b), attn
+
+
+@implements([aten._native_multi_head_attention.default])
+def native_multi_head_attention(func, query, key, value, embed_dim, num_head, qkv_weight, qkv_bias,
+                                proj_weight, proj_bias, mask=None, need_weights=True,
+                                average_attn_weights=True, mask_type=None):
+    o, attn = _mha_math(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
+                        proj_bias, mask, mask_type)
+    if not need_weights:
+        return o, torch.empty(0, dtype=query.dtype, device=query.device)
+    return o, (attn.mean(1) if average_attn_weights else attn)
+
+
+@implements([aten._transformer_encoder_layer_fwd.default])
+def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight,
+                                  proj_bias, use_gelu, norm_first, eps, norm_weight_1, norm_bias_1,
+                                  norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2,
+                                  ffn_bias_2, mask=None, mask_type=None):
+    import torch.nn.functional as F
+
+    def sa(x):
+        return _mha_math(x, x, x, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+                         mask, mask_type)[0]
+
+    def ff(x):
+        h = F.linear(x, ffn_weight_1, ffn_bias_1)
+        h = F.gelu(h) if use_gelu else F.relu(h)
+        return F.linear(h, ffn_weight_2, ffn_bias_2)
+
+    def ln(x, w, b):
+        return F.layer_norm(x, (embed_dim,), w, b, eps)
+
+    x = src
+    if norm_first:
+        x = x + sa(ln(x, norm_weight_1, norm_bias_1))
+        x = x + ff(ln(x, norm_weight_2, norm_bias_2))
+    else:
+        x = ln(x + sa(x), norm_weight_1, norm_bias_1)
+        x = ln(x + ff(x), norm_weight_2, norm_bias_2)
+    return x
+
+
 # -- workaround: views of LCTensors whose planes are not viewable ------------------------------------
 # The wrapper is created with contiguous strides whatever the planes' strides are, so torch may decide
 # that a reshape is a view when the planes (e.g. after a transpose) cannot be viewed. Until the wrapper
