@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import layouts, ops  # noqa: F401  (registers the rules)
+from ._compile import compile
 from ._tensor import LCTensor
 from .api import (
     coeff,
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LCTensor", "nonstd", "eps", "from_terms", "terms", "coeff", "coeffs", "support", "exact_through",
     "order", "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc", "DomainError",
-    "TruncationError", "strict", "is_strict", "layouts",
+    "TruncationError", "strict", "is_strict", "layouts", "compile",
 ]
 
 

@@ -13,7 +13,9 @@ from fractions import Fraction
 import torch
 
 from . import _support as S
-from ._tensor import Series, _inner_is_plain, min_exact, result_order
+from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
+
+from ._tensor import Series, _inner_is_plain, min_exact, result_order, speculation_record
 from .errors import DomainError, TruncationError, is_strict
 from .layouts.planes import broadcast_planes
 
@@ -197,6 +199,17 @@ def occurring_leads(planes: torch.Tensor) -> list:
     T = planes.shape[0]
     if T == 1:
         return [0]
+    rec = speculation_record()
+    if rec is not None:
+        li = lead_index(planes)
+        with disable_proxy_modes_tracing():
+            counts = torch.bincount(li.reshape(-1), minlength=T).tolist()
+        occ = [t for t, c in enumerate(counts) if c > 0] or [0]
+        ok = li == occ[0]
+        for t in occ[1:]:
+            ok = ok | (li == t)
+        rec.append((~ok).any())
+        return occ
     if not _inner_is_plain(planes):
         return list(range(T))
     li = lead_index(planes)
@@ -388,7 +401,11 @@ def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
     keep = [i for i, q in enumerate(sup) if q <= x.exact]
     trusted = planes[keep] if keep else planes.new_zeros((1, *planes.shape[1:]))
     s = lead_sign(trusted)
-    if _inner_is_plain(s):
+    rec = speculation_record()
+    if rec is not None:
+        amb = s == 0
+        rec.append((amb & matters).any() if matters is not None else amb.any())
+    elif _inner_is_plain(s):
         amb = s == 0
         if matters is not None:
             amb = amb & matters

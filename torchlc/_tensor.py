@@ -13,6 +13,8 @@ Dispatch: aten op → rule table (by OpOverload, then overload packet) → Compo
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from fractions import Fraction
 
 import torch
@@ -95,9 +97,43 @@ def min_exact(*bounds):
     return min(bs) if bs else None
 
 
+_STATIC = threading.local()
+
+
+@contextlib.contextmanager
+def static_mode():
+    """Never look at data while tracing (supports become static over-approximations)."""
+    old = getattr(_STATIC, "on", False)
+    _STATIC.on = True
+    try:
+        yield
+    finally:
+        _STATIC.on = old
+
+
+@contextlib.contextmanager
+def speculate():
+    """Trace with data-dependent decisions taken from the example inputs; every such decision
+    appends a bool tensor to the yielded list that is True when new data would decide differently
+    (checked at run time by torchlc.compile, which then falls back to eager)."""
+    old = getattr(_STATIC, "rec", None)
+    rec = []
+    _STATIC.rec = rec
+    try:
+        with static_mode():
+            yield rec
+    finally:
+        _STATIC.rec = old
+
+
+def speculation_record():
+    return getattr(_STATIC, "rec", None)
+
+
 def _inner_is_plain(t) -> bool:
-    """False for functorch-wrapped (vmap/grad) tensors and when tracing for torch.compile."""
-    if torch.compiler.is_compiling():
+    """False for functorch-wrapped (vmap/grad) tensors and when tracing (torch.compile, make_fx):
+    then rules must not look at data (no host syncs, no data-dependent supports)."""
+    if torch.compiler.is_compiling() or getattr(_STATIC, "on", False):
         return False
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
@@ -107,9 +143,11 @@ def wrap(planes, support, order, exact, *, monomial=False) -> "LCTensor":
     from . import layouts
     from ._vmap import is_batched, lift_planes
 
-    if is_batched(planes):
+    if torch.compiler.is_compiling():
+        pass  # traced by dynamo: no functorch wrappers can reach here
+    elif is_batched(planes):
         return lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
-    if torch._C._functorch.is_gradtrackingtensor(planes):
+    elif torch._C._functorch.is_gradtrackingtensor(planes):
         # torch.func.grad/jacrev/jvp would see none of the rules' work and return silent zeros
         raise NotImplementedError(
             "torchlc: torch.func.grad/jacrev/jacfwd/jvp transforms over LCTensor code are not "

@@ -53,12 +53,9 @@ def force(layout: str | None):
 
 
 def _plain(t: torch.Tensor) -> bool:
-    return (
-        not t.requires_grad
-        and not torch.compiler.is_compiling()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(t)
-        and t.device.type != "meta"
-    )
+    from .._tensor import _inner_is_plain
+
+    return not t.requires_grad and _inner_is_plain(t) and t.device.type != "meta"
 
 
 def choose(planes_t, support, monomial) -> str:

@@ -1,0 +1,120 @@
+"""``torchlc.compile``: torch.compile for training code on LC tensors.
+
+torch.compile of LC-in/LC-out functions works directly under ``torch.no_grad()``. With autograd on,
+AOTAutograd would trace the *outer* (wrapper-level) joint graph, which is not the LC adjoint, and
+Dynamo cannot build LCTensors inside a graph. So this wrapper keeps the compiled region's boundaries
+plain: the function is traced once per input signature with ``make_fx`` on the coefficient planes
+(LCTensors are rebuilt and taken apart in Python, outside Dynamo), the
+tensors it closes over that require grad (parameters) are lifted to graph inputs, and the resulting
+plain aten graph is handed to ``torch.compile``. Gradients flow exactly as in eager mode.
+
+Data-dependent decisions (which plane leads each element in a reciprocal or power, whether a
+comparison on truncated inputs is decidable) are *speculated* from the inputs seen at trace time
+and verified inside the graph: the compiled function returns one extra flag, checked once per call,
+and on a mismatch the call runs eagerly, so results are always those of eager mode.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from ._tensor import LCTensor, speculate, wrap
+
+__all__ = ["compile"]
+
+
+def _meta(x: LCTensor):
+    return (x._support, x._order, x._exact)
+
+
+def _leaf_key(a):
+    if isinstance(a, LCTensor):
+        return ("lc", _meta(a), tuple(a.shape), a.dtype, a.device)
+    if isinstance(a, torch.Tensor):
+        return ("t", tuple(a.shape), a.dtype, a.device, a.requires_grad)
+    return ("c", a)
+
+
+def _lift_grad_constants(gm):
+    """Turn tensors the trace baked in as constants but that require grad into graph inputs."""
+    lifted = []
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    anchor = placeholders[-1] if placeholders else None
+    for node in list(gm.graph.nodes):
+        if node.op != "get_attr":
+            continue
+        t = getattr(gm, node.target)
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            ctx = gm.graph.inserting_after(anchor) if anchor is not None else gm.graph.inserting_before(node)
+            with ctx:
+                ph = gm.graph.placeholder(f"lifted_{len(lifted)}")
+            anchor = ph
+            node.replace_all_uses_with(ph)
+            gm.graph.erase_node(node)
+            lifted.append(t)
+    gm.graph.lint()
+    gm.recompile()
+    return lifted
+
+
+def compile(fn=None, **compile_kwargs):
+    """``torch.compile`` ``fn`` (LC tensors in and out) so that it can be trained through.
+
+    Example:
+        >>> import torch, torchlc
+        >>> lin = torch.nn.Linear(3, 2)
+        >>> f = torchlc.compile(lambda x: torch.tanh(lin(x)), backend="aot_eager")
+        >>> y = f(torch.randn(4, 3).nonstd())
+        >>> torchlc.coeff(y, 1).sum().backward()     # gradients reach lin's parameters
+        >>> lin.weight.grad is not None
+        True
+    """
+    if fn is None:
+        return functools.partial(compile, **compile_kwargs)
+    cache = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        flat, spec = tree_flatten((args, kwargs))
+        key = (spec, tuple(_leaf_key(a) for a in flat))
+        entry = cache.get(key)
+        tensor_pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor)]
+        leaves = [flat[i]._planes_view() if isinstance(flat[i], LCTensor) else flat[i] for i in tensor_pos]
+        if entry is None:
+            out_meta = {}
+
+            def inner(*tensors):
+                rebuilt = list(flat)
+                for i, t in zip(tensor_pos, tensors):
+                    a = flat[i]
+                    rebuilt[i] = wrap(t, *_meta(a)) if isinstance(a, LCTensor) else t
+                a, k = tree_unflatten(rebuilt, spec)
+                res = fn(*a, **k)
+                out_flat, out_spec = tree_flatten(res)
+                out_meta["spec"] = out_spec
+                out_meta["lc"] = {j: _meta(o) for j, o in enumerate(out_flat) if isinstance(o, LCTensor)}
+                outs = [o._planes_view() if isinstance(o, LCTensor) else o for o in out_flat]
+                # data-dependent decisions were taken from the example inputs: one flag says
+                # whether these inputs would decide differently
+                flags = [f.reshape(1) for f in spec_flags]
+                viol = torch.cat(flags).any() if flags else torch.zeros((), dtype=torch.bool)
+                return outs + [viol]
+
+            with speculate() as spec_flags, torch.no_grad():
+                gm = make_fx(inner)(*[t.detach() for t in leaves])
+            lifted = _lift_grad_constants(gm)
+            entry = (torch.compile(gm, **compile_kwargs), lifted, out_meta)
+            cache[key] = entry
+        cfn, lifted, out_meta = entry
+        *outs, viol = cfn(*leaves, *lifted)
+        if bool(viol):  # one host sync per call, at the boundary: run eagerly instead
+            return fn(*args, **kwargs)
+        lc_out = out_meta["lc"]
+        outs = [wrap(o, *lc_out[j]) if j in lc_out else o for j, o in enumerate(outs)]
+        return tree_unflatten(outs, out_meta["spec"])
+
+    return wrapper
