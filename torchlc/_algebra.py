@@ -284,7 +284,10 @@ def power(x: Series, r) -> Series:
         lr = l * r
         rel = (order - lr) if order is not None else None
         if rel is not None and rel < 0:
-            continue  # every term of this group is above the cutoff: it truncates to 0
+            # every term of this group is above the cutoff: these elements truncate to 0
+            parts.append((mask, Series(planes.new_zeros((1, *planes.shape[1:])), (S.ZERO,))))
+            exact_bounds.append(order)
+            continue
         K = n_terms(d_sup, rel) if rel is not None else (int(r) + 1 if r.denominator == 1 and r >= 0 else None)
         if K is None:
             raise ValueError("torchlc: x**r with a non-integer r needs a truncation order")

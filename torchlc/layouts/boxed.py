@@ -29,6 +29,8 @@ def encode(planes: torch.Tensor, support) -> torch.Tensor:
     """Encode monomial planes (T, *shape) (at most one nonzero term per element) as float64 words."""
     nz = planes != 0
     t = nz.to(torch.uint8).argmax(0)  # first nonzero plane (0 if none)
+    if 0 in support and support[0] != 0:  # an all-zero element keeps its ε⁰ plane (sign of -0.0)
+        t = torch.where(nz.any(0), t, support.index(0))
     c = planes.gather(0, t.unsqueeze(0)).squeeze(0).to(torch.float32)
     real = c.to(torch.float64)
     real = torch.where(torch.isnan(real), torch.full_like(real, float("nan")), real)

@@ -87,8 +87,11 @@ def reciprocal(func, x):
 def div(func, a, b):
     if not isinstance(b, LCTensor):
         # plain divisor: divide every plane (the ε⁰ plane rounds exactly like torch's a / b)
-        return out(A.scale(series(a), 1 / b) if not isinstance(b, torch.Tensor) else _div_plain(a, b),
-                   monomial=is_monomial(a))
+        # divide every plane, so the ε⁰ plane rounds exactly like torch's a / b
+        if not isinstance(b, torch.Tensor):
+            s = series(a)
+            return out(Series(s.planes / b, s.support, s.order, s.exact), monomial=is_monomial(a))
+        return out(_div_plain(a, b), monomial=is_monomial(a))
     return mul_lc(a, reciprocal_lc(b))
 
 
@@ -121,9 +124,11 @@ def _as_fraction(e):
         return Fraction(e)
     if isinstance(e, Fraction):
         return e
-    # a float exponent means its exact binary value (so (-8)**(1/3) is NaN, as in torch)
-    f = Fraction(e)
-    if f.denominator > 1 << 24:
+    # Python turns Fraction exponents into floats before dispatch; recover the short rational a
+    # float stands for when it round-trips exactly (1/3 → Fraction(1, 3)), so x ** Fraction(1, 3)
+    # keeps field semantics ((-8 + ε)^(1/3) = -2 + ε/12); other floats use exp(e·log x)
+    f = Fraction(e).limit_denominator(1 << 12)
+    if float(f) != e:
         return None
     return f
 

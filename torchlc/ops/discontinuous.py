@@ -122,7 +122,10 @@ def relu(func, x):
 
 def _pick(a, b, take_a_if):
     d = difference(b, a)  # a − b
-    return select(take_a_if(A.lead_sign(d.planes)), a, b)
+    s = A.lead_sign(d.planes)
+    res = select(take_a_if(s), a, b)
+    # like torch.maximum/minimum/clamp, a NaN in either operand gives NaN
+    return select(torch.isnan(s), float("nan"), res)
 
 
 @implements([aten.maximum.default, aten.fmax.default])

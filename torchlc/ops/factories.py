@@ -1,5 +1,6 @@
-"""``*_like`` and ``new_*`` factories: they return real-valued LCTensors (a single ε⁰ plane) with
-the source's order, so code such as ``h = x.new_zeros(...)`` followed by LC updates just works."""
+"""``*_like`` and ``new_*`` factories: they return real-valued LCTensors with the source's support
+and order (higher planes zero), so code such as ``h = x.new_zeros(n); h[i] = f(x)`` or
+``out = torch.empty_like(x); out[:, t] = step(...)`` writes LC values in place just works."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ aten = torch.ops.aten
 
 
 def _real(t: torch.Tensor, like: LCTensor):
-    return wrap(t.unsqueeze(0), (S.ZERO,), like._order, None)
+    sup = like._support if S.ZERO in like._support else tuple(sorted((S.ZERO, *like._support)))
+    k = sup.index(S.ZERO)
+    planes = t.new_zeros((len(sup), *t.shape))
+    planes[k] = t
+    return wrap(planes, sup, like._order, None)
 
 
 def _kw(like, kwargs):

@@ -64,7 +64,7 @@ def _arg_reduce(x, dim, keepdim, largest):
     s = series(x)
     if dim is None:
         p = s.planes.reshape(s.planes.shape[0], -1)
-        idx = _lex_arg(p, 0, largest).squeeze(0)
+        idx = _lex_arg(p, 0, largest)
         _check_tie(s, p, idx, 0, "argmax" if largest else "argmin")
         return idx.squeeze(0) if not keepdim else idx.reshape([1] * x.dim())
     d = dim + x.dim() if dim < 0 else dim
@@ -136,6 +136,7 @@ def _max_dim(x, dim, keepdim, largest):
     s = series(x)
     d = dim + x.dim() if dim < 0 else dim
     idx = _lex_arg(s.planes, d, largest)
+    _check_tie(s, s.planes, idx, d, "max" if largest else "min")
     vals = _take(s, idx, d)
     if not keepdim:
         vals, idx = vals.squeeze(d + 1), idx.squeeze(d)
@@ -175,7 +176,13 @@ def sort(func, x, *args, **kwargs):
         return x, torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     idx = lex_sort_indices(s.planes, d, descending)
-    return out(Series(_take(s, idx, d), s.support, s.order, s.exact)), idx
+    vals = _take(s, idx, d)
+    if s.exact is not None and x.shape[d] > 1:
+        # the order of neighbours that agree through exact_through is decided by dropped terms
+        n = x.shape[d]
+        gap = vals.narrow(d + 1, 1, n - 1) - vals.narrow(d + 1, 0, n - 1)
+        A.trusted_lead_sign(Series(gap, s.support, s.order, s.exact), "sort")
+    return out(Series(vals, s.support, s.order, s.exact)), idx
 
 
 @implements([aten.argsort.default, aten.argsort.stable])

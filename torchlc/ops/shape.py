@@ -257,23 +257,19 @@ def _per_plane_rule(func, *args, **kwargs):
 implements(list(_VALUE_POS))(_per_plane_rule)
 
 
-@implements([aten.scatter.value, aten.index_fill.int_Scalar, aten.masked_fill.Scalar, aten.fill.Scalar])
+@implements([aten.scatter.value, aten.index_fill.int_Scalar, aten.masked_fill.Scalar, aten.fill.Scalar,
+             aten.masked_fill.Tensor, aten.index_fill.int_Tensor, aten.fill.Tensor])
 def fill_like_ops(func, x, *args):
-    # the filled value is a real number: ε⁰ plane gets it, every other plane gets 0
+    # the filled value is a real number: the ε⁰ plane gets it, every other plane gets 0
     *rest, value = args
+    if isinstance(value, LCTensor):
+        raise NotImplementedError(f"torchlc: {func.name()} with an LCTensor fill value; use torch.where")
+    zero = torch.zeros_like(value) if isinstance(value, torch.Tensor) else 0
     s = series(x)
     if A.S.ZERO not in s.support:
         s = A.add(s, Series(s.planes.new_zeros((1, *s.shape)), (A.S.ZERO,)))
-    planes = [func(p, *rest, value if q == 0 else 0) for q, p in zip(s.support, s.planes)]
+    planes = [func(p, *rest, value if q == 0 else zero) for q, p in zip(s.support, s.planes)]
     return out(Series(torch.stack(planes), s.support, s.order, s.exact))
-
-
-@implements([aten.masked_fill.Tensor, aten.index_fill.int_Tensor, aten.fill.Tensor])
-def fill_tensor_ops(func, x, *args):
-    *rest, value = args
-    if isinstance(value, LCTensor):
-        raise NotImplementedError(f"torchlc: {func.name()} with an LCTensor fill value")
-    return fill_like_ops(func, x, *rest, value.item() if value.numel() == 1 else value)
 
 
 @implements([aten.copy_.default])
