@@ -81,6 +81,26 @@ def add(a: Series, b: Series, alpha=1) -> Series:
     return Series(planes, sup, order, exact_add(a, b))
 
 
+def add_bias(res: Series, bias) -> Series:
+    """res + bias for a fresh result ``res`` (e.g. a GEMM output) and a plain bias: added into the
+    ε⁰ plane in place when no autograd recording is needed (no extra pass over the other planes)."""
+    if bias is None:
+        return res
+    b = bias if isinstance(bias, Series) else None
+    if (
+        b is None
+        and isinstance(bias, torch.Tensor)
+        and S.ZERO in res.support
+        and _grad_free(res.planes, bias)
+        and torch.broadcast_shapes(res.planes.shape[1:], bias.shape) == res.planes.shape[1:]
+    ):
+        res.planes[res.support.index(S.ZERO)].add_(bias)
+        return res
+    from ._tensor import series
+
+    return add(res, b if b is not None else series(bias))
+
+
 def neg(a: Series) -> Series:
     return Series(-a.planes, a.support, a.order, a.exact)
 

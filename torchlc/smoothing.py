@@ -105,12 +105,15 @@ def _logistic_derivs(u, n):
     # Taylor series of σ at u via 1/(1 + exp(−u − t)); K^{(j)} = (j+1)!·[t^{j+1}]σ
     if n == 0:
         return []
+    # K is even: K^{(j)}(u) = (−1)^j K^{(j)}(|u|), and exp(−|u|) cannot overflow
     K = n + 1
-    negu = A.identity_series(-u, K)
+    au = u.abs()
+    negu = A.identity_series(-au, K)
     negu = [negu[0]] + [-c for c in negu[1:]]
     e = A.t_exp(negu)
     sig = A.t_recip([1 + e[0]] + e[1:])
-    return [sig[j + 1] * math.factorial(j + 1) for j in range(n)]
+    flip = torch.where(u < 0, -1.0, 1.0).to(u.dtype)
+    return [sig[j + 1] * math.factorial(j + 1) * (flip if j % 2 else 1) for j in range(n)]
 
 
 def _compact(poly, dpolys):

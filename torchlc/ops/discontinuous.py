@@ -116,7 +116,11 @@ def where(func, cond, a, b):
 @implements([aten.relu.default])
 def relu(func, x):
     s = series(x)
-    nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
+    if s.planes.shape[0] == 2:  # first order: 5 elementwise kernels instead of the general 9
+        p0, p1 = s.planes[0], s.planes[1]
+        nonpos = (p0 < 0) | ((p0 == 0) & (p1 <= 0))
+    else:
+        nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
     return out(Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
 
 

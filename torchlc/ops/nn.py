@@ -17,6 +17,8 @@ aten = torch.ops.aten
 def _with_bias(res: Series, bias):
     if bias is None:
         return res
+    if isinstance(bias, torch.Tensor) and not isinstance(bias, LCTensor):
+        return A.add_bias(res, bias)
     return A.add(res, series(bias))
 
 
