@@ -219,13 +219,38 @@ def test_embedding_with_lc_weights():
     check(lambda w: F.embedding(idx, w, padding_idx=3), [w])
     emb = nn.Embedding(4, 3).double()
     check(lambda w: torch.func.functional_call(emb, {"weight": w}, (idx,)), [w])
-    flat = torch.tensor([0, 2, 1, 3, 3])
-    offsets = torch.tensor([0, 2])
-    for mode in ("sum", "mean", "max"):
-        check(lambda w: F.embedding_bag(flat, w, offsets, mode=mode), [w])
-    psw = R(5, seed=3)
-    check(lambda w, p: F.embedding_bag(flat, w, offsets, mode="sum", per_sample_weights=p), [w, psw])
-    check(lambda w: F.embedding_bag(idx, w, mode="mean"), [w])
+
+
+def test_embedding_bag_with_lc_weights():
+    # jvp has no forward AD for _embedding_bag: sum/mean are linear in the weight (ε¹ = the bag of v),
+    # max selects rows (ε¹ = v at the chosen rows)
+    w, v = R(5, 3), R(5, 3, seed=1)
+    flat = torch.tensor([0, 2, 1, 3, 3, 4, 1])
+    offsets = torch.tensor([0, 2, 2, 5])
+    for kw in (dict(mode="sum"), dict(mode="mean"), dict(mode="max"), dict(mode="sum", padding_idx=3),
+               dict(mode="mean", padding_idx=1), dict(mode="max", padding_idx=3),
+               dict(mode="sum", include_last_offset=True)):
+        for name, ctx in MODES.items():
+            with ctx():
+                y = F.embedding_bag(flat, w.nonstd(v), offsets, **kw)
+            ref = F.embedding_bag(flat, w, offsets, **kw)
+            assert_close(torchlc.coeff(y, 0), ref, **TOL)
+            if kw["mode"] == "max":
+                _, _, _, mi = torch.ops.aten._embedding_bag(w, flat, offsets, False, 2, False, None,
+                                                             kw.get("include_last_offset", False),
+                                                             kw.get("padding_idx", -1))
+                tan = torch.where(ref == 0, 0.0, torch.gather(v, 0, mi))
+            else:
+                tan = F.embedding_bag(flat, v, offsets, **kw)
+            assert_close(torchlc.coeff(y, 1), tan, **TOL, msg=lambda m: f"{kw} {name}: {m}")
+    p, pv = R(7, seed=2), R(7, seed=3)
+    y = F.embedding_bag(flat, w.nonstd(v), offsets, mode="sum", per_sample_weights=p.nonstd(pv))
+    tan = F.embedding_bag(flat, v, offsets, mode="sum", per_sample_weights=p) + \
+        F.embedding_bag(flat, w, offsets, mode="sum", per_sample_weights=pv)
+    assert_close(torchlc.coeff(y, 1), tan, **TOL)
+    idx2 = torch.tensor([[0, 2, 1], [3, 3, 0]])
+    y = F.embedding_bag(idx2, w.nonstd(v), mode="mean")
+    assert_close(torchlc.coeff(y, 1), F.embedding_bag(idx2, v, mode="mean"), **TOL)
 
 
 def test_lc_weights_in_linear_and_conv():
