@@ -259,3 +259,96 @@ def test_lc_weights_in_linear_and_conv():
     check(lambda x, w: F.conv_transpose1d(x, w, stride=2), [x, R(2, 3, 3, seed=1)])
     check(lambda x, w, b: F.linear(x, w, b), [R(3, 4), R(2, 4, seed=1), R(2, seed=2)])
     check(lambda a, b, w: F.bilinear(a, b, w), [R(2, 3), R(2, 4, seed=1), R(2, 3, 4, seed=2)])
+
+
+# -- every activation in torch.nn ----------------------------------------------------------------------
+
+ACTIVATIONS = {
+    "ELU": lambda: nn.ELU(0.7), "CELU": lambda: nn.CELU(1.3), "SELU": nn.SELU, "GELU": nn.GELU,
+    "GELU_tanh": lambda: nn.GELU("tanh"), "Hardshrink": nn.Hardshrink, "Hardsigmoid": nn.Hardsigmoid,
+    "Hardtanh": lambda: nn.Hardtanh(-0.5, 0.7), "Hardswish": nn.Hardswish, "LeakyReLU": nn.LeakyReLU,
+    "LogSigmoid": nn.LogSigmoid, "PReLU": lambda: nn.PReLU(3), "ReLU": nn.ReLU, "ReLU6": nn.ReLU6,
+    "RReLU": nn.RReLU, "Sigmoid": nn.Sigmoid, "SiLU": nn.SiLU, "Mish": nn.Mish,
+    "Softplus": lambda: nn.Softplus(2.0, 3.0), "Softshrink": nn.Softshrink, "Softsign": nn.Softsign,
+    "Tanh": nn.Tanh, "Tanhshrink": nn.Tanhshrink, "Threshold": lambda: nn.Threshold(0.1, -2.0),
+    "GLU": nn.GLU, "Softmin": lambda: nn.Softmin(1), "Softmax": lambda: nn.Softmax(-1),
+    "Softmax2d": nn.Softmax2d, "LogSoftmax": lambda: nn.LogSoftmax(1),
+}
+
+
+# torch's own derivative formulas for these use float32 constants (jvp is off by ~1e-8 relative);
+# test_activation_exact_slopes checks torchlc against the exact derivative
+LOOSE = {"CELU": dict(rtol=1e-6, atol=1e-7), "Hardsigmoid": dict(rtol=1e-6, atol=1e-7)}
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_activation(name, train):
+    torch.manual_seed(0)
+    # 3 standard deviations: both sides of every kink (none exactly on one)
+    check(model_fn(ACTIVATIONS[name](), train), [3 * R(2, 3, 2, 4)], tol=LOOSE.get(name, TOL))
+
+
+def test_activation_exact_slopes():
+    a = torch.tensor([-1.2, -0.3, 0.4, 2.5, 3.5], dtype=f64)
+    y = F.hardsigmoid(a.nonstd())
+    assert_close(torchlc.coeff(y, 1), torch.where(a.abs() < 3, torch.full_like(a, 1 / 6), 0.0), rtol=1e-15, atol=0)
+    y = F.celu(a.nonstd(), 1.3)
+    assert_close(torchlc.coeff(y, 1), torch.where(a > 0, 1.0, torch.exp(a / 1.3)), rtol=1e-15, atol=0)
+
+
+def test_weighted_losses_differentiate_the_weight():
+    # torch's forward AD treats nll_loss/cross_entropy class weights as constants; torchlc does not:
+    # compare with jvp of the same loss written out
+    x, w, wv = R(4, 5), W5, R(5, seed=1)
+    y = F.nll_loss(x, T_INT, weight=w.nonstd(wv))
+
+    def manual(x, w):
+        wt = w[T_INT]
+        return -(wt * x.gather(1, T_INT[:, None])[:, 0]).sum() / wt.sum()
+
+    val, tan = jvp(manual, (x, w), (torch.zeros_like(x), wv))
+    assert_close(torchlc.coeff(y, 0), val, **TOL)
+    assert_close(torchlc.coeff(y, 1), tan, **TOL)
+
+
+# -- losses --------------------------------------------------------------------------------------------
+
+T_INT = torch.tensor([1, 0, 3, 2])
+T_IGN = torch.tensor([1, -100, 3, 2])
+W5 = torch.tensor([0.5, 1.0, 2.0, 0.25, 1.5], dtype=f64)
+
+LOSSES = {
+    "mse": (lambda x, y: F.mse_loss(x, y), [(4, 3), (4, 3)]),
+    "mse_none": (lambda x, y: F.mse_loss(x, y, reduction="none"), [(4, 3), (4, 3)]),
+    "l1": (lambda x, y: F.l1_loss(x, y, reduction="sum"), [(4, 3), (4, 3)]),
+    "huber": (lambda x, y: F.huber_loss(x, y, delta=0.8), [(4, 3), (4, 3)]),
+    "smooth_l1": (lambda x, y: F.smooth_l1_loss(x, y, beta=0.5, reduction="none"), [(4, 3), (4, 3)]),
+    "cross_entropy_int": (lambda x: F.cross_entropy(x, T_INT), [(4, 5)]),
+    "cross_entropy_int_opts": (lambda x: F.cross_entropy(x, T_IGN, weight=W5, label_smoothing=0.1), [(4, 5)]),
+    "cross_entropy_prob": (lambda x, p: F.cross_entropy(x, p.softmax(-1)), [(4, 5), (4, 5)]),
+    "cross_entropy_prob_smooth": (lambda x, p: F.cross_entropy(x, p.softmax(-1), label_smoothing=0.2,
+                                                               reduction="none"), [(4, 5), (4, 5)]),
+    "cross_entropy_2d": (lambda x: F.cross_entropy(x, T_INT.view(1, 2, 2).expand(2, 2, 2) % 3), [(2, 3, 2, 2)]),
+    "nll": (lambda x: F.nll_loss(x.log_softmax(-1), T_IGN), [(4, 5)]),
+    "nll_weight_sum": (lambda x: F.nll_loss(x, T_INT, weight=W5, reduction="sum"), [(4, 5)]),
+    "bce_with_logits": (lambda x, y: F.binary_cross_entropy_with_logits(x, y.sigmoid()), [(4, 3), (4, 3)]),
+    "bce_with_logits_pos": (lambda x, w: F.binary_cross_entropy_with_logits(
+        x, (T_INT.view(4, 1) > 1).double().expand(4, 3), pos_weight=w.exp()), [(4, 3), (3,)]),
+    "bce": (lambda x, y: F.binary_cross_entropy(x.sigmoid(), y.sigmoid()), [(4, 3), (4, 3)]),
+    "kl_div": (lambda x, y: F.kl_div(x.log_softmax(-1), y.softmax(-1), reduction="batchmean"), [(4, 3), (4, 3)]),
+    "kl_div_log_target": (lambda x, y: F.kl_div(x.log_softmax(-1), y.log_softmax(-1), log_target=True),
+                          [(4, 3), (4, 3)]),
+    "cosine_embedding": (lambda x, y: F.cosine_embedding_loss(x, y, torch.tensor([1, -1, 1, -1])), [(4, 3), (4, 3)]),
+    "margin_ranking": (lambda x, y: F.margin_ranking_loss(x[:, 0], y[:, 0], torch.tensor([1, -1, 1, -1]),
+                                                          margin=0.1), [(4, 3), (4, 3)]),
+    "soft_margin": (lambda x: F.soft_margin_loss(x, torch.tensor([1.0, -1.0, 1.0]).double()), [(4, 3)]),
+    "poisson_nll": (lambda x, y: F.poisson_nll_loss(x, y.exp()), [(4, 3), (4, 3)]),
+    "gaussian_nll": (lambda x, y, v: F.gaussian_nll_loss(x, y, v.exp()), [(4, 3), (4, 3), (4, 3)]),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss(name):
+    f, shapes = LOSSES[name]
+    check(f, [R(*s, seed=i) for i, s in enumerate(shapes)])

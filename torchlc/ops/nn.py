@@ -213,6 +213,28 @@ def real_lc(t: torch.Tensor, like) -> LCTensor:
     return wrap(t.unsqueeze(0), (S.ZERO,), like._order if _lc(like) else None, None)
 
 
+@implements([aten.rrelu_with_noise.default])
+def rrelu_with_noise(func, x, noise, lower=0.125, upper=1.0 / 3.0, training=False, generator=None):
+    """RReLU: slopes are drawn for the elements that are ≤ 0 in the field's order, from the same random
+    stream as a plain tensor with that sign pattern (torch draws only for those elements)."""
+    if not _lc(x):
+        return func(x, noise, lower, upper, training, generator)
+    sx = series(x)
+    sgn = A.lead_sign(sx.planes)
+    if training:
+        buf = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        func(sgn.to(x.dtype), buf, lower, upper, True, generator)
+        slope = buf
+        if _lc(noise):
+            noise._set_storage(real_lc(buf, noise))
+        else:
+            noise.copy_(buf)
+    else:
+        neg = torch.tensor((lower + upper) / 2, dtype=x.dtype, device=x.device)
+        slope = torch.where(sgn > 0, torch.ones_like(neg), neg)
+    return out(A.scale(sx, slope))
+
+
 # -- normalization -----------------------------------------------------------------------------------
 
 
