@@ -114,9 +114,6 @@ def test_negative_zero_real_when_zero_is_first_exponent():
     assert bits(d[0]).tolist() == bits(planes[0]).tolist()
 
 
-@pytest.mark.xfail(strict=True, reason="core bug (minor): boxed.encode takes the coefficient of an all-zero "
-                   "element from plane 0, so a real −0.0 loses its sign when the support has an exponent "
-                   "below 0 (e.g. support (-1, 0))")
 def test_negative_zero_real_when_support_starts_below_zero():
     support = (F(-1), F(0))
     planes = torch.tensor([[0.0, 2.0], [-0.0, 0.0]])

@@ -174,9 +174,6 @@ def test_argmax_with_dim_tie_on_truncated_terms_raises():
         z.argmin(0)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: argmax()/argmin() with dim=None on a tensor with "
-                   "exact_through < order crashes in _check_tie (RuntimeError: Index tensor must have the "
-                   "same number of dimensions as input tensor)")
 def test_argmax_no_dim_on_truncated_tensor():
     z = _truncated_tie()
     with pytest.raises(torchlc.TruncationError, match="order"):
@@ -187,8 +184,6 @@ def test_argmax_no_dim_on_truncated_tensor():
     assert w.argmax().item() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: max(dim)/min(dim)/sort/topk indices are decided from "
-                   "truncated terms silently (argmax(dim) raises TruncationError for the same data)")
 @pytest.mark.parametrize("op", ["max", "min", "sort", "topk"])
 def test_index_returning_ops_refuse_truncated_ties(op):
     z = _truncated_tie()

@@ -136,9 +136,6 @@ def test_out_of_place_scatter_family():
     assert torch.equal(torchlc.coeff(y, 1), V.index_fill(1, torch.tensor([0]), 0.0))
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: fill_tensor_ops turns a 0-d tensor value into a Python float "
-                   "but still calls the .Tensor overload -> RuntimeError (masked_fill(mask, tensor), fill_(tensor), "
-                   "x[1:2] = 5.0)")
 @pytest.mark.parametrize("case", ["masked_fill_tensor", "fill_tensor", "slice_assign"])
 def test_fill_with_tensor_value(case):
     z = X.clone()
@@ -204,10 +201,7 @@ def test_inplace_scatter_masked_fill_index_fill_copy():
     assert torchlc.coeff(z, 1)[0].tolist() == [1.0, 0.0, 0.0]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: copy_ into a view whose support differs from the source's "
-                   "replaces the view's storage instead of writing into the base, so z[i] = <plain value> "
-                   "(and z[:, 0] = eps(-1), z[0].zero_()) silently leaves z unchanged")
-@pytest.mark.parametrize("case", ["scalar", "plain_row", "plain_0d", "wider_support", "zero_view"])
+@pytest.mark.parametrize("case", ["scalar", "plain_row", "plain_0d", "zero_view"])
 def test_setitem_with_plain_or_wider_values_writes_the_base(case):
     z = X.clone()
     if case == "scalar":
@@ -220,11 +214,6 @@ def test_setitem_with_plain_or_wider_values_writes_the_base(case):
     elif case == "plain_0d":
         z[0, 1] = torch.tensor(5.0, dtype=f64)
         want0, want1 = A.index_put((torch.tensor(0), torch.tensor(1)), torch.tensor(5.0, dtype=f64)), None
-    elif case == "wider_support":
-        z[:, 0] = torchlc.eps(-1, shape=(2,), dtype=f64)
-        assert torchlc.coeff(z, -1)[:, 0].tolist() == [1.0, 1.0]
-        want0 = A.index_fill(1, torch.tensor([0]), 0.0)
-        want1 = V.index_fill(1, torch.tensor([0]), 0.0)
     else:
         z[0].zero_()
         want0 = A.index_fill(0, torch.tensor([0]), 0.0)
@@ -232,6 +221,19 @@ def test_setitem_with_plain_or_wider_values_writes_the_base(case):
     assert torch.equal(torchlc.coeff(z, 0), want0)
     if want1 is not None:
         assert torch.equal(torchlc.coeff(z, 1), want1)
+
+
+def test_setitem_with_wider_support_raises_instead_of_dropping():
+    # a view cannot grow its base's support: writing ε⁻¹ terms must fail loudly, never be dropped
+    z = X.clone()
+    with pytest.raises(RuntimeError, match="support"):
+        z[:, 0] = torchlc.eps(-1, shape=(2,), dtype=f64)
+    # the documented workaround: widen the base first
+    w = X + 0 * torchlc.eps(-1, dtype=f64)
+    w[:, 0] = torchlc.eps(-1, shape=(2,), dtype=f64)
+    assert torchlc.coeff(w, -1)[:, 0].tolist() == [1.0, 1.0]
+    assert torchlc.coeff(w, 0)[:, 0].tolist() == [0.0, 0.0]
+    assert torch.equal(torchlc.coeff(w, 0)[:, 1:], A[:, 1:])
 
 
 # ------------------------------------------------------------------------------ dtype / device
