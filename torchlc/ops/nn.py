@@ -530,3 +530,65 @@ def _view_or_reshape(func, x, size):
 
 for _op in (aten.view.default, aten._unsafe_view.default, aten.reshape.default):
     RULES[_op] = _view_or_reshape
+
+
+# -- workaround: constant_pad_nd's fill value is a real number (ε⁰ plane only) ------------------------
+# shape.py lists it as per-plane with only the input as a value argument, which pads every plane with
+# the value; its value argument (position 2) is linear too.
+
+
+def _constant_pad_nd(func, x, pad, value=0):
+    sx = series(x)
+    planes = func(sx.planes, pad, 0)  # the pad covers trailing (element) dims only: one call
+    res = Series(planes, sx.support, sx.order, sx.exact)
+    if value != 0:
+        region = func(torch.zeros(x.shape, dtype=torch.bool, device=planes.device), pad, True)
+        if S.ZERO in res.support:
+            k = res.support.index(S.ZERO)
+            p0 = torch.where(region, torch.tensor(value, dtype=planes.dtype, device=planes.device), planes[k])
+            planes = torch.cat([planes[:k], p0.unsqueeze(0), planes[k + 1 :]])
+            res = Series(planes, res.support, res.order, res.exact)
+        else:
+            fill = torch.where(region, torch.tensor(value, dtype=planes.dtype, device=planes.device), 0.0)
+            res = A.add(res, Series(fill.unsqueeze(0), (S.ZERO,)))
+    return out(res)
+
+
+RULES[aten.constant_pad_nd.default] = _constant_pad_nd
+
+
+@implements([aten.scatter_reduce.two])
+def scatter_reduce(func, x, dim, index, src, reduce, *, include_self=True):
+    """sum and mean are linear in (self, src) jointly: once per plane. amax/amin/prod: not yet."""
+    if reduce not in ("sum", "mean"):
+        raise NotImplementedError(
+            f"torchlc: aten.scatter_reduce.two with reduce={reduce!r} has no rule for LCTensor inputs "
+            "(sum and mean do)")
+    return _shape.per_plane(func, (x, dim, index, src, reduce), {"include_self": include_self}, (0, 3))
+
+
+@implements([aten._cdist_forward.default])
+def cdist_forward(func, x1, x2, p, compute_mode=None):
+    return torch.linalg.vector_norm(x1.unsqueeze(-2) - x2.unsqueeze(-3), p, dim=-1)
+
+
+# -- recurrent layers under autograd -------------------------------------------------------------------
+# With autograd on, torch's C++ RNN composites (CompositeImplicitAutograd) run before dispatch sees an
+# LCTensor and add an LC gate into a plain hidden-state tensor. LCTensor.__torch_function__ can route
+# these torch._VF entry points to the python decompositions through this table.
+
+
+def _rnn_override(packet):
+    def fn(*args, **kwargs):
+        op = packet.data if isinstance(args[3], (list, tuple)) else packet.input
+        return torch._decomp.decomposition_table[op](*args, **kwargs)
+
+    return fn
+
+
+TORCH_FUNCTION_OVERRIDES = {
+    torch._VF.rnn_tanh: _rnn_override(aten.rnn_tanh),
+    torch._VF.rnn_relu: _rnn_override(aten.rnn_relu),
+    torch._VF.gru: _rnn_override(aten.gru),
+    torch._VF.lstm: _rnn_override(aten.lstm),
+}

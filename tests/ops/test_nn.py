@@ -1,0 +1,156 @@
+"""nn primitives and the functional ops models use, on ``x.nonstd(v)``: the ε⁰ plane is the plain result
+and the ε¹ plane ``torch.func.jvp``'s tangent, with grad enabled, under no_grad and under inference_mode.
+GEMM/convolution rules run once on all planes; unsupported ops raise NotImplementedError naming the op."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+import torchlc
+from tests.test_models import MODES, R, TOL, check
+
+f64 = torch.float64
+IDX = torch.tensor([[0, 2, 1], [1, 0, 0]])
+W2 = torch.tensor([0.3, -0.7], dtype=f64)
+
+FUNCTIONAL = {
+    "mm": (lambda a, b: a @ b, [(3, 4), (4, 2)]),
+    "matmul_batched": (lambda a, b: torch.matmul(a, b), [(2, 3, 4), (4, 2)]),
+    "matmul_broadcast": (lambda a, b: torch.matmul(a, b), [(2, 1, 3, 4), (3, 4, 2)]),
+    "matmul_vec": (lambda a, b: torch.matmul(a, b), [(3, 4), (4,)]),
+    "bmm": (torch.bmm, [(2, 3, 4), (2, 4, 2)]),
+    "baddbmm": (lambda c, a, b: torch.baddbmm(c, a, b, beta=0.5, alpha=2.0), [(2, 3, 2), (2, 3, 4), (2, 4, 2)]),
+    "addmm": (lambda c, a, b: torch.addmm(c, a, b, beta=0.3, alpha=1.5), [(3, 2), (3, 4), (4, 2)]),
+    "einsum": (lambda a, b: torch.einsum("bij,bjk->bik", a, b), [(2, 3, 4), (2, 4, 2)]),
+    "einsum_trace_outer": (lambda a, b: torch.einsum("ii,j->j", a, b), [(3, 3), (4,)]),
+    "cumsum": (lambda a: a.cumsum(1), [(3, 4)]),
+    "cumprod": (lambda a: a.cumprod(-1), [(3, 4)]),
+    "logsumexp": (lambda a: a.logsumexp(1), [(3, 4)]),
+    "softmax": (lambda a: F.softmax(a, -1), [(3, 4)]),
+    "log_softmax": (lambda a: F.log_softmax(a, 0), [(3, 4)]),
+    "var": (lambda a: a.var(1), [(3, 4)]),
+    "var_unbiased0": (lambda a: a.var((0, 1), correction=0, keepdim=True), [(3, 4)]),
+    "std": (lambda a: a.std(0), [(3, 4)]),
+    "var_mean": (lambda a: torch.var_mean(a, 1), [(3, 4)]),
+    "std_mean": (lambda a: torch.std_mean(a, None, correction=2), [(3, 4)]),
+    "mean": (lambda a: a.mean((0, 2)), [(2, 3, 4)]),
+    "norm2": (lambda a: a.norm(), [(3, 4)]),
+    "vector_norm_dim": (lambda a: torch.linalg.vector_norm(a, 3, dim=1), [(3, 4)]),
+    "norm1": (lambda a: a.norm(p=1, dim=0), [(3, 4)]),
+    "norm_inf": (lambda a: torch.linalg.vector_norm(a, float("inf"), dim=1), [(3, 4)]),
+    "frobenius": (lambda a: torch.linalg.matrix_norm(a), [(2, 3, 4)]),
+    "normalize": (lambda a: F.normalize(a, dim=1), [(3, 4)]),
+    "pad_constant": (lambda a: F.pad(a, (1, 2, 0, 1), value=0.5), [(2, 3, 4)]),
+    "pad_reflect": (lambda a: F.pad(a, (1, 2, 2, 1), mode="reflect"), [(1, 2, 3, 4)]),
+    "pad_replicate": (lambda a: F.pad(a, (1, 2), mode="replicate"), [(2, 3, 4)]),
+    "pad_circular": (lambda a: F.pad(a, (1, 2, 1, 0), mode="circular"), [(1, 2, 3, 4)]),
+    "interp_nearest": (lambda a: F.interpolate(a, scale_factor=2, mode="nearest"), [(1, 2, 3, 4)]),
+    "interp_nearest_size": (lambda a: F.interpolate(a, size=5, mode="nearest-exact"), [(1, 2, 3)]),
+    "interp_bilinear": (lambda a: F.interpolate(a, size=(5, 3), mode="bilinear"), [(1, 2, 3, 4)]),
+    "interp_bilinear_ac": (lambda a: F.interpolate(a, scale_factor=1.5, mode="bilinear", align_corners=True),
+                           [(1, 2, 3, 4)]),
+    "interp_linear": (lambda a: F.interpolate(a, size=7, mode="linear"), [(1, 2, 3)]),
+    "interp_bicubic": (lambda a: F.interpolate(a, size=(5, 6), mode="bicubic"), [(1, 1, 3, 4)]),
+    "cat": (lambda a, b: torch.cat([a, b], 1), [(2, 3), (2, 2)]),
+    "stack": (lambda a, b: torch.stack([a, b], -1), [(2, 3), (2, 3)]),
+    "split": (lambda a: a.split([1, 3], 1), [(2, 4)]),
+    "chunk": (lambda a: a.chunk(2, 0), [(4, 3)]),
+    "unbind": (lambda a: a.unbind(1), [(2, 3)]),
+    "gather": (lambda a: a.gather(1, IDX), [(2, 3)]),
+    "scatter": (lambda a, b: a.scatter(1, IDX[:, :2], b), [(2, 3), (2, 2)]),
+    "scatter_add": (lambda a, b: a.scatter_add(1, IDX, b), [(2, 3), (2, 3)]),
+    "scatter_reduce_sum": (lambda a, b: a.scatter_reduce(1, IDX, b, "sum"), [(2, 3), (2, 3)]),
+    "scatter_reduce_mean": (lambda a, b: a.scatter_reduce(1, IDX, b, "mean", include_self=False), [(2, 3), (2, 3)]),
+    "pad_constant_default": (lambda a: F.pad(a, (1, 2)), [(2, 3, 4)]),
+    "index_select": (lambda a: a.index_select(0, torch.tensor([2, 0, 2])), [(3, 4)]),
+    "index_add": (lambda a, b: a.index_add(0, torch.tensor([2, 0, 2]), b, alpha=2), [(3, 4), (3, 4)]),
+    "index_put": (lambda a, b: a.index_put((torch.tensor([0, 2]),), b), [(3, 4), (2, 4)]),
+    "index_put_acc": (lambda a, b: a.index_put((torch.tensor([0, 0]),), b, accumulate=True), [(3, 4), (2, 4)]),
+    "setitem": (lambda a, b: _setitem(a, b), [(3, 4), (4,)]),
+    "masked_fill": (lambda a: a.masked_fill(IDX == 0, -1.5), [(2, 3)]),
+    "masked_select_where": (lambda a, b: torch.where(IDX > 0, a, b), [(2, 3), (2, 3)]),
+    "sdpa": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)]),
+    "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3),
+                    [(2, 3, 4), (2, 3, 4), (2, 3, 4)]),
+    "sdpa_bool_mask": (lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=torch.tensor([[True, False, True], [True, True, False]])),
+        [(1, 2, 2, 4), (1, 2, 3, 4), (1, 2, 3, 4)]),
+    "sdpa_float_mask": (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                        [(2, 3, 4), (2, 5, 4), (2, 5, 4), (3, 5)]),
+    "sdpa_gqa": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                 [(1, 4, 3, 2), (1, 2, 3, 2), (1, 2, 3, 2)]),
+    "unfold": (lambda a: F.unfold(a, 2, stride=1), [(1, 2, 3, 4)]),
+    "fold": (lambda a: F.fold(a, (3, 4), 2), [(1, 8, 6)]),
+    "pixel_shuffle": (lambda a: F.pixel_shuffle(a, 2), [(1, 4, 2, 3)]),
+    "cosine_similarity": (lambda a, b: F.cosine_similarity(a, b), [(3, 4), (3, 4)]),
+    "pairwise_distance": (lambda a, b: F.pairwise_distance(a, b), [(3, 4), (3, 4)]),
+    "layer_norm_fn": (lambda a, w, b: F.layer_norm(a, (4,), w, b), [(3, 4), (4,), (4,)]),
+    "group_norm_fn": (lambda a, w, b: F.group_norm(a, 2, w, b), [(2, 4, 3), (4,), (4,)]),
+    "batch_norm_fn": (lambda a, w: F.batch_norm(a, W2, W2.exp(), w, None, training=False), [(3, 2), (2,)]),
+    "batch_norm_fn_train": (lambda a, w, b: F.batch_norm(a, None, None, w, b, training=True), [(3, 2), (2,), (2,)]),
+    "instance_norm_fn": (lambda a: F.instance_norm(a), [(2, 3, 4)]),
+    "rms_norm_fn": (lambda a, w: F.rms_norm(a, (4,), w), [(3, 4), (4,)]),
+    "local_response_norm": (lambda a: F.local_response_norm(a, 2), [(1, 3, 4)]),
+    "max_pool_indices": (lambda a: F.max_pool2d(a, 2, return_indices=True)[0], [(1, 2, 4, 4)]),
+    "lp_pool": (lambda a: F.lp_pool2d(a, 2, 2), [(1, 2, 4, 4)]),
+    "conv_fn_groups_lcweight": (lambda x, w: F.conv2d(x, w, groups=2, stride=(1, 2)), [(1, 4, 4, 5), (2, 2, 2, 2)]),
+    "conv_transpose_lcweight_bias": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, groups=2),
+                                     [(1, 4, 2, 3), (4, 1, 3, 3), (2,)]),
+}
+
+
+def _setitem(a, b):
+    a = a.clone()
+    a[1] = b
+    return a
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONAL))
+def test_functional(name):
+    f, shapes = FUNCTIONAL[name]
+    check(f, [R(*s, seed=i) for i, s in enumerate(shapes)])
+
+
+def test_cdist_against_its_formula():
+    # jvp has no forward AD for _cdist_forward
+    a, b, va, vb = R(3, 4), R(2, 4, seed=1), R(3, 4, seed=2), R(2, 4, seed=3)
+    y = torch.cdist(a.nonstd(va), b.nonstd(vb))
+    val, tan = torch.func.jvp(lambda a, b: ((a[:, None] - b[None]) ** 2).sum(-1).sqrt(), (a, b), (va, vb))
+    assert_close(torchlc.coeff(y, 0), val, **TOL)
+    assert_close(torchlc.coeff(y, 1), tan, **TOL)
+
+
+def test_conv_runs_one_kernel_for_all_planes():
+    x, v, w, b = R(2, 3, 6, 6), R(2, 3, 6, 6, seed=2), R(4, 3, 3, 3, seed=1), R(4, seed=3)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        y = F.conv2d(x.nonstd(v), w, b)
+    shapes = [e.input_shapes[0] for e in prof.events() if e.name == "aten::convolution"]
+    # the LC-level call, then one kernel on the planes folded into the batch (2 planes × 2 rows)
+    assert shapes == [[2, 3, 6, 6], [4, 3, 6, 6]]
+    # bias only on the ε⁰ plane: the ε¹ plane is conv(v, w) exactly
+    assert torch.equal(torchlc.coeff(y, 1), F.conv2d(v, w))
+    assert_close(torchlc.coeff(y, 0), F.conv2d(x, w, b), **TOL)
+
+
+def test_linear_runs_one_gemm_for_all_planes():
+    x, v, w, b = R(5, 3), R(5, 3, seed=1), R(4, 3, seed=2), R(4, seed=3)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        y = F.linear(x.nonstd(v), w, b)
+    mm = [e.input_shapes for e in prof.events() if e.name in ("aten::mm", "aten::addmm")]
+    assert [10, 3] in [s[0] for s in mm] or [10, 3] in [s[1] for s in mm]
+    assert torch.equal(torchlc.coeff(y, 1), v @ w.T)
+
+
+def test_unsupported_ops_name_themselves():
+    x = R(2, 3).nonstd()
+    with pytest.raises(NotImplementedError, match="scatter_reduce.two with reduce='amax'"):
+        x.scatter_reduce(1, IDX, x, "amax")
+    with pytest.raises(NotImplementedError, match="aten"):
+        torch.linalg.svd(x)
+
+
+def test_scatter_reduce_rejects_nonlinear_reductions_in_every_mode():
+    for name, ctx in MODES.items():
+        with ctx(), pytest.raises(NotImplementedError, match="prod"):
+            R(2, 3).nonstd().scatter_reduce(1, IDX, R(2, 3).nonstd(), "prod")
