@@ -264,3 +264,48 @@ def test_isnan_isfinite():
 def test_isfinite_sees_every_coefficient():
     x = torchlc.from_terms({0: t(1.0, float("nan"), 2.0), 1: t(1.0, 0.0, float("inf"))}, dtype=f64)
     assert torch.isfinite(x).tolist() == [True, False, False]
+
+
+# ------------------------------------------------------------------------------ generic points vs jvp
+GENERIC = t(-1.7, -0.3, 0.45, 1.3, 2.6)       # no kink of any op below sits on these points
+GV = t(1.0, -2.0, 0.5, 3.0, -1.5)
+B = t(0.2, 0.1, -0.5, 2.0, 1.0)
+
+
+ORACLE = {"heaviside_times": lambda x: (x > 0).to(f64) * torch.exp(x)}
+
+
+@pytest.mark.parametrize(
+    "name,f",
+    [
+        ("abs", torch.abs),
+        ("relu", torch.relu),
+        ("hardtanh", Fn.hardtanh),
+        ("clamp", lambda x: torch.clamp(x, -0.5, 1.0)),
+        ("maximum", lambda x: torch.maximum(x, B)),
+        ("minimum", lambda x: torch.minimum(x, B)),
+        ("where", lambda x: torch.where(x > B, x * x, torch.sin(x))),
+        ("max_pair", lambda x: torch.maximum(x * x, 2 - x)),
+        ("sign_times", lambda x: torch.sign(x) * x * x),
+        ("heaviside_times", lambda x: torch.heaviside(x, s(0.5)) * torch.exp(x)),
+        ("floor_plus", lambda x: torch.floor(x) + x * x),
+        ("ceil_plus", lambda x: torch.ceil(x) * x),
+        ("round_plus", lambda x: torch.round(x) * x),
+        ("trunc_plus", lambda x: torch.trunc(x) - x),
+        ("frac", torch.frac),
+        ("fmod", lambda x: torch.fmod(x, 0.7)),
+        ("remainder", lambda x: torch.remainder(x, 0.7)),
+        ("fmod_tensor", lambda x: torch.fmod(x * 3, B + 1)),
+    ],
+)
+def test_piecewise_ops_at_generic_points_match_jvp(name, f):
+    from torch.func import jvp
+    from torch.testing import assert_close
+
+    y = f(GENERIC.nonstd(GV))
+    oracle = ORACLE.get(name, f)            # torch has no forward AD for heaviside
+    val, tan = jvp(oracle, (GENERIC,), (GV,))
+    assert torch.equal(torchlc.coeff(y, 0), val) or name in ("fmod_tensor",)
+    assert_close(torchlc.coeff(y, 0), val, rtol=1e-14, atol=1e-14)
+    assert_close(torchlc.coeff(y, 1), tan, rtol=1e-13, atol=1e-13)
+    assert torch.equal(torchlc.coeff(y, -1), torch.zeros_like(GENERIC))
