@@ -297,3 +297,15 @@ def test_integer_input_is_cast_to_default_float():
     x = torch.tensor([1, 2]).nonstd()
     assert x.dtype == torch.get_default_dtype()
     assert planes(x * 2) == {F(0): [2.0, 4.0], F(1): [2.0, 2.0]}
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: the reciprocal of an exactly-zero element in a tensor whose "
+                   "support starts below 0 is treated as led by that lowest exponent with a = 0, giving inf·ε: "
+                   "standard_part(1/0) = 0, isnan False, and strict mode does not raise")
+def test_reciprocal_of_exact_zero_is_outside_the_field():
+    a = torchlc.from_terms({-1: torch.tensor([-2.0, 0.0]), 0: torch.tensor([0.0, 0.0])})
+    r = 1 / a
+    assert nz(r[0]) == {F(1): -0.5}
+    assert not bool(torch.isfinite(torchlc.standard_part(r))[1])   # never a finite 0
+    with torchlc.strict(), pytest.raises(torchlc.DomainError):
+        1 / a
