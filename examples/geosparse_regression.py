@@ -1,6 +1,6 @@
 """GeoSparseNet on a regression task with geometric structure, beside its dense baselines.
 
-Run:  python examples/geosparse_regression.py  [--epochs 60] [--shape 8 8] [--depth 4] [--k 8]
+Run:  python examples/geosparse_regression.py  [--epochs 30] [--shape 8 8] [--depth 4] [--k 9] [--activation tanh]
 
 The target is a sum of smooth local interactions on an 8x8 grid (torchlc_geo.train.local_field_task).
 Every model is trained with the same split, seed, optimizer, batch, epochs and stopping rule; the
@@ -20,10 +20,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", type=int, nargs=2, default=[8, 8])
     p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--k", type=int, default=8)
-    p.add_argument("--activation", default="relu")
+    p.add_argument("--k", type=int, default=9)
+    p.add_argument("--activation", default="tanh")
     p.add_argument("--samples", type=int, default=6000)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (small models: 1 is fastest)")

@@ -62,7 +62,7 @@ class GeoSparseRegressor(RegressorMixin, BaseEstimator):
     Example:
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(256, 16)); y = X[:, :4].sum(1)
-        >>> est = GeoSparseRegressor(depth=1, k=4, epochs=30, random_state=0).fit(X, y)
+        >>> est = GeoSparseRegressor(depth=1, k=4, epochs=100, lr=1e-2, random_state=0).fit(X, y)
         >>> est.predict(X[:3]).shape, est.score(X, y) > 0.8
         ((3,), True)
     """

@@ -27,7 +27,13 @@ __all__ = ["Data", "TrainConfig", "fit", "local_field_task", "r2_score"]
 
 @dataclass
 class Data:
-    """Train/validation/test tensors (inputs ``x_*``, targets ``y_*`` of shape ``(N, out)``)."""
+    """Train/validation/test tensors (inputs ``x_*``, targets ``y_*`` of shape ``(N, out)``).
+
+    Example:
+        >>> d = Data(*(torch.zeros(2, 1) for _ in range(6)))
+        >>> d.to("cpu").x_test.shape
+        torch.Size([2, 1])
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
