@@ -196,21 +196,21 @@ def lead_index(planes: torch.Tensor) -> torch.Tensor:
     return (planes != 0).to(torch.uint8).argmax(0)
 
 
+def lead_coeff(planes: torch.Tensor) -> torch.Tensor:
+    """Each element's leading coefficient (0 for a zero element); a NaN stays NaN."""
+    lead = planes[-1]
+    for t in range(planes.shape[0] - 2, -1, -1):
+        p = planes[t]
+        lead = torch.where(p != 0, p, lead)
+    return lead
+
+
 def lead_sign(planes: torch.Tensor) -> torch.Tensor:
-    """Sign of each element's leading coefficient (0 for zero, NaN if any coefficient is NaN):
-    the field's order (semantics §4)."""
-    if planes.shape[0] == 1:
-        s = torch.sign(planes[0])
-    elif planes.shape[0] == 2:
-        s0 = torch.sign(planes[0])
-        s = torch.where(s0 == 0, torch.sign(planes[1]), s0)
-    else:
-        s = torch.sign(planes[-1])
-        for t in range(planes.shape[0] - 2, -1, -1):
-            p = planes[t]
-            s = torch.where(p != 0, torch.sign(p), s)
+    """Sign of each element's leading coefficient (0 for zero, NaN for a NaN lead): the field's
+    order (semantics §4)."""
+    lead = lead_coeff(planes)
     # torch.sign(nan) is 0; a NaN element must not look like zero
-    return torch.where(torch.isnan(planes).any(0), float("nan"), s)
+    return torch.where(torch.isnan(lead), lead, torch.sign(lead))
 
 
 def occurring_leads(planes: torch.Tensor) -> list:
@@ -247,6 +247,13 @@ def _series_eval(coeffs, d: Series, rel_order):
         # one exponent g: d^k is a single plane at k·g
         g = d.support[0]
         dp = d.planes[0]
+        K = min(len(coeffs), int(rel_order // g) + 1)
+        if K == 2 and _grad_free(coeffs[0], coeffs[1], dp):
+            shape = torch.broadcast_shapes(coeffs[0].shape, coeffs[1].shape, dp.shape)
+            out = torch.empty((2, *shape), dtype=torch.result_type(coeffs[1], dp), device=dp.device)
+            out[0].copy_(coeffs[0])
+            torch.mul(coeffs[1], dp, out=out[1])
+            return Series(out, (S.ZERO, g))
         planes, sup, power = [coeffs[0]], [S.ZERO], None
         for k in range(1, len(coeffs)):
             if k * g > rel_order:
@@ -320,6 +327,17 @@ def power(x: Series, r) -> Series:
         else:
             ser = Series(coeffs[0].unsqueeze(0), (S.ZERO,))
         ser_planes = ser.planes * ar
+        if L == 0:
+            # zero elements land in the first group: 0^r is 0 (r > 0), 1 (r = 0), outside the field (r < 0)
+            zero = a == 0
+            if r < 0:
+                check_domain(zero if mask is None else zero & mask,
+                             f"x**{r}: power of an exact zero in {int(zero.sum())} element(s)")
+            fill = float("nan") if r < 0 else 0.0
+            ser_planes = torch.where(zero, fill, ser_planes)
+            if r == 0:
+                ser_planes = torch.where(zero & (torch.arange(ser_planes.shape[0], device=a.device)
+                                                 .reshape(-1, *[1] * a.dim()) == 0), 1.0, ser_planes)
         ser_sup = tuple(q + lr for q in ser.support)
         if order is not None:
             keep = [i for i, q in enumerate(ser_sup) if q <= order]

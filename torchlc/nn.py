@@ -59,9 +59,12 @@ class Heaviside(_Hard):
     def __init__(self, value: float = 0.0, smoothing=None):
         super().__init__(smoothing)
         self.value = float(value)
+        self._values = None
 
     def forward(self, x):
-        v = torch.tensor(self.value, dtype=x.dtype, device=x.device)
+        v = self._values
+        if v is None or v.dtype != x.dtype or v.device != x.device:
+            v = self._values = torch.tensor(self.value, dtype=x.dtype, device=x.device)
         return _sm.apply(_resolve(self.smoothing), "heaviside", x, v)
 
 

@@ -51,9 +51,15 @@ def _functional_variant(func):
     if not name.endswith("_") or name.startswith("_"):
         return None
     packet = getattr(aten, name[:-1], None)
-    if packet is None or func._overloadname not in packet.overloads():
+    if packet is None:
         return None
-    return getattr(packet, func._overloadname)
+    # match by argument types, not by overload name (pow_.Scalar is pow.Tensor_Scalar)
+    want = [str(a.type) for a in func._schema.arguments]
+    for ov in packet.overloads():
+        cand = getattr(packet, ov)
+        if [str(a.type) for a in cand._schema.arguments] == want:
+            return cand
+    return None
 
 
 def dispatch(func, args, kwargs):

@@ -85,7 +85,8 @@ def sign(func, x):
 @implements([aten.abs.default])
 def abs_(func, x):
     s = series(x)
-    sg = A.lead_sign(s.planes)
+    # |x| = sign(x)·x; a NaN lead gives sign 0 here, but its NaN plane keeps the element NaN
+    sg = torch.sign(A.lead_coeff(s.planes))
     return out(Series(s.planes * sg, s.support, s.order, s.exact), monomial=is_monomial(x))
 
 
@@ -177,9 +178,14 @@ def _std_and_tail_sign(x: Series, what: str, matters_fn):
     inputs, where an undecidable sign must raise instead of guessing."""
     a, d, bad = A.split_finite(x, what)
     if not d.support:
+        if x.exact is not None:
+            # no infinitesimal part is stored, but terms above exact_through were dropped
+            empty = Series(a.new_zeros((1, *a.shape)), (x.exact,), x.order, x.exact)
+            A.trusted_lead_sign(Series(empty.planes, (x.exact + 1,), x.order, x.exact), what, matters_fn(a))
         return a, torch.zeros_like(a), bad
     if x.exact is None:
-        return a, A.lead_sign(d.planes), bad
+        # a NaN tail cannot change the result: NaN standard parts already give NaN
+        return a, (d.planes[0] if len(d.support) == 1 else A.lead_coeff(d.planes)), bad
     s = A.trusted_lead_sign(Series(d.planes, d.support, x.order, x.exact), what, matters_fn(a))
     return a, s, bad
 
@@ -191,15 +197,17 @@ def _real(t, bad, like):
 
 
 def floor_series(x: Series):
-    # floor(a + δ) = floor(a) and floor(a − δ) = ceil(a) − 1 for any real a and infinitesimal δ > 0
+    # floor(a + δ) = floor(a); floor(a − δ) = floor(a) − 1 exactly when a is an integer
     a, s, bad = _std_and_tail_sign(x, "floor", lambda a: a.floor() == a)
-    return torch.where(s < 0, a.ceil() - 1, a.floor()), bad
+    fl = a.floor()
+    return fl - ((fl == a) & (s < 0)).to(fl.dtype), bad
 
 
 def ceil_series(x: Series):
-    # ceil(a − δ) = ceil(a) and ceil(a + δ) = floor(a) + 1
+    # ceil(a − δ) = ceil(a); ceil(a + δ) = ceil(a) + 1 exactly when a is an integer
     a, s, bad = _std_and_tail_sign(x, "ceil", lambda a: a.ceil() == a)
-    return torch.where(s > 0, a.floor() + 1, a.ceil()), bad
+    cl = a.ceil()
+    return cl + ((cl == a) & (s > 0)).to(cl.dtype), bad
 
 
 @implements([aten.floor.default])
