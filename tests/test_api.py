@@ -311,9 +311,6 @@ def test_truncation_error_from_a_decision_names_the_order():
         torch.heaviside(z, s(0.5))
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: floor/ceil skip the exact_through check when "
-                   "the positive-exponent tail is empty: floor(z) for z = −(x−1)²/ε at x = 1+ε (−ε, exact "
-                   "through ε⁰ only) silently returns 0; the true value is −1 (order 2 gives −1)")
 @pytest.mark.parametrize("op", [torch.floor, torch.ceil])   # round/trunc give 0 either way
 def test_integer_part_of_truncated_zero_raises(op):
     x = s(1.0).nonstd()

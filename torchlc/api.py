@@ -210,7 +210,7 @@ def coeff(x, q) -> torch.Tensor:
 
 
 def standard_part(x) -> torch.Tensor:
-    """st(x): the ε⁰ coefficient of finite elements, ±inf for infinite ones.
+    """st(x): the ε⁰ coefficient of finite elements, ±inf for infinite ones, NaN for NaN ones.
 
     Example:
         >>> import torch, torchlc
@@ -222,11 +222,11 @@ def standard_part(x) -> torch.Tensor:
     s = series(x)
     a = s.plane(S.ZERO)
     neg = [i for i, q in enumerate(s.support) if q < 0]
-    if not neg:
-        return a.clone()
-    pn = s.planes[: len(neg)]
-    sg = A.lead_sign(pn)
-    return torch.where(sg != 0, sg * float("inf"), a)
+    if neg:
+        sg = A.lead_sign(s.planes[: len(neg)])
+        a = torch.where(sg != 0, sg * float("inf"), a)
+    # an element with a NaN coefficient anywhere is outside the field
+    return torch.where(torch.isnan(s.planes).any(0), float("nan"), a)
 
 
 def leading(x) -> LCTensor:
