@@ -105,4 +105,4 @@ def dispatch(func, args, kwargs):
     )
 
 
-from . import analytic, arithmetic, discontinuous, factories, nn, reductions, shape  # noqa: E402,F401
+from . import analytic, arithmetic, discontinuous, factories, linalg, nn, reductions, shape, special  # noqa: E402,F401
