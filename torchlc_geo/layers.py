@@ -53,7 +53,7 @@ class _FusedGeo(torch.autograd.Function):
     @staticmethod
     def forward(xT, weight, bias, idx_flat, offsets, offset2bag, rev_idx_flat, rev_eid_flat, rev_offsets):
         y = _A._embedding_bag_forward_only(xT, idx_flat, offsets, False, 0, False, weight.reshape(-1))[0]
-        return y if bias is None else y + bias[:, None]
+        return y if bias is None else y.add_(bias[:, None])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -70,10 +70,10 @@ class _FusedGeo(torch.autograd.Function):
         gy = gy.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            w_flat = weight.reshape(-1)
-            w_rev = torch.where(rev_eid_flat >= 0, w_flat[rev_eid_flat.clamp(min=0)], 0).to(gy.dtype)
-            gx = _A._embedding_bag_forward_only(gy, rev_idx_flat.clamp(min=0), rev_offsets, False, 0,
-                                                False, w_rev)[0]
+            # padding slots of the fan-out table point at an appended zero weight
+            w_ext = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
+            w_rev = w_ext.index_select(0, rev_eid_flat).to(gy.dtype)
+            gx = _A._embedding_bag_forward_only(gy, rev_idx_flat, rev_offsets, False, 0, False, w_rev)[0]
         if ctx.needs_input_grad[1]:
             gw = _A._embedding_bag_per_sample_weights_backward(
                 gy, xT.contiguous(), idx_flat, offsets, offset2bag, 0
@@ -170,6 +170,14 @@ class GeoSparseLinear(nn.Module):
         n_out = int(torch.tensor(shape).prod()) if not isinstance(shape, int) else shape
         return cls(n_in, n_out, idx, bias=bias, compute_mode=compute_mode)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # the fan-out tables are derived from idx: rebuild them if a different idx was loaded
+        rev_o, rev_e = reverse_connectivity(self.idx, self.in_features)
+        self.rev_idx = rev_o.to(self.idx.device)
+        self.rev_eid = rev_e.to(self.idx.device)
+        self._tables = {}
+
     def reset_parameters(self) -> None:
         """Re-draw ``weight`` and ``bias`` from ``U(-1/√k, 1/√k)``.
 
@@ -198,6 +206,14 @@ class GeoSparseLinear(nn.Module):
         mode = self.compute_mode
         if mode != "auto":
             return mode
+        if torch.compiler.is_compiling():
+            # inductor fuses the gather-multiply-reduce itself; on CUDA keep the Triton custom op
+            if xT.is_cuda:
+                from .kernels import triton_available
+
+                if triton_available():
+                    return "triton"
+            return "gather"
         if not _is_plain(xT) or _functorch_active():
             return "gather"
         if xT.is_cuda:
@@ -217,8 +233,8 @@ class GeoSparseLinear(nn.Module):
                 self.idx.reshape(-1).to(torch.int64),
                 torch.arange(0, n_out * k, k, device=device),
                 torch.arange(n_out, device=device).repeat_interleave(k),
-                self.rev_idx.reshape(-1).to(torch.int64),
-                self.rev_eid.reshape(-1).to(torch.int64),
+                self.rev_idx.reshape(-1).to(torch.int64).clamp(min=0),
+                torch.where(self.rev_eid >= 0, self.rev_eid, n_out * k).reshape(-1).to(torch.int64),
                 torch.arange(0, self.in_features * f, f, device=device),
             )
             self._tables = {key: t}

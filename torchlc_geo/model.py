@@ -153,10 +153,10 @@ class GeoSparseBlock(nn.Module):
         fc1, fc2 = self.fc1, self.fc2
         w1, b1 = fc1.weight, fc1.bias
         if self.norm.kind != "none":
-            idx = fc1.idx.to(torch.int64)
-            w_n = self.norm.weight[idx]
+            idx = fc1.idx.reshape(-1)
+            w_n = self.norm.weight.index_select(0, idx).view_as(w1)
             if self.norm.kind == "layer":
-                shift = (w1 * self.norm.bias[idx]).sum(1)
+                shift = (w1 * self.norm.bias.index_select(0, idx).view_as(w1)).sum(1)
                 b1 = shift if b1 is None else b1 + shift
             w1 = w1 * w_n
         z = fc1.forward_fm(self.norm.normalize(h), w1, b1)

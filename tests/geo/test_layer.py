@@ -122,3 +122,13 @@ def test_norm_feature_major_matches_torch(kind):
     else:
         ref = torch.nn.functional.layer_norm(x.t(), (10,), nrm.weight, nrm.bias, 1e-6).t()
     torch.testing.assert_close(nrm(x), ref)
+
+
+def test_loading_other_connectivity_rebuilds_backward_tables():
+    a = GeoSparseLinear(16, 16, build_connectivity((4, 4), 4, "hash", seed=1), compute_mode="fused")
+    b = GeoSparseLinear(16, 16, build_connectivity((4, 4), 4, "hash", seed=2), compute_mode="fused")
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(16, 3, requires_grad=True)
+    gx_a = torch.autograd.grad(a.forward_fm(x).sum(), x)[0]
+    gx_b = torch.autograd.grad(b.forward_fm(x).sum(), x)[0]
+    torch.testing.assert_close(gx_a, gx_b)
