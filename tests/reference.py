@@ -38,6 +38,7 @@ __all__ = [
 Coef = Fraction | float
 FUZZ = 1e-9          # a float leading coefficient below this may be rounding noise of an exact zero
 STRICT = False       # raise RefDomainError instead of returning NaN
+STATS = {"zero_decisions": 0}   # decisions taken on an exact zero (tests use it to classify failures)
 FX_BITS = 50         # "float-exact" bound on numerators (50 for float64 work, ~22 for float32)
 
 
@@ -177,6 +178,7 @@ class LC:
             raise NaNDecision("decision on NaN")
         if not self.terms:
             if self.exact is None:
+                STATS["zero_decisions"] += 1
                 return None
             raise RefTruncationError(
                 f"leading term unknown: zero through exact_through={self.exact}", self.exact)
@@ -587,8 +589,8 @@ def relu(x: LC) -> LC:
 
 
 def heaviside(x: LC, v) -> LC:
-    if x.nan:
-        return LC.nan_(x.order)
+    if x.nan:   # torch.heaviside(nan, v) is 0 (nan > 0 is False): a torch convention, not semantics
+        raise NaNDecision("heaviside of NaN")
     if not x.is_finite():
         raise Undefined("heaviside of an infinite argument")
     s = x.sign()
@@ -602,7 +604,7 @@ def heaviside(x: LC, v) -> LC:
 def _int_part(x: LC, name: str):
     """(a, s) with a = st(x), s = sign(x - a); None for an infinite x."""
     if x.nan:
-        return None
+        raise NaNDecision(f"{name} of NaN")
     if not x.is_finite():
         return None
     a = x.st()
@@ -625,7 +627,7 @@ def floor(x: LC) -> LC:
 
 def ceil(x: LC) -> LC:
     if x.nan:
-        return LC.nan_(x.order)
+        raise NaNDecision("ceil of NaN")
     return -floor(-x)
 
 
@@ -646,7 +648,7 @@ def round_(x: LC) -> LC:
 
 def trunc(x: LC) -> LC:
     if x.nan:
-        return LC.nan_(x.order)
+        raise NaNDecision("trunc of NaN")
     if x.is_finite() and x.sign() < 0:
         return ceil(x)
     return floor(x)
@@ -659,15 +661,24 @@ def frac(x: LC) -> LC:
     return x - t
 
 
+NAN_SELECT = "propagate"   # maximum/minimum/clamp of NaN: "propagate" (torch) or "raise" NaNDecision
+
+
+def _nan_select(x: LC, y: LC) -> LC:
+    if NAN_SELECT == "raise":
+        raise NaNDecision("maximum/minimum of NaN")
+    return LC.nan_(max(x.order, y.order))
+
+
 def maximum(x: LC, y: LC) -> LC:
     if x.nan or y.nan:
-        return LC.nan_(max(x.order, y.order))
+        return _nan_select(x, y)
     return y if cmp(y, x) > 0 else x
 
 
 def minimum(x: LC, y: LC) -> LC:
     if x.nan or y.nan:
-        return LC.nan_(max(x.order, y.order))
+        return _nan_select(x, y)
     return y if cmp(y, x) < 0 else x
 
 

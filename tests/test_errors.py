@@ -180,3 +180,36 @@ def test_out_of_place_with_plain_self_works():
     z = lc.new_zeros(3)
     z.add_(lc)
     assert torchlc.coeff(z, 1).tolist() == [1.0, 1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------- exact zeros
+@pytest.mark.xfail(strict=True, reason="core bug: exact_through is per tensor, so an exact-zero element "
+                   "of a truncated product is refused (TruncationError) at every order, ngrad included")
+@pytest.mark.parametrize("name,f,x0,want", [
+    # floor(0.5+ε) = 0 exactly, so 0·exp(x) = 0 exactly: sign is 0 at any order
+    ("sign(floor(x)*exp(x))", lambda x: torch.sign(torch.floor(x) * torch.exp(x)), 0.5, 0.0),
+    # relu of a negative number is an exact 0; trunc(0) = 0
+    ("trunc(relu(tanh(x)))", lambda x: torch.trunc(torch.relu(torch.tanh(x))), -1.0, 0.0),
+    # x·y·x with y exactly 0
+    ("heaviside(round(x)*sin(x))", lambda x: torch.heaviside(torch.round(x) * torch.sin(x),
+                                                             torch.tensor(0.5, dtype=f64)), 0.25, 0.5),
+])
+def test_decision_on_exact_zero_product(name, f, x0, want):
+    """A decision on an element that is exactly 0 (a product with an exact-zero factor) must not ask
+    for a higher order: no order would ever decide it."""
+    for order in (1, 3):
+        y = f(s(x0).nonstd(order=order))
+        assert torchlc.coeff(y, 0).item() == want, name
+    q = torchlc.ngrad(f, s(x0))
+    assert torchlc.coeff(q, 0).item() == 0.0
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: clamp/maximum/minimum/trunc turn a NaN element into a "
+                   "number (clamp(NaN, .5, 1.5) = 0.5, trunc(NaN) = 0)")
+def test_nan_is_not_swallowed():
+    """maximum/minimum/clamp/trunc of a NaN element (outside the field) stay NaN, as in torch."""
+    n = torch.log(torch.tensor([-0.5, 2.0], dtype=f64).nonstd())        # [NaN, log 2 + ε/2]
+    half = torch.tensor(0.5, dtype=f64)
+    for y in (torch.clamp(n, 0.5, 1.5), torch.maximum(n, half), torch.minimum(n, half),
+              torch.clamp(n, min=0.0), torch.trunc(n), torch.floor(n)):
+        assert all_nan_elements(y).tolist() == [True, False], repr(y)

@@ -370,3 +370,37 @@ def test_smoothed_heaviside_derivative_gaussian():
         # exact forward value kept
         assert torchlc.standard_part(torch.heaviside(s(0.0).nonstd(), s(0.0))).item() == 1.0
     torch.testing.assert_close(torchlc.coeff(q, 0), s(0.7978845608028654), rtol=1e-6, atol=1e-6)
+
+
+def test_power_with_non_dyadic_rational_exponent():
+    # exponents are exact rationals (§1): ε^{1/3} is not ε^{0.333...}, and it is not NaN
+    y = torchlc.eps(dtype=f64) ** F(1, 3)
+    assert nz(y) == {F(1, 3): 1.0}
+    x = torchlc.from_terms({F(3, 2): 3.0}, order=F(3, 2), dtype=f64)
+    z = x ** F(1, 3)                                   # 3^{1/3} ε^{1/2}
+    assert set(nz(z)) == {F(1, 2)}
+    torch.testing.assert_close(torchlc.coeff(z, F(1, 2)), s(3.0 ** (1 / 3)), rtol=1e-15, atol=0)
+
+
+def test_boxed_integer_power():
+    # a monomial float32 tensor (boxed layout): powers truncate at the order like products do
+    b = torchlc.from_terms({0: torch.tensor([1.0, 0.0]), 1: torch.tensor([0.0, 2.0])},
+                           dtype=torch.float32)
+    assert torchlc.layout(b) == "boxed"
+    for k in (2, 3):
+        y = b ** k
+        assert torchlc.coeff(y, 0).tolist() == [1.0, 0.0], k      # (2ε)^k is above order 1
+        assert torchlc.coeff(y, 1).tolist() == [0.0, 0.0], k
+        assert all(torchlc.coeff(y, q).abs().sum() == 0 for q in torchlc.support(y) if q < 0)
+    m = torchlc.from_terms({0: torch.tensor([1.0, 0.0]), 1: torch.tensor([0.0, -1.0])},
+                           dtype=torch.float32)
+    assert [torchlc.coeff(m ** 3, q).tolist() for q in (0, 1)] == [[1.0, 0.0], [0.0, 0.0]]
+    assert torchlc.coeff(b ** -1, -1).tolist() == [0.0, 0.5]
+
+
+def test_power_of_zero_element():
+    # an element that is exactly 0 in a tensor with an ε-plane: √0 = 0, 0^(3/2) = 0 (torch.sqrt(0) = 0)
+    z = torchlc.from_terms({0: t(0.0, 1.0), 1: t(0.0, 0.0)}, dtype=f64)
+    for y in (torch.sqrt(z), z ** 0.5, z ** 1.5):
+        assert not _is_nan(y), repr(y)
+        assert torchlc.coeff(y, 0).tolist() == [0.0, 1.0]
