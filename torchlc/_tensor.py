@@ -248,6 +248,15 @@ class LCTensor(torch.Tensor):
         self._exact = min_exact(self._exact, other._exact) if mine._base is not None else other._exact
         self._cache = None
 
+    def _restride_to(self, other: "LCTensor"):
+        """Shape-changing in-place view ops (squeeze_, t_, …): take other's shape and storage."""
+        with torch._C._DisableTorchDispatch():
+            torch.Tensor.as_strided_(self, other.shape, other.stride())
+        self._layout = other._layout
+        self._set_inner(other._inner)
+        self._support = other._support
+        self._cache = None
+
     # -- torch.compile support ---------------------------------------------------------------------
     _INNER_NAMES = {
         "planes": ("_t0",),

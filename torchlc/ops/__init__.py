@@ -45,6 +45,9 @@ def _find_rule(func):
     return rule
 
 
+_RESHAPING = {"squeeze_", "unsqueeze_", "t_", "transpose_", "swapaxes_", "swapdims_", "as_strided_"}
+
+
 def _functional_variant(func):
     """The out-of-place overload of an in-place op (``add_.Tensor`` → ``add.Tensor``), or None."""
     name = func.overloadpacket.__name__
@@ -77,7 +80,9 @@ def dispatch(func, args, kwargs):
                 res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0]._order, None)
             elif res.dtype != args[0].dtype:
                 res = res.to(args[0].dtype)
-            if tuple(res.shape) != tuple(args[0].shape):
+            if tuple(res.shape) != tuple(args[0].shape) and func.overloadpacket.__name__ in _RESHAPING:
+                args[0]._restride_to(res)
+            elif tuple(res.shape) != tuple(args[0].shape):
                 raise RuntimeError(
                     f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
                     f"to {tuple(res.shape)}"

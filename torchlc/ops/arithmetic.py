@@ -53,7 +53,7 @@ def neg(func, x):
     return _neg(x)
 
 
-@implements([aten.positive.default, aten.alias.default, aten.lift_fresh.default])
+@implements([aten.positive.default, aten.lift_fresh.default])
 def positive(func, x):
     return x
 

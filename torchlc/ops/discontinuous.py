@@ -231,7 +231,8 @@ def trunc(func, x):
     fl, bad = floor_series(s)
     cl, _ = ceil_series(s)
     a = A.split_finite(s, "trunc")[0]
-    res = torch.where(a > 0, fl, torch.where(a < 0, cl, torch.zeros_like(fl)))
+    # trunc(±δ) = 0 for infinitesimal δ; a NaN standard part stays NaN
+    res = torch.where(a > 0, fl, torch.where(a < 0, cl, torch.where(a == 0, 0.0, a)))
     return _real(res, bad, s)
 
 

@@ -14,6 +14,28 @@ from ._util import out
 aten = torch.ops.aten
 
 
+def zero_dim_ok(rule):
+    """Reductions of a 0-d tensor along dim 0/-1 (torch allows it): run on a (1,) view, then
+    squeeze every (1,)-shaped output back to 0-d."""
+
+    def wrapped(func, x, *args, **kwargs):
+        if not (isinstance(x, LCTensor) and x.dim() == 0):
+            return rule(func, x, *args, **kwargs)
+        res = rule(func, aten.unsqueeze.default(x, 0), *args, **kwargs)
+
+        def back(r):
+            if isinstance(r, torch.Tensor) and r.dim() == 1 and r.shape[0] == 1:
+                return aten.squeeze.dim(r, 0) if isinstance(r, LCTensor) else r.squeeze(0)
+            return r
+
+        if isinstance(res, tuple):
+            return type(res)(back(r) for r in res) if not hasattr(res, "_fields") else type(res)(*map(back, res))
+        return back(res)
+
+    wrapped.__name__ = rule.__name__
+    return wrapped
+
+
 def _dims(x, dim):
     n = x.dim()
     if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
@@ -23,6 +45,7 @@ def _dims(x, dim):
 
 
 @implements([aten.sum.default, aten.sum.dim_IntList])
+@zero_dim_ok
 def sum_(func, x, dim=None, keepdim=False, *, dtype=None):
     s = series(x)
     dims = [d + 1 for d in _dims(x, dim)]
@@ -31,6 +54,7 @@ def sum_(func, x, dim=None, keepdim=False, *, dtype=None):
 
 
 @implements([aten.mean.default, aten.mean.dim])
+@zero_dim_ok
 def mean(func, x, dim=None, keepdim=False, *, dtype=None):
     s = series(x)
     dims = [d + 1 for d in _dims(x, dim)]
@@ -84,11 +108,13 @@ def _check_tie(s: Series, planes, idx, d, what):
 
 
 @implements([aten.argmax.default])
+@zero_dim_ok
 def argmax(func, x, dim=None, keepdim=False):
     return _arg_reduce(x, dim, keepdim, True)
 
 
 @implements([aten.argmin.default])
+@zero_dim_ok
 def argmin(func, x, dim=None, keepdim=False):
     return _arg_reduce(x, dim, keepdim, False)
 
@@ -113,11 +139,13 @@ def _extreme(x, dims, keepdim, largest):
 
 
 @implements([aten.amax.default])
+@zero_dim_ok
 def amax(func, x, dim=(), keepdim=False):
     return _extreme(x, _dims(x, dim), keepdim, True)
 
 
 @implements([aten.amin.default])
+@zero_dim_ok
 def amin(func, x, dim=(), keepdim=False):
     return _extreme(x, _dims(x, dim), keepdim, False)
 
@@ -144,11 +172,13 @@ def _max_dim(x, dim, keepdim, largest):
 
 
 @implements([aten.max.dim])
+@zero_dim_ok
 def max_dim(func, x, dim, keepdim=False):
     return _max_dim(x, dim, keepdim, True)
 
 
 @implements([aten.min.dim])
+@zero_dim_ok
 def min_dim(func, x, dim, keepdim=False):
     return _max_dim(x, dim, keepdim, False)
 
@@ -164,6 +194,7 @@ def lex_sort_indices(planes, d, descending):
 
 
 @implements([aten.sort.default, aten.sort.stable])
+@zero_dim_ok
 def sort(func, x, *args, **kwargs):
     if func is aten.sort.stable:
         dim = kwargs.get("dim", -1)
@@ -186,6 +217,7 @@ def sort(func, x, *args, **kwargs):
 
 
 @implements([aten.argsort.default, aten.argsort.stable])
+@zero_dim_ok
 def argsort(func, x, *args, **kwargs):
     if func is aten.argsort.stable:
         dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
@@ -197,6 +229,7 @@ def argsort(func, x, *args, **kwargs):
 
 
 @implements([aten.topk.default])
+@zero_dim_ok
 def topk(func, x, k, dim=-1, largest=True, sorted=True):
     vals, idx = sort(aten.sort.default, x, dim, largest)
     d = dim + x.dim() if dim < 0 else dim
@@ -223,6 +256,7 @@ def _tree_prod(p: Series, d):
 
 
 @implements([aten.prod.default, aten.prod.dim_int])
+@zero_dim_ok
 def prod(func, x, dim=None, keepdim=False, *, dtype=None):
     s = series(x)
     if dim is None:
@@ -237,6 +271,7 @@ def prod(func, x, dim=None, keepdim=False, *, dtype=None):
 
 
 @implements([aten.cumsum.default])
+@zero_dim_ok
 def cumsum(func, x, dim, *, dtype=None):
     s = series(x)
     d = dim + x.dim() if dim < 0 else dim
@@ -244,6 +279,7 @@ def cumsum(func, x, dim, *, dtype=None):
 
 
 @implements([aten.cumprod.default])
+@zero_dim_ok
 def cumprod(func, x, dim, *, dtype=None):
     """Hillis–Steele scan of truncated Cauchy products (log-depth, no loop over elements)."""
     s = series(x)
@@ -271,3 +307,14 @@ def any_all(func, x, *args, **kwargs):
 
 
 _ = LCTensor
+
+
+@implements([aten._safe_softmax.default])
+def safe_softmax(func, x, dim, dtype=None):
+    """softmax, except that rows whose every entry is −inf give 0 (as torch's _safe_softmax)."""
+    y = aten._softmax.default(x if dtype is None else aten._to_copy.default(x, dtype=dtype), dim, False)
+    st = series(x).plane(S.ZERO)
+    dead = (st == float("-inf")).all(dim, keepdim=True)
+    from .discontinuous import select
+
+    return select(dead, 0.0, y)

@@ -65,8 +65,13 @@ def transpose(func, x, d0, d1):
 @implements([aten.t.default])
 def t_(func, x):
     if x.dim() < 2:
-        return x
+        return structural(x, lambda t, k: t.view(t.shape))  # a fresh view, as torch returns
     return transpose(None, x, 0, 1)
+
+
+@implements([aten.alias.default])
+def alias(func, x):
+    return structural(x, lambda t, k: t.view(t.shape))
 
 
 @implements([aten.unsqueeze.default])
@@ -78,6 +83,8 @@ def unsqueeze(func, x, d):
 @implements([aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims])
 def squeeze(func, x, dim=None):
     n = x.dim()
+    if n == 0:
+        return structural(x, lambda t, k: t.view(t.shape))
     if dim is None:
         dims = [i for i in range(n) if x.shape[i] == 1]
     else:
@@ -155,6 +162,9 @@ def index(func, x, indices):
 
 @implements([aten.index_select.default])
 def index_select(func, x, dim, idx):
+    if x.dim() == 0:  # torch treats a 0-d tensor as one element here
+        return aten.squeeze.default(index_select(func, aten.unsqueeze.default(x, 0), 0, idx.reshape(-1)))\
+            if idx.dim() == 0 else index_select(func, aten.unsqueeze.default(x, 0), 0, idx)
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: t.index_select(d + k, idx))
 
@@ -241,7 +251,6 @@ _VALUE_POS = {
     aten.slice_scatter.default: (0, 1),
     aten.select_scatter.default: (0, 1),
     aten.diagonal_scatter.default: (0, 1),
-    aten.as_strided_scatter.default: (0, 1),
     aten.take.default: (0,),
     aten.constant_pad_nd.default: (0,),
     aten.unfold.default: (0,),
