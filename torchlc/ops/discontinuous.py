@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import _algebra as A
+from .. import kernels
 from .. import _support as S
 from .._tensor import LCTensor, Series, implements, series
 from ..layouts.planes import broadcast_planes
@@ -85,6 +86,8 @@ def sign(func, x):
 @implements([aten.abs.default])
 def abs_(func, x):
     s = series(x)
+    if kernels.usable(s.planes):
+        return out(Series(kernels.abs2(s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
     # |x| = sign(x)·x; a NaN lead gives sign 0 here, but its NaN plane keeps the element NaN
     sg = torch.sign(A.lead_coeff(s.planes))
     return out(Series(s.planes * sg, s.support, s.order, s.exact), monomial=is_monomial(x))
@@ -117,6 +120,8 @@ def where(func, cond, a, b):
 @implements([aten.relu.default])
 def relu(func, x):
     s = series(x)
+    if kernels.usable(s.planes):
+        return out(Series(kernels.relu2(s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
     if s.planes.shape[0] == 2:  # first order: 5 elementwise kernels instead of the general 9
         p0, p1 = s.planes[0], s.planes[1]
         nonpos = (p0 < 0) | ((p0 == 0) & (p1 <= 0))

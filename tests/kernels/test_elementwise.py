@@ -1,0 +1,40 @@
+"""Fused first-order kernels under the Triton interpreter (CPU) give the torch formulas' numbers."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton")
+
+IN_INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
+
+CASES = r"""
+import torch, torchlc
+from torchlc import kernels
+from torchlc.kernels.elementwise import usable
+nan, inf = float("nan"), float("inf")
+a = torch.tensor([1.5, -2.0, 0.0, 0.0, 0.0, nan, 0.0, -0.0, inf, 3.0] * 301, dtype=torch.float64)
+b = torch.tensor([7.0, 1.0, 2.0, -2.0, 0.0, 1.0, nan, 1.0, 1.0, -inf] * 301, dtype=torch.float64)
+for dtype in (torch.float32, torch.float64):
+    x = torchlc.from_terms({0: a.to(dtype), 1: b.to(dtype)})
+    p = torchlc.coeffs(x).contiguous()
+    assert usable(p)
+    with torchlc.layouts.force("planes"):
+        import torchlc.kernels.elementwise as E
+        E.HAVE_TRITON = False          # torch formulas
+        ref_relu, ref_abs = torch.relu(x), torch.abs(x)
+        E.HAVE_TRITON = True           # fused kernels
+        got_relu, got_abs = torch.relu(x), torch.abs(x)
+    for ref, got in ((ref_relu, got_relu), (ref_abs, got_abs)):
+        assert torch.equal(torchlc.coeffs(ref).nan_to_num(7.5), torchlc.coeffs(got).nan_to_num(7.5))
+print("ok")
+"""
+
+
+@pytest.mark.skipif(IN_INTERPRETER, reason="already inside the interpreter")
+def test_fused_first_order_kernels_match_torch_formulas():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    r = subprocess.run([sys.executable, "-c", CASES], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
