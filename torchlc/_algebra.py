@@ -7,6 +7,7 @@ leading-term expansion for reciprocals and powers, and Taylor series of analytic
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -29,6 +30,16 @@ def _grad_free(*ts) -> bool:
     return all(_inner_is_plain(t) for t in ts)
 
 
+@functools.lru_cache(maxsize=8192)
+def _bshape_cached(*shapes):
+    return torch.broadcast_shapes(*shapes)
+
+
+def bshape(*shapes):
+    """torch.broadcast_shapes, cached (the torch version is pure Python and dominates small ops)."""
+    return _bshape_cached(*(tuple(s) for s in shapes))
+
+
 def _ndim(*xs):
     return max(x.planes.dim() - 1 for x in xs)
 
@@ -40,7 +51,7 @@ def aligned(a: Series, b: Series):
     if a.support == b.support:
         return pa, pb, a.support
     u = S.union(a.support, b.support)
-    shape = torch.broadcast_shapes(pa.shape[1:], pb.shape[1:])
+    shape = bshape(pa.shape[1:], pb.shape[1:])
     return _place(pa, a.support, u, shape), _place(pb, b.support, u, shape), u
 
 
@@ -73,7 +84,7 @@ def add(a: Series, b: Series, alpha=1) -> Series:
         bb = b.planes[0] if alpha == 1 else b.planes[0] * alpha
         if S.ZERO in a.support:
             k = a.support.index(S.ZERO)
-            shape = torch.broadcast_shapes(pa.shape[1:], bb.shape)
+            shape = bshape(pa.shape[1:], bb.shape)
             parts = [pa[:k].expand(k, *shape), (pa[k] + bb).unsqueeze(0), pa[k + 1 :].expand(-1, *shape)]
             return Series(torch.cat(parts), a.support, order, a.exact)
     pa, pb, sup = aligned(a, b)
@@ -92,7 +103,7 @@ def add_bias(res: Series, bias) -> Series:
         and isinstance(bias, torch.Tensor)
         and S.ZERO in res.support
         and _grad_free(res.planes, bias)
-        and torch.broadcast_shapes(res.planes.shape[1:], bias.shape) == res.planes.shape[1:]
+        and bshape(res.planes.shape[1:], bias.shape) == res.planes.shape[1:]
     ):
         res.planes[res.support.index(S.ZERO)].add_(bias)
         return res
@@ -151,7 +162,7 @@ def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
         nd = _ndim(a, b)
         pa, pb = broadcast_planes(pa, nd), broadcast_planes(pb, nd)
         if _grad_free(pa, pb) and len(out_sup) > 1:
-            shape = torch.broadcast_shapes(pa.shape[1:], pb.shape[1:])
+            shape = bshape(pa.shape[1:], pb.shape[1:])
             dtype = torch.result_type(pa, pb)
             out = torch.empty((len(out_sup), *shape), dtype=dtype, device=pa.device)
             for k, pairs in groups:
@@ -249,7 +260,7 @@ def _series_eval(coeffs, d: Series, rel_order):
         dp = d.planes[0]
         K = min(len(coeffs), int(rel_order // g) + 1)
         if K == 2 and _grad_free(coeffs[0], coeffs[1], dp):
-            shape = torch.broadcast_shapes(coeffs[0].shape, coeffs[1].shape, dp.shape)
+            shape = bshape(coeffs[0].shape, coeffs[1].shape, dp.shape)
             out = torch.empty((2, *shape), dtype=torch.result_type(coeffs[1], dp), device=dp.device)
             out[0].copy_(coeffs[0])
             torch.mul(coeffs[1], dp, out=out[1])
@@ -261,7 +272,7 @@ def _series_eval(coeffs, d: Series, rel_order):
             power = dp if power is None else power * dp
             planes.append(coeffs[k] * power)
             sup.append(k * g)
-        shape = torch.broadcast_shapes(*(p.shape for p in planes))
+        shape = bshape(*(p.shape for p in planes))
         return Series(torch.stack([p.expand(shape) for p in planes]), tuple(sup))
     acc = Series(coeffs[-1].unsqueeze(0), (S.ZERO,))
     for c in reversed(coeffs[:-1]):

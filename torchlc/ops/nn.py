@@ -308,10 +308,10 @@ def native_group_norm(func, x, weight, bias, N, C, HxW, group, eps):
 # -- adaptive max pooling: a selection by the field's order ------------------------------------------
 
 
-def _adaptive_windows(L, O, device):
-    i = torch.arange(O, device=device)
-    start = torch.div(i * L, O, rounding_mode="floor")
-    end = torch.div((i + 1) * L + O - 1, O, rounding_mode="floor")
+def _adaptive_windows(L, n_out, device):
+    i = torch.arange(n_out, device=device)
+    start = torch.div(i * L, n_out, rounding_mode="floor")
+    end = torch.div((i + 1) * L + n_out - 1, n_out, rounding_mode="floor")
     K = int((end - start).max())
     k = torch.arange(K, device=device)
     idx = start[:, None] + k
@@ -344,9 +344,8 @@ def adaptive_max_pool(func, x, output_size):
     spatial = p.shape[3:]
     flat = None
     valid = None
-    for d, (L, O) in enumerate(zip(spatial, output_size)):
-        O = L if O is None else O
-        idx, ok = _adaptive_windows(L, O, p.device)
+    for d, (L, n_out) in enumerate(zip(spatial, output_size)):
+        idx, ok = _adaptive_windows(L, L if n_out is None else n_out, p.device)
         stride = 1
         for L2 in spatial[d + 1 :]:
             stride *= L2
