@@ -39,7 +39,7 @@ def main(argv=None):
     models = {"GeoSparseNet": GeoSparseNet(n, 1, cfg)}
     if not args.no_baselines:
         seed_all(args.seed)
-        for name, (m, info) in dense_baselines(n, 1, cfg).items():
+        for name, (m, _info) in dense_baselines(n, 1, cfg).items():
             models[f"dense {name}"] = m
     print(f"task: local field on a {args.shape[0]}x{args.shape[1]} grid, "
           f"{data.x_train.shape[0]} train / {data.x_test.shape[0]} test samples")

@@ -25,7 +25,7 @@ def seed_all(seed: int = 0, deterministic: bool = False) -> None:
     try:
         import numpy as np
 
-        np.random.seed(seed % 2**32)
+        np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG is the point
     except ImportError:  # pragma: no cover
         pass
     torch.manual_seed(seed)

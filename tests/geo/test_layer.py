@@ -1,11 +1,17 @@
 import pytest
 import torch
+from _geo_ref import dense_forward
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torchlc_geo import COMPUTE_MODES, DropPath, GeoSparseLinear, Norm, build_connectivity, geo_sparse_linear_fm
-
-from _geo_ref import dense_forward
+from torchlc_geo import (
+    COMPUTE_MODES,
+    DropPath,
+    GeoSparseLinear,
+    Norm,
+    build_connectivity,
+    geo_sparse_linear_fm,
+)
 
 MODES = [m for m in COMPUTE_MODES if m not in ("auto", "triton")]
 

@@ -20,7 +20,7 @@ def _data(n=240, f=16, seed=0):
 
 def test_fit_predict_score_learns():
     X, y = _data()
-    est = GeoSparseRegressor(depth=1, k=4, epochs=60, random_state=0).fit(X, y)
+    est = GeoSparseRegressor(depth=2, k=9, epochs=80, lr=1e-2, random_state=0).fit(X, y)
     assert est.predict(X).shape == (240,)
     assert est.score(X, y) > 0.8
     assert est.model_.cfg.shape == (4, 4)
