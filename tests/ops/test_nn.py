@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import torchlc
-from tests.test_models import MODES, R, TOL, check
+from tests.test_models import MODES, TOL, R, check
 
 f64 = torch.float64
 IDX = torch.tensor([[0, 2, 1], [1, 0, 0]])
@@ -151,6 +151,6 @@ def test_unsupported_ops_name_themselves():
 
 
 def test_scatter_reduce_rejects_nonlinear_reductions_in_every_mode():
-    for name, ctx in MODES.items():
+    for ctx in MODES.values():
         with ctx(), pytest.raises(NotImplementedError, match="prod"):
             R(2, 3).nonstd().scatter_reduce(1, IDX, R(2, 3).nonstd(), "prod")
