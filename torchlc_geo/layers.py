@@ -264,6 +264,13 @@ class GeoSparseLinear(nn.Module):
         if mode == "triton":
             from .kernels import geo_sparse_fm
 
+            dev = xT.device.type
+            if torch.is_autocast_enabled(dev):  # custom ops have no autocast rule: cast here
+                dt = torch.get_autocast_dtype(dev)
+                xT, w = xT.to(dt), w.to(dt)
+                b = None if b is None else b.to(dt)
+            elif w.dtype != xT.dtype:
+                xT = xT.to(w.dtype)
             return geo_sparse_fm(xT, self.idx, w, b, self.rev_idx, self.rev_eid)
         raise ValueError(f"unknown compute_mode {mode!r}")
 

@@ -12,7 +12,8 @@ Presets (``--preset``):
 * ``tiny``  — a few seconds on CPU (used by the tests);
 * ``cpu``   — a small CPU sweep;
 * ``gpu``   — the experiment plan: k ∈ {4, 8, 16, 32} (auto radius so the fan-in is real),
-  depth ∈ {2, 8}, grids 16×16 / 32×32 / 64×64, relu vs psann, compile on/off, bf16 on/off.
+  depth ∈ {2, 8}, grids 16×16 / 32×32 / 64×64, relu vs psann (bf16, eager), plus compile on/off ×
+  bf16 on/off at 32×32, depth 8, k 8.
 
 Grid axes can be overridden: ``--k 4 8 --depth 2 --shapes 16x16 32x32 --activations relu
 --compile 0 1 --bf16 0 1 --baselines``.
@@ -39,15 +40,20 @@ from .utils import environment, seed_all
 
 __all__ = ["PRESETS", "main", "plan_runs", "run_id"]
 
-PRESETS: dict[str, dict] = {
+_ALL_BASELINES = ["equal_params", "equal_flops", "equal_neurons"]
+PRESETS: dict[str, dict | list[dict]] = {
     "tiny": dict(k=[4, 8], depth=[1], shapes=["4x4"], activations=["relu"], compile=[0], bf16=[0],
                  samples=256, epochs=2, batch=32, baselines=["equal_params"], device="cpu"),
     "cpu": dict(k=[4, 8, 16], depth=[2, 4], shapes=["8x8", "16x16"], activations=["relu", "psann"],
-                compile=[0], bf16=[0], samples=4096, epochs=30, batch=128,
-                baselines=["equal_params", "equal_flops", "equal_neurons"], device="cpu"),
-    "gpu": dict(k=[4, 8, 16, 32], depth=[2, 8], shapes=["16x16", "32x32", "64x64"], activations=["relu", "psann"],
-                compile=[0, 1], bf16=[0, 1], samples=16384, epochs=20, batch=256,
-                baselines=["equal_params", "equal_flops", "equal_neurons"], device="cuda"),
+                compile=[0], bf16=[0], samples=4096, epochs=30, batch=128, baselines=_ALL_BASELINES, device="cpu"),
+    # the experiment plan: a main grid (k × depth × grid × activation, bf16, eager) plus an ablation of
+    # compile on/off × bf16 on/off at one size; 224 runs, ~15-25 min on one H100
+    "gpu": [
+        dict(k=[4, 8, 16, 32], depth=[2, 8], shapes=["16x16", "32x32", "64x64"], activations=["relu", "psann"],
+             compile=[0], bf16=[1], samples=16384, epochs=10, batch=256, baselines=_ALL_BASELINES, device="cuda"),
+        dict(k=[8], depth=[8], shapes=["32x32"], activations=["relu", "psann"], compile=[0, 1], bf16=[0, 1],
+             samples=16384, epochs=10, batch=256, baselines=_ALL_BASELINES, device="cuda"),
+    ],
 }
 
 
@@ -75,6 +81,14 @@ def plan_runs(grid: dict) -> list[dict]:
         >>> len(plan_runs(PRESETS["tiny"]))
         4
     """
+    if isinstance(grid, list):  # a union of sub-grids; duplicate runs are planned once
+        seen, runs = set(), []
+        for g in grid:
+            for r in plan_runs(g):
+                if r["id"] not in seen:
+                    seen.add(r["id"])
+                    runs.append(r)
+        return runs
     runs = []
     for shape, depth, k, act, comp, bf16 in itertools.product(
             grid["shapes"], grid["depth"], grid["k"], grid["activations"], grid["compile"], grid["bf16"]):
@@ -203,13 +217,16 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    grid = dict(PRESETS[args.preset])
-    for key in ("k", "depth", "shapes", "activations", "compile", "bf16", "baselines", "samples", "epochs",
-                "batch", "device", "seed"):
-        v = getattr(args, key)
-        if v is not None:
-            grid[key] = v
-    if grid["device"] == "cuda" and not torch.cuda.is_available():
+    preset = PRESETS[args.preset]
+    grids = [dict(g) for g in (preset if isinstance(preset, list) else [preset])]
+    for grid in grids:
+        for key in ("k", "depth", "shapes", "activations", "compile", "bf16", "baselines", "samples", "epochs",
+                    "batch", "device", "seed"):
+            v = getattr(args, key)
+            if v is not None:
+                grid[key] = v
+    grid = grids if len(grids) > 1 else grids[0]
+    if any(g["device"] == "cuda" for g in grids) and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but CUDA is not available (use --device cpu)")
     if args.threads:
         torch.set_num_threads(args.threads)
