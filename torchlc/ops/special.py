@@ -195,6 +195,11 @@ def _lift(name, taylor, domain=None):
             a, d, _ = A.split_finite(s, name)
             moves = (d.planes != 0).any(0) if d.support else torch.zeros_like(a, dtype=torch.bool)
             bad = domain(a, moves)
+            if d.support:
+                # an element without infinitesimal part is exactly g(a), even where g' is singular
+                hi = torch.tensor([q != S.ZERO for q in res.support], device=a.device)
+                hi = hi.reshape(-1, *[1] * a.dim())
+                res.planes = torch.where(hi & ~moves, torch.zeros_like(res.planes), res.planes)
             A.check_domain(bad, f"{name}: argument outside the domain in {int(bad.sum())} element(s)")
             res.planes = torch.where(bad, torch.full_like(res.planes, NAN), res.planes)
         return out(res)
@@ -273,10 +278,11 @@ def atan2(func, y, x):
     y_safe = aten.where.ScalarSelf(~steep | both_zero, one, y)
     flat = aten.atan.default(aten.div.Tensor(y, x_safe))
     xneg = sx < 0
-    shift = torch.where(xneg, torch.where(yneg, -math.pi, math.pi), 0.0).to(flat.dtype)
+    pi = torch.tensor(math.pi, dtype=flat.dtype, device=flat.device)
+    shift = torch.where(xneg, torch.where(yneg, -pi, pi), torch.zeros_like(pi))
     flat = aten.add.Tensor(flat, shift)
     steep_v = aten.neg.default(aten.atan.default(aten.div.Tensor(x, y_safe)))
-    steep_v = aten.add.Tensor(steep_v, torch.where(yneg, -math.pi / 2, math.pi / 2).to(flat.dtype))
+    steep_v = aten.add.Tensor(steep_v, torch.where(yneg, -pi / 2, pi / 2))
     res = aten.where.self(steep, steep_v, flat)
     if True:  # both exactly zero: torch's conventions (±0, ±π by the signs of the zeros)
         sy0 = series(y).plane(S.ZERO) if isinstance(y, LCTensor) else torch.as_tensor(y)
