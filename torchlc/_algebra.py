@@ -158,6 +158,9 @@ def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
     truncated = S.truncates(a.support, b.support, order)
     exact = exact_mul(a, b, order, truncated)
     pa, pb = a.planes, b.planes
+    if not groups:  # every term is above the cutoff: the product truncates to 0
+        z = op(pa[0], pb[0]) * 0
+        return Series(z.unsqueeze(0), (S.ZERO,), order, exact)
     if op is torch.mul:
         nd = _ndim(a, b)
         pa, pb = broadcast_planes(pa, nd), broadcast_planes(pb, nd)

@@ -191,8 +191,16 @@ class LCTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, layout, inner, support, order, exact, shape, dtype):
         device = inner[0].device
+        # the wrapper reports its storage's strides, so torch's view-vs-copy decisions (reshape)
+        # match what the planes (plane dim first) or boxed words can actually do
+        if layout == "planes":
+            strides = inner[0].stride()[1:]
+        elif layout == "boxed":
+            strides = inner[0].stride()
+        else:
+            strides = None
         r = torch.Tensor._make_wrapper_subclass(
-            cls, shape, dtype=dtype, device=device, requires_grad=False
+            cls, shape, strides=strides, dtype=dtype, device=device, requires_grad=False
         )
         r._layout = layout
         r._set_inner(inner)

@@ -506,6 +506,18 @@ class _ExactStep(torch.autograd.Function):
         return torch.zeros_like(g), None
 
 
+class _ZeroGrad(torch.autograd.Function):
+    """``value`` (computed without a graph) as a function of x with the exact a.e. derivative 0."""
+
+    @staticmethod
+    def forward(ctx, value, x):
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, torch.zeros_like(g)
+
+
 class _Compare(torch.autograd.Function):
     """Float 0/1 value of a comparison with derivative ±K_h(a − b) w.r.t. a (∓ w.r.t. b)."""
 
@@ -627,7 +639,10 @@ def apply(cfg, name, x, *rest, **kwargs):
     if name == "argmax_onehot":
         if cfg is None:
             with torch._C.DisableTorchFunction():
-                return torch.zeros_like(x).scatter_(-1, x.argmax(-1, keepdim=True), 1.0)
+                oh = torch.zeros_like(x).scatter_(-1, x.argmax(-1, keepdim=True), 1.0)
+            if x.requires_grad and torch.is_grad_enabled():
+                return _ZeroGrad.apply(oh, x)  # the exact derivative: zero almost everywhere
+            return oh
         return _ArgmaxOneHot.apply(x, cfg)
     decimals = kwargs.get("decimals", 0)
     if name == "round" and decimals:

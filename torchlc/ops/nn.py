@@ -509,27 +509,7 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
     return x
 
 
-# -- workaround: views of LCTensors whose planes are not viewable ------------------------------------
-# The wrapper is created with contiguous strides whatever the planes' strides are, so torch may decide
-# that a reshape is a view when the planes (e.g. after a transpose) cannot be viewed. Until the wrapper
-# carries the planes' strides, fall back to a copy there (values are the same).
 from . import shape as _shape  # noqa: E402
-
-_view_rule = _shape.view
-
-
-def _view_or_reshape(func, x, size):
-    try:
-        return _view_rule(func, x, size)
-    except RuntimeError as e:
-        if func is not aten.view.default or "view size is not compatible" not in str(e):
-            raise
-        return _view_rule(aten.reshape.default, x, size)
-
-
-for _op in (aten.view.default, aten._unsafe_view.default, aten.reshape.default):
-    RULES[_op] = _view_or_reshape
-
 
 # -- workaround: constant_pad_nd's fill value is a real number (ε⁰ plane only) ------------------------
 # shape.py lists it as per-plane with only the input as a value argument, which pads every plane with

@@ -163,8 +163,10 @@ def min_all(func, x):
 def _max_dim(x, dim, keepdim, largest):
     s = series(x)
     d = dim + x.dim() if dim < 0 else dim
+    # the values are exact even where candidates tie through exact_through (every tied candidate has
+    # the same known coefficients); the index is then one of the tied positions. argmax/argmin,
+    # whose only output is the index, refuse such ties instead.
     idx = _lex_arg(s.planes, d, largest)
-    _check_tie(s, s.planes, idx, d, "max" if largest else "min")
     vals = _take(s, idx, d)
     if not keepdim:
         vals, idx = vals.squeeze(d + 1), idx.squeeze(d)
@@ -207,12 +209,7 @@ def sort(func, x, *args, **kwargs):
         return x, torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     idx = lex_sort_indices(s.planes, d, descending)
-    vals = _take(s, idx, d)
-    if s.exact is not None and x.shape[d] > 1:
-        # the order of neighbours that agree through exact_through is decided by dropped terms
-        n = x.shape[d]
-        gap = vals.narrow(d + 1, 1, n - 1) - vals.narrow(d + 1, 0, n - 1)
-        A.trusted_lead_sign(Series(gap, s.support, s.order, s.exact), "sort")
+    vals = _take(s, idx, d)  # values exact; neighbours tied through exact_through keep stored order
     return out(Series(vals, s.support, s.order, s.exact)), idx
 
 

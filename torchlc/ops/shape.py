@@ -124,7 +124,10 @@ def diagonal(func, x, offset=0, dim1=0, dim2=1):
 
 @implements([aten.clone.default])
 def clone(func, x, *, memory_format=None):
-    return structural(x, lambda t, k: t.clone())
+    if memory_format in (None, torch.preserve_format):
+        return structural(x, lambda t, k: t.clone())
+    # contiguous (and, for simplicity, channels_last requests): plane-major contiguous storage
+    return structural(x, lambda t, k: t.clone(memory_format=torch.contiguous_format))
 
 
 @implements([aten.detach.default])
@@ -252,7 +255,6 @@ _VALUE_POS = {
     aten.select_scatter.default: (0, 1),
     aten.diagonal_scatter.default: (0, 1),
     aten.take.default: (0,),
-    aten.constant_pad_nd.default: (0,),
     aten.unfold.default: (0,),
     aten.tril.default: (0,),
     aten.triu.default: (0,),
