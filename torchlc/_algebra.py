@@ -159,7 +159,7 @@ def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
     exact = exact_mul(a, b, order, truncated)
     pa, pb = a.planes, b.planes
     if not groups:  # every term is above the cutoff: the product truncates to 0
-        z = op(pa[0], pb[0]) * 0
+        z = torch.zeros_like(op(pa[0], pb[0]))
         return Series(z.unsqueeze(0), (S.ZERO,), order, exact)
     if op is torch.mul:
         nd = _ndim(a, b)
