@@ -165,9 +165,8 @@ def index(func, x, indices):
 
 @implements([aten.index_select.default])
 def index_select(func, x, dim, idx):
-    if x.dim() == 0:  # torch treats a 0-d tensor as one element here
-        return aten.squeeze.default(index_select(func, aten.unsqueeze.default(x, 0), 0, idx.reshape(-1)))\
-            if idx.dim() == 0 else index_select(func, aten.unsqueeze.default(x, 0), 0, idx)
+    if x.dim() == 0:  # torch treats a 0-d tensor as one element and returns 0-d
+        return aten.squeeze.default(index_select(func, aten.unsqueeze.default(x, 0), 0, idx.reshape(-1)))
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: t.index_select(d + k, idx))
 
