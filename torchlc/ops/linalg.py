@@ -457,9 +457,8 @@ def qr(func, A, mode="reduced"):
     if M.d and m < n:
         # A = Q [R_a | R_b]: QR of the leading m×m block, then R_b = Qᵀ A_b (a truncated product)
         Ma = M.map(lambda t: t[..., :, :m])
-        Qa, Ra = qr(func, _write(Ma), "complete" if mode == "complete" else "reduced")
-        Qm = _read(Qa, name) if mode != "r" else None
-        Qm = Qm if Qm is not None else _read(qr(func, _write(Ma), "reduced")[0], name)
+        Qa, Ra = qr(func, _write(Ma), "reduced")
+        Qm = _read(Qa, name)
         Rb = _M(_mm(Qm.map(_mT), M.map(lambda t: t[..., :, m:]), M.order), M.order, None)
         Rm = _read(Ra, name)
         R = _M({q: torch.cat([Rm.p.get(q, torch.zeros_like(Rm.a0)), Rb.p.get(q, torch.zeros_like(Rb.a0))], -1)
