@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._fused_block import FusedBlock
 from .activations import build_activation, normalize_activation_config, normalize_activation_name
 from .connectivity import build_connectivity
 from .layers import COMPUTE_MODES, DropPath, GeoSparseLinear, Norm
@@ -146,7 +147,22 @@ class GeoSparseBlock(nn.Module):
         self.drop_path = DropPath(drop_path, sample_dim=-1)
         self.alpha = nn.Parameter(torch.full((1,), float(cfg.residual_alpha_init)))
 
+    def _fused_ok(self, h: torch.Tensor) -> bool:
+        return (
+            self.fc1.resolved_mode(h) == "fused" and self.fc2.resolved_mode(h) == "fused"
+            and not h.is_cuda and self.norm.kind in ("rms", "none") and isinstance(self.act, (nn.ReLU, nn.Tanh))
+            and (not self.training or self.drop_path.p == 0.0)
+            and h.dtype == self.fc1.weight.dtype and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        )
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self._fused_ok(h):
+            fc1, fc2 = self.fc1, self.fc2
+            return FusedBlock.apply(
+                h.contiguous(), self.norm.weight if self.norm.kind == "rms" else None, fc1.weight, fc1.bias,
+                fc2.weight, fc2.bias, self.alpha, fc1._fused_tables(h.device), fc2._fused_tables(h.device),
+                "relu" if isinstance(self.act, nn.ReLU) else "tanh", self.norm.eps)
         # Same maths as h + α·DropPath(fc2(act(fc1(norm(h))))), with the per-feature affine part of
         # the norm folded into fc1's (n, k) weights and α folded into fc2's: this saves full-size
         # (n, B) multiplies forward and backward at the cost of O(n·k) work.
