@@ -220,6 +220,39 @@ def plot(results, outdir):
         print("wrote", path)
 
 
+def time_steps(args, n_steps):
+    """Seconds per training step of each method, interleaved rounds in one process (min and median
+    over rounds of ``n_steps`` steps): a fairer cost comparison than per-epoch times of runs that
+    shared a machine."""
+    import statistics
+
+    x = torch.randn(args.batch, 784, device=args.device)
+    y = torch.randint(0, 10, (args.batch,), device=args.device)
+    out = {}
+    for m in args.models:
+        runs = {}
+        for meth in args.methods:
+            torch.manual_seed(0)
+            model = MODELS[m](meth, args.width, args.tau).to(args.device)
+            runs[meth] = (model, torch.optim.Adam(model.parameters(), lr=args.lr))
+        times = {k: [] for k in runs}
+        for rnd in range(7):
+            for meth, (model, opt) in runs.items():
+                t0 = time.perf_counter()
+                for _ in range(n_steps):
+                    loss = F.cross_entropy(model(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                float(loss)
+                if rnd:  # round 0 is warm-up
+                    times[meth].append((time.perf_counter() - t0) / n_steps)
+        out[m] = {k: {"min_ms": 1e3 * min(v), "median_ms": 1e3 * statistics.median(v)} for k, v in times.items()}
+        for k, v in out[m].items():
+            print(f"{m} {k:8s} {v['min_ms']:.3f} ms/step (min)  {v['median_ms']:.3f} ms/step (median)")
+    return out
+
+
 def merge(paths, outdir):
     """Combine the result JSONs of runs made separately (e.g. one process per method and seed)."""
     results, meta = {}, {}
@@ -258,11 +291,21 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write raw results here (default: OUT/train_mnist_results.json)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--time-steps", type=int, default=0,
+                    help="only time N training steps per method (interleaved rounds), no training run")
     ap.add_argument("--merge", nargs="+", default=None,
                     help="only combine result JSONs of separate runs into the table and plots")
     args = ap.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
+    if args.time_steps:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        res = time_steps(args, args.time_steps)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"args": vars(args), "step_times": res}, f)
+        return res
     if args.threads:
         torch.set_num_threads(args.threads)
     xtr, ytr = mnist("train")
