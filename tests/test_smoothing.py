@@ -11,7 +11,9 @@ import pytest
 import torch
 
 import torchlc
-import torchlc.smoothing as sm
+import importlib
+
+sm = importlib.import_module("torchlc.smoothing")  # the module, even once torchlc exports the class
 from torchlc.nn import HardArgmaxOneHot, Heaviside, Round, Sign
 from torchlc.ops import discontinuous as D
 from torchlc.smoothing import smoothing

@@ -959,3 +959,16 @@ class _SmoothingMode(TorchFunctionMode):
                 if r is not NotImplemented:
                     return r
         return func(*args, **kwargs)
+
+
+# ``torchlc.smoothing`` may be exported as this class (``from .smoothing import smoothing`` in the
+# package), which hides the module attribute; keep the module's helpers reachable from the class so
+# ``torchlc.smoothing.soft(mask)`` and friends work either way.
+smoothing.smoothing = smoothing
+smoothing.soft = staticmethod(soft)
+smoothing.exact = staticmethod(exact)
+smoothing.current = staticmethod(current)
+smoothing.apply = staticmethod(apply)
+smoothing.jump_density = staticmethod(jump_density)
+smoothing.Kernel = Kernel
+smoothing.KERNELS = KERNELS
