@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import subprocess
@@ -11,12 +12,11 @@ import pytest
 import torch
 
 import torchlc
-import importlib
-
-sm = importlib.import_module("torchlc.smoothing")  # the module, even once torchlc exports the class
 from torchlc.nn import HardArgmaxOneHot, Heaviside, Round, Sign
 from torchlc.ops import discontinuous as D
 from torchlc.smoothing import smoothing
+
+sm = importlib.import_module("torchlc.smoothing")  # the module, even once torchlc exports the class
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = ["gaussian", "logistic", "triangle", "uniform", "epanechnikov"]

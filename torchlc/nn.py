@@ -22,10 +22,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 from torch import nn
-
-import importlib
 
 _sm = importlib.import_module("torchlc.smoothing")  # the module (the package may export the class)
 
