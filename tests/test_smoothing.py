@@ -273,3 +273,17 @@ def test_mnist_example_quick_mode():
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| smooth |" in r.stdout and "| exact |" in r.stdout
+
+
+def test_third_party_comparison_idiom_gets_the_smoothed_gradient():
+    """torchlc_geo's Heaviside is (z > 0).to(dt) + 0.5·(z == 0).to(dt): no torchlc code inside."""
+    geo = pytest.importorskip("torchlc_geo")
+    torch.manual_seed(0)
+    net = geo.GeoSparseNet(64, 3, geo.GeoSparseConfig(shape=(8, 8), depth=1, k=4, activation="heaviside"))
+    x = torch.randn(5, 64)
+    net(x).sum().backward()
+    assert net.blocks[0].fc1.weight.grad is None  # exact: no gradient through the comparison
+    net.zero_grad()
+    with smoothing(0.5):
+        net(x).sum().backward()
+    assert net.blocks[0].fc1.weight.grad.abs().sum() > 0
