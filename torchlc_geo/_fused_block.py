@@ -59,14 +59,14 @@ class FusedBlock(torch.autograd.Function):
         ga = _eb(g, rev2, roff2, _rev_weights(W2, reid2))
         gW2 = _A._embedding_bag_per_sample_weights_backward(g, a, idx2, off2, o2b2, 0).view_as(w2)
         gw2 = gW2 * alpha
-        galpha = (gW2 * w2).sum().reshape(1)
+        galpha = torch.dot(gW2.reshape(-1), w2.reshape(-1)).reshape(1)
         gb2 = None
         if ctx.has_b2:
             gB2 = g.sum(1)
             gb2 = gB2 * alpha
-            galpha = galpha + (gB2 * b2).sum()
-        # activation
-        gz1 = ga.mul_(a > 0) if ctx.act == "relu" else ga.mul_(1 - a * a)
+            galpha = galpha + torch.dot(gB2, b2)
+        # activation (single fused kernels)
+        gz1 = _A.threshold_backward(ga, a, 0) if ctx.act == "relu" else _A.tanh_backward(ga, a)
         # fc1 (weights w1·nw[idx1])
         gxn = _eb(gz1, rev1, roff1, _rev_weights(W1, reid1))
         gW1 = _A._embedding_bag_per_sample_weights_backward(gz1, xn, idx1, off1, o2b1, 0).view_as(w1)
@@ -76,8 +76,8 @@ class FusedBlock(torch.autograd.Function):
             gw1 = gW1 * nwg
             gnw = torch.zeros_like(nw).index_add_(0, idx1, (gW1 * w1).reshape(-1))
             # rms normalisation: xn = h·r, r = (mean(h²) + eps)^(-1/2)
-            s = (gxn * h).mean(0, keepdim=True)
-            gh = gxn.mul_(r).sub_(h * (r * r * r * s)).add_(g)
+            c = (gxn * h).mean(0, keepdim=True).mul_(r.pow(3))
+            gh = gxn.mul_(r).sub_(h * c).add_(g)
         else:
             gw1 = gW1
             gh = gxn.add_(g)
