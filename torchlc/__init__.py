@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import layouts, ops  # noqa: F401  (registers the rules)
+from . import datasets, layouts, nn, ops  # noqa: F401  (ops registers the rules)
 from ._compile import compile
 from ._tensor import LCTensor
 from .api import (
@@ -35,13 +35,14 @@ from .api import (
     terms,
 )
 from .errors import DomainError, TruncationError, is_strict, strict
+from .smoothing import smoothing
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LCTensor", "nonstd", "eps", "from_terms", "terms", "coeff", "coeffs", "support", "exact_through",
     "order", "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc", "DomainError",
-    "TruncationError", "strict", "is_strict", "layouts", "compile",
+    "TruncationError", "strict", "is_strict", "layouts", "compile", "smoothing", "nn", "datasets",
 ]
 
 

@@ -320,7 +320,7 @@ def power(x: Series, r) -> Series:
         ar = _real_power(a, r)
         if r.denominator % 2 == 0 and is_strict():
             neg = a < 0 if mask is None else (a < 0) & mask
-            check_domain(neg, f"x**{r}: even root of a negative number in {int(neg.sum())} element(s)")
+            check_domain(neg, lambda m: f"x**{r}: even root of a negative number in {int(m.sum())} element(s)")
         d_sup = tuple(q - l for q in sup[L + 1 :])
         lr = l * r
         rel = (order - lr) if order is not None else None
@@ -346,7 +346,7 @@ def power(x: Series, r) -> Series:
             zero = a == 0
             if r < 0:
                 check_domain(zero if mask is None else zero & mask,
-                             f"x**{r}: power of an exact zero in {int(zero.sum())} element(s)")
+                             lambda m: f"x**{r}: power of an exact zero in {int(m.sum())} element(s)")
             fill = float("nan") if r < 0 else 0.0
             ser_planes = torch.where(zero, fill, ser_planes)
             if r == 0:
@@ -438,10 +438,11 @@ def analytic(x: Series, taylor, name: str) -> Series:
     return Series(planes, ser.support, order, exact)
 
 
-def check_domain(bad: torch.Tensor, msg: str):
-    """Raise DomainError in strict mode when any element is outside the field."""
+def check_domain(bad: torch.Tensor, msg):
+    """Raise DomainError in strict mode when any element is outside the field. ``msg`` is a string
+    or a function of the mask (so nothing is synchronised outside strict mode)."""
     if is_strict() and bool(bad.any()):
-        raise DomainError(msg)
+        raise DomainError(msg(bad) if callable(msg) else msg)
 
 
 def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:

@@ -684,11 +684,15 @@ def _variants(model, x, v, batch_dim, cfg, compiled):
     if compiled:
         cm = torch.compile(model, fullgraph=True)
         cj = torch.compile(lambda a, b: torch.func.jvp(model, (a,), (b,)), fullgraph=True)
+        # LC: torchlc.compile (plain-boundary graph, data-dependent supports speculated and checked)
+        import torchlc
+
+        tc = torchlc.compile(model, fullgraph=True)
         return {
             "plain": lambda: cm(x),
             "2×rows": lambda: cm(x2),
             "jvp": lambda: cj(x, v),
-            "LC": lambda: cm(x.nonstd(v)),
+            "LC": lambda: tc(x.nonstd(v)),
         }
     return {"plain": plain, "2×rows": rows2, "jvp": jvp, "LC": lambda: model(x.nonstd(v))}
 
@@ -792,7 +796,8 @@ def bench_models(cfg: Config, log=print):
         "batch_first. `2×rows` is the plain model on the input concatenated with itself along the batch "
         "(the two-plane bound); `jvp` is torch.func.jvp(model, (x,), (v,)); `LC` is "
         "model(x.nonstd(v)) including building x.nonstd(v). Compiled: torch.compile(..., fullgraph=True) "
-        "of the model (LC: an LCTensor goes into the compiled model) and of the jvp closure. "
+        "of the model and of the jvp closure; LC compiled is torchlc.compile(model, fullgraph=True) "
+        "(plain-boundary graph traced on the planes, data-dependent supports speculated and checked). "
         "`math path`: torch.backends.mha.set_fastpath_enabled(False) and "
         "sdpa_kernel(SDPBackend.MATH), so the encoder runs composite ops instead of the fused eval kernel "
         "aten::_transformer_encoder_layer_fwd and the flash SDPA kernel (neither supports forward AD)."

@@ -216,7 +216,7 @@ def _lift(fn_name, taylor, domain=None):
         res = A.analytic(s, taylor, fn_name)
         if domain is not None:
             bad = domain(A.split_finite(s, fn_name)[0])
-            A.check_domain(bad, f"{fn_name}: argument outside the domain in {int(bad.sum())} element(s)")
+            A.check_domain(bad, lambda m: f"{fn_name}: argument outside the domain in {int(m.sum())} element(s)")
             res.planes = torch.where(bad, torch.full_like(res.planes, float("nan")), res.planes)
         return out(res)
 

@@ -18,7 +18,7 @@ from fractions import Fraction
 import torch
 
 from .. import _support as S
-from .._tensor import LCTensor, Series, implements, min_exact, series, wrap
+from .._tensor import LCTensor, Series, _inner_is_plain, implements, min_exact, series, wrap
 
 aten = torch.ops.aten
 ZERO = S.ZERO
@@ -49,6 +49,13 @@ class _M:
         return _M({q: fn(v) for q, v in self.p.items()}, self.order, self.exact)
 
 
+def _any(mask) -> bool:
+    """Host-side any() for data-dependent refusals; False where data cannot be read (vmap, tracing):
+    there a singular or degenerate standard part shows up as inf/NaN coefficients instead."""
+    mask = torch.as_tensor(mask)
+    return _inner_is_plain(mask) and bool(mask.any())
+
+
 def _nie(name, why):
     raise NotImplementedError(f"torchlc: aten.{name} on LCTensors: {why}")
 
@@ -59,7 +66,7 @@ def _read(x, name) -> _M:
         p = {}
         for q, plane in zip(s.support, s.planes):
             if q < 0:
-                if bool((plane != 0).any()):
+                if _any(plane != 0):
                     _nie(name, "matrices with infinite entries (negative exponents) are not supported")
                 continue
             p[q] = plane
@@ -147,7 +154,7 @@ def _series_solve(solve0, D, B: _M, order, left, name):
 
 
 def _check_singular(bad, name, A: _M):
-    if A.d and not torch.compiler.is_compiling() and bool(torch.as_tensor(bad).any()):
+    if A.d and _any(bad):
         _nie(name, "the standard part of the matrix is singular (the LC matrix may still be invertible, "
                    "but its inverse is not determined by the standard part's factorization)")
 
@@ -505,7 +512,7 @@ def _gaps(vals, name, what):
     diff = vals.unsqueeze(-2) - vals.unsqueeze(-1)  # [i, j] = v_j − v_i
     n = vals.shape[-1]
     off = ~torch.eye(n, dtype=torch.bool, device=vals.device)
-    if not torch.compiler.is_compiling() and bool(((diff == 0) & off).any()):
+    if _any((diff == 0) & off):
         _nie(name, f"repeated {what} (the derivative of the {what} is not determined)")
     return torch.where(off, 1 / torch.where(off, diff, torch.ones_like(diff)), torch.zeros_like(diff))
 
@@ -542,7 +549,7 @@ def svd(func, A, full_matrices=False, compute_uv=True, driver=None):
     Us, Ss, Vhs = {ZERO: U}, {ZERO: Sv}, {ZERO: Vh}
     if M.d:
         E = _gaps(Sv * Sv, name, "singular values")
-        if not torch.compiler.is_compiling() and bool((Sv == 0).any()):
+        if _any(Sv == 0):
             _nie(name, "a zero singular value (|·| kink of the singular values)")
     V = _mT(Vh)
     Uk, Vk = U[..., :, :k], V[..., :, :k]
@@ -586,7 +593,7 @@ def pinv(func, A, atol=None, rtol=None, hermitian=False):
     if not M.d or M.a0.numel() == 0:
         return _write(_M({ZERO: p0}, M.order, M.exact))
     rank = torch.linalg.matrix_rank(M.a0, atol=atol, rtol=rtol, hermitian=hermitian)
-    if not torch.compiler.is_compiling() and bool((rank < min(m, n)).any()):
+    if _any(rank < min(m, n)):
         _nie(name, "a rank-deficient standard part (pinv is discontinuous there)")
     At = M.map(_mT)
     if m >= n:
@@ -639,3 +646,36 @@ def matrix_exp(func, A):
 
 
 _ = Series
+
+
+@implements([aten.linalg_lstsq.default])
+def lstsq(func, A, B, rcond=None, *, driver=None):
+    """Full column rank, m ≥ n: X = (AᵀA)⁻¹AᵀB, exact at every order; rank-deficient or wide standard
+    parts (minimum-norm solutions, discontinuous there) are refused."""
+    name = "linalg_lstsq"
+    M, R = _read(A, name), _read(B, name)
+    vec = _is_vector_rhs(A, B)
+    if vec:
+        R = R.map(lambda t: t.unsqueeze(-1))
+    x0, res0, rank, sv = torch.linalg.lstsq(M.a0, R.a0, rcond=rcond, driver=driver)
+    m, n = M.a0.shape[-2:]
+    if not M.d and not R.d:
+        X = _M({ZERO: x0}, _order(M, R), min_exact(M.exact, R.exact))
+    else:
+        if m < n or _any(torch.linalg.matrix_rank(M.a0) < n):
+            _nie(name, "a wide or rank-deficient standard part (the minimum-norm solution is discontinuous)")
+        At = M.map(_mT)
+        G = _M(_mm(At, M, M.order), M.order, M.exact)
+        AtB = _M(_mm(At, R, _order(M, R)), _order(M, R), min_exact(R.exact, M.exact))
+        X = _gen_solve(G, AtB, name)
+        X.p[ZERO] = x0
+    if vec:
+        X = X.map(lambda t: t.squeeze(-1))
+    Xo = _write(X)
+    res = res0
+    if res0.numel() and (M.d or R.d):
+        Xm = Xo if not vec else aten.unsqueeze.default(Xo, -1)
+        Bm = B if not vec else aten.unsqueeze.default(B, -1)
+        r = aten.sub.Tensor(Bm, aten.matmul.default(A, Xm))
+        res = aten.sum.dim_IntList(aten.mul.Tensor(r, r), [-2])
+    return Xo, res, rank, sv
