@@ -46,11 +46,21 @@ def triton_available(device: str | torch.device | None = None) -> bool:
 
 @functools.cache
 def _kernels(interpret: bool):
+    """(forward kernel, weight-grad kernel, autotuned?) — autotuned over tile shapes on the GPU."""
     import triton
 
     from . import _triton_src as src
 
-    return triton.jit(src.geo_gather_fwd), triton.jit(src.geo_wgrad)
+    fwd, wg = triton.jit(src.geo_gather_fwd), triton.jit(src.geo_wgrad)
+    if interpret:
+        return fwd, wg, False
+    fcfg = [triton.Config({"BLOCK_O": bo, "BLOCK_B": bb}, num_warps=nw)
+            for bo, bb, nw in [(16, 64, 4), (32, 64, 4), (16, 128, 4), (32, 128, 8), (64, 64, 8),
+                               (8, 256, 4), (16, 256, 8), (4, 256, 4)]]
+    wcfg = [triton.Config({"BLOCK_O": bo, "BLOCK_B": bb}, num_warps=nw)
+            for bo, bb, nw in [(16, 64, 4), (32, 128, 4), (64, 64, 8), (16, 256, 8), (128, 64, 8)]]
+    return (triton.autotune(fcfg, key=["n_out", "B", "K"])(fwd),
+            triton.autotune(wcfg, key=["n_out", "B", "K"])(wg), True)
 
 
 def _use_triton(t: Tensor) -> bool:
@@ -60,28 +70,35 @@ def _use_triton(t: Tensor) -> bool:
 def _launch_gather(xT, idx, weight, bias):
     import triton
 
-    fwd, _ = _kernels(triton_interpret())
+    fwd, _, tuned = _kernels(triton_interpret())
     xT = xT.contiguous()
     n_out, k = idx.shape
     B = xT.shape[1]
     y = torch.empty((n_out, B), dtype=xT.dtype, device=xT.device)
-    grid = (triton.cdiv(n_out, BLOCK_O), triton.cdiv(B, BLOCK_B))
     has_bias = bias is not None
-    fwd[grid](xT, idx.contiguous(), weight.contiguous(), bias if has_bias else weight, y, n_out, B,
-              xT.stride(0), y.stride(0), K=k, HAS_BIAS=has_bias, BLOCK_O=BLOCK_O, BLOCK_B=BLOCK_B)
+    args = (xT, idx.contiguous(), weight.contiguous(), bias if has_bias else weight, y, n_out, B,
+            xT.stride(0), y.stride(0))
+    if tuned:
+        grid = lambda m: (triton.cdiv(n_out, m["BLOCK_O"]), triton.cdiv(B, m["BLOCK_B"]))
+        fwd[grid](*args, K=k, HAS_BIAS=has_bias)
+    else:
+        grid = (triton.cdiv(n_out, BLOCK_O), triton.cdiv(B, BLOCK_B))
+        fwd[grid](*args, K=k, HAS_BIAS=has_bias, BLOCK_O=BLOCK_O, BLOCK_B=BLOCK_B)
     return y
 
 
 def _launch_wgrad(xT, idx, gyT, out_dtype):
     import triton
 
-    _, wg = _kernels(triton_interpret())
+    _, wg, tuned = _kernels(triton_interpret())
     xT, gyT = xT.contiguous(), gyT.contiguous()
     n_out, k = idx.shape
     gw = torch.empty((n_out, k), dtype=out_dtype, device=xT.device)
-    grid = (triton.cdiv(n_out, BLOCK_O), k)
-    wg[grid](xT, idx.contiguous(), gyT, gw, n_out, xT.shape[1], xT.stride(0), gyT.stride(0),
-             K=k, BLOCK_O=BLOCK_O, BLOCK_B=BLOCK_B)
+    args = (xT, idx.contiguous(), gyT, gw, n_out, xT.shape[1], xT.stride(0), gyT.stride(0))
+    if tuned:
+        wg[lambda m: (triton.cdiv(n_out, m["BLOCK_O"]), k)](*args, K=k)
+    else:
+        wg[(triton.cdiv(n_out, BLOCK_O), k)](*args, K=k, BLOCK_O=BLOCK_O, BLOCK_B=BLOCK_B)
     return gw
 
 
