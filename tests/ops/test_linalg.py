@@ -176,3 +176,11 @@ def test_triangular_ops_read_one_triangle():
               lambda a: torch.linalg.solve_triangular(a, B43, upper=False)):
         fd = (f(L + h * vL) - f(L - h * vL)) / (2 * h)
         assert_close(torchlc.coeff(f(L.nonstd(vL)), 1), fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)])
+def test_lstsq(shape):
+    A, B = _rand(*shape), _rand(shape[0], 2, seed=31)
+    check_first(lambda a, b: torch.linalg.lstsq(a, b).solution, (A, B))
+    r = torch.linalg.lstsq(A.nonstd(_rand(*shape, seed=32), order=2), B)
+    assert torchlc.exact_through(r.solution) == 2

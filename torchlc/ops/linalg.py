@@ -650,8 +650,8 @@ _ = Series
 
 @implements([aten.linalg_lstsq.default])
 def lstsq(func, A, B, rcond=None, *, driver=None):
-    """Full column rank, m ≥ n: X = (AᵀA)⁻¹AᵀB, exact at every order; rank-deficient or wide standard
-    parts (minimum-norm solutions, discontinuous there) are refused."""
+    """Full-rank standard part: X = (AᵀA)⁻¹AᵀB (tall) or the minimum-norm Aᵀ(AAᵀ)⁻¹B (wide), exact at
+    every order; rank-deficient standard parts (where the solution is discontinuous) are refused."""
     name = "linalg_lstsq"
     M, R = _read(A, name), _read(B, name)
     vec = _is_vector_rhs(A, B)
@@ -662,12 +662,17 @@ def lstsq(func, A, B, rcond=None, *, driver=None):
     if not M.d and not R.d:
         X = _M({ZERO: x0}, _order(M, R), min_exact(M.exact, R.exact))
     else:
-        if m < n or _any(torch.linalg.matrix_rank(M.a0) < n):
-            _nie(name, "a wide or rank-deficient standard part (the minimum-norm solution is discontinuous)")
+        if _any(torch.linalg.matrix_rank(M.a0) < min(m, n)):
+            _nie(name, "a rank-deficient standard part (the minimum-norm solution is discontinuous there)")
         At = M.map(_mT)
-        G = _M(_mm(At, M, M.order), M.order, M.exact)
-        AtB = _M(_mm(At, R, _order(M, R)), _order(M, R), min_exact(R.exact, M.exact))
-        X = _gen_solve(G, AtB, name)
+        if m >= n:  # X = (AᵀA)⁻¹AᵀB
+            G = _M(_mm(At, M, M.order), M.order, M.exact)
+            AtB = _M(_mm(At, R, _order(M, R)), _order(M, R), min_exact(R.exact, M.exact))
+            X = _gen_solve(G, AtB, name)
+        else:  # minimum norm: X = Aᵀ(AAᵀ)⁻¹B
+            G = _M(_mm(M, At, M.order), M.order, M.exact)
+            Y = _gen_solve(G, R, name)
+            X = _M(_mm(At, Y, _order(M, R)), _order(M, R), min_exact(Y.exact, M.exact))
         X.p[ZERO] = x0
     if vec:
         X = X.map(lambda t: t.squeeze(-1))
