@@ -30,20 +30,7 @@ FLAGS = doctest.ELLIPSIS
 BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", re.M | re.S)
 
 # docstring test name -> why it is expected to fail (the actual output is in the reason)
-KNOWN_DOCSTRING_MISMATCHES = {
-    "torchlc.api.njvp": (
-        "docstring expects (tensor(1.), LCTensor(1.0ε⁻¹, order=0)) for njvp(floor, 1, tangent -1); "
-        "the code gives (tensor(1.), LCTensor(-1.0ε⁻¹, order=0)), which is right: floor(1 − ε) − floor(1) = −1"
-    ),
-    "torchlc.errors.TruncationError": (
-        "docstring expects 'coefficient of ε^1 is not exact ...' (a space before the ellipsis); the "
-        "message is 'coefficient of ε^1 is not exact: this tensor is exact through ε^0 (order 1); ...'"
-    ),
-    "torchlc.errors.strict": (
-        "docstring expects torchlc.eps().log() to print LCTensor(nan, order=1); "
-        "the code prints LCTensor(nan + nanε, order=1)"
-    ),
-}
+KNOWN_DOCSTRING_MISMATCHES: dict = {}
 
 
 @pytest.fixture(autouse=True)

@@ -367,8 +367,11 @@ def test_ngrad_vector_direction_and_jacobian():
 def test_smoothed_heaviside_derivative_gaussian():
     with torchlc.smoothing(width=0.5, kernel="gaussian"):
         q = torchlc.ngrad(lambda x: torch.heaviside(x, torch.zeros((), dtype=f64)), s(0.0))
-        # exact forward value kept
-        assert torchlc.standard_part(torch.heaviside(s(0.0).nonstd(), s(0.0))).item() == 1.0
+        # the forward value is the exact value at the standard point (what the model computes on
+        # real data, H(0) = values = 0 here); the jump's Dirac mass becomes the kernel density
+        y = torch.heaviside(s(0.0).nonstd(), s(0.0))
+        assert torchlc.standard_part(y).item() == 0.0
+        torch.testing.assert_close(torchlc.coeff(y, 1), s(0.7978845608028654), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(torchlc.coeff(q, 0), s(0.7978845608028654), rtol=1e-6, atol=1e-6)
 
 

@@ -220,11 +220,12 @@ def lead_coeff(planes: torch.Tensor) -> torch.Tensor:
 
 
 def lead_sign(planes: torch.Tensor) -> torch.Tensor:
-    """Sign of each element's leading coefficient (0 for zero, NaN for a NaN lead): the field's
-    order (semantics §4)."""
-    lead = lead_coeff(planes)
-    # torch.sign(nan) is 0; a NaN element must not look like zero
-    return torch.where(torch.isnan(lead), lead, torch.sign(lead))
+    """Sign of each element's leading coefficient (0 for zero): the field's order (semantics §4).
+    An element with a NaN coefficient anywhere is undefined: its sign is NaN (torch.sign(nan) is 0,
+    so this is explicit)."""
+    s = torch.sign(lead_coeff(planes))
+    nan = torch.isnan(planes[0]) if planes.shape[0] == 1 else torch.isnan(planes).any(0)
+    return torch.where(nan, float("nan"), s)
 
 
 def occurring_leads(planes: torch.Tensor) -> list:

@@ -46,7 +46,7 @@ if HAVE_TRITON:
         m = offs < n
         a = tl.load(p_ptr + offs, mask=m)
         b = tl.load(p_ptr + n + offs, mask=m)
-        nonpos = (a < 0) | ((a == 0) & (b <= 0))  # NaN compares false: NaN stays NaN
+        nonpos = ((a < 0) | ((a == 0) & (b <= 0))) & (b == b)  # a NaN anywhere stays NaN
         zero = tl.zeros_like(a)
         tl.store(o_ptr + offs, tl.where(nonpos, zero, a), mask=m)
         tl.store(o_ptr + n + offs, tl.where(nonpos, zero, b), mask=m)

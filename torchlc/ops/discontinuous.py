@@ -124,7 +124,7 @@ def relu(func, x):
         return out(Series(kernels.relu2(s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
     if s.planes.shape[0] == 2:  # first order: 5 elementwise kernels instead of the general 9
         p0, p1 = s.planes[0], s.planes[1]
-        nonpos = (p0 < 0) | ((p0 == 0) & (p1 <= 0))
+        nonpos = ((p0 < 0) | ((p0 == 0) & (p1 <= 0))) & (p1 == p1)  # a NaN anywhere stays NaN
     else:
         nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
     return out(Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
@@ -196,9 +196,10 @@ def _std_and_tail_sign(x: Series, what: str, matters_fn):
 
 
 def _real(t, bad, like):
-    if bad is not None:
-        t = torch.where(bad, torch.full_like(t, NAN), t)
-    return real_out(t, like)
+    # infinite elements and undefined ones (a NaN coefficient anywhere) give NaN
+    nan = torch.isnan(like.planes).any(0)
+    bad = nan if bad is None else bad | nan
+    return real_out(torch.where(bad, NAN, t), like)
 
 
 def floor_series(x: Series):
