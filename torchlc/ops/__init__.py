@@ -16,7 +16,7 @@ import torch
 import torch._decomp
 
 from .. import _support as S
-from .._tensor import RULES, LCTensor, implements, series, wrap  # noqa: F401
+from .._tensor import RULES, LCTensor, Series, implements, series, wrap  # noqa: F401
 
 aten = torch.ops.aten
 
@@ -111,3 +111,45 @@ def dispatch(func, args, kwargs):
 
 
 from . import analytic, arithmetic, discontinuous, factories, linalg, nn, reductions, shape, special  # noqa: E402,F401
+
+
+def register_linear_op(op, *, lc_arg: int = 0, bias_arg: int | None = None):
+    """Give a custom op that is linear in argument ``lc_arg`` an LCTensor rule: the op runs on every
+    coefficient plane, with the bias argument (if any) only on the ε⁰ plane (zeros elsewhere).
+
+    Example:
+        >>> import torch, torchlc
+        >>> @torch.library.custom_op("demo::scale3", mutates_args=())
+        ... def scale3(x: torch.Tensor) -> torch.Tensor:
+        ...     return 3 * x
+        >>> @scale3.register_fake
+        ... def _(x):
+        ...     return torch.empty_like(x)
+        >>> torchlc.register_linear_op(torch.ops.demo.scale3.default)
+        >>> torch.ops.demo.scale3(torch.tensor([1.0]).nonstd())
+        LCTensor([3.0 + 3.0ε], order=1)
+    """
+    from .. import _algebra as A
+
+    def rule(func, *args, **kwargs):
+        args = list(args)
+        others = [i for i, a in enumerate(args) if isinstance(a, LCTensor) and i != lc_arg]
+        if others:
+            raise NotImplementedError(
+                f"torchlc: {func.name()} is registered as linear in argument {lc_arg} only, "
+                f"but argument(s) {others} are LCTensors too"
+            )
+        s = series(args[lc_arg])
+        if bias_arg is not None and args[bias_arg] is not None and S.ZERO not in s.support:
+            s = A.add(s, Series(s.planes.new_zeros((1, *s.shape)), (S.ZERO,)))
+        outs = []
+        for q, p in zip(s.support, s.planes):
+            a = list(args)
+            a[lc_arg] = p
+            if bias_arg is not None and a[bias_arg] is not None and q != 0:
+                a[bias_arg] = torch.zeros_like(a[bias_arg])
+            outs.append(func(*a, **kwargs))
+        return wrap(torch.stack(outs), s.support, s.order, s.exact)
+
+    RULES[op] = rule
+    return op
