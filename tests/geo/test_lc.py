@@ -29,7 +29,7 @@ def _net(activation, compute_mode="auto", seed=0, **kw):
 def _lc_modes():
     modes = ["auto", "gather", "embedding_bag", "scatter"]
     if hasattr(torchlc, "register_linear_op"):
-        from torchlc_geo.kernels import LC_RULE_REGISTERED  # noqa: F401
+        from torchlc_geo.kernels.ops import LC_RULE_REGISTERED  # noqa: F401
 
         modes.append("triton")
     return modes
