@@ -21,6 +21,7 @@ from .errors import DomainError, TruncationError, is_strict
 from .layouts.planes import broadcast_planes
 
 NAN = float("nan")
+FIRST_ORDER = (S.ZERO, Fraction(1))
 
 
 def _grad_free(*ts) -> bool:
@@ -162,6 +163,17 @@ def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
         z = torch.zeros_like(op(pa[0], pb[0]))
         return Series(z.unsqueeze(0), (S.ZERO,), order, exact)
     if op is torch.mul:
+        from . import kernels
+
+        if (
+            a.support == b.support == FIRST_ORDER
+            and pa.shape == pb.shape
+            and pa.dtype == pb.dtype
+            and out_sup == FIRST_ORDER
+            and kernels.usable(pa)
+            and kernels.usable(pb)
+        ):
+            return Series(kernels.mul2(pa, pb), out_sup, order, exact)
         nd = _ndim(a, b)
         pa, pb = broadcast_planes(pa, nd), broadcast_planes(pb, nd)
         if _grad_free(pa, pb) and len(out_sup) > 1:

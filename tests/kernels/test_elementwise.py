@@ -24,10 +24,20 @@ for dtype in (torch.float32, torch.float64):
     with torchlc.layouts.force("planes"):
         import torchlc.kernels.elementwise as E
         E.HAVE_TRITON = False          # torch formulas
-        ref_relu, ref_abs = torch.relu(x), torch.abs(x)
+        y = torchlc.from_terms({0: b.to(dtype).flip(0), 1: a.to(dtype)})
+        vals = torch.linspace(-1, 2, a.numel(), dtype=dtype)
+        fns = [torch.relu, torch.abs, lambda z: z * y, torch.floor, lambda z: torch.heaviside(z, vals)]
+        fns_close = [torch.sin, torch.cos, torch.exp]  # libdevice vs ATen: equal up to rounding
+        refs = [f(x) for f in fns]
         E.HAVE_TRITON = True           # fused kernels
-        got_relu, got_abs = torch.relu(x), torch.abs(x)
-    for ref, got in ((ref_relu, got_relu), (ref_abs, got_abs)):
+        gots = [f(x) for f in fns]
+        E.HAVE_TRITON = False
+        close_refs = [f(x) for f in fns_close]
+        E.HAVE_TRITON = True
+        close_gots = [f(x) for f in fns_close]
+        for ref, got in zip(close_refs, close_gots):
+            torch.testing.assert_close(torchlc.coeffs(got), torchlc.coeffs(ref), equal_nan=True)
+    for ref, got in zip(refs, gots):
         assert torch.equal(torchlc.coeffs(ref).nan_to_num(7.5), torchlc.coeffs(got).nan_to_num(7.5))
 print("ok")
 """

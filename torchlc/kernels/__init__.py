@@ -5,6 +5,6 @@ A rule asks :func:`usable` whether its planes can take the fused path (CUDA, or 
 its plain-torch formula. Both paths compute the same numbers.
 """
 
-from .elementwise import abs2, relu2, usable
+from .elementwise import ANALYTIC2, abs2, analytic2, floor2, heaviside2, mul2, relu2, usable
 
-__all__ = ["abs2", "relu2", "usable"]
+__all__ = ["ANALYTIC2", "abs2", "analytic2", "floor2", "heaviside2", "mul2", "relu2", "usable"]

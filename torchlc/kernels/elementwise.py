@@ -63,6 +63,78 @@ if HAVE_TRITON:
         tl.store(o_ptr + n + offs, b * s, mask=m)
 
 
+    @triton.jit
+    def _mul2_kernel(x_ptr, y_ptr, o_ptr, n, BLOCK: tl.constexpr):
+        # (a0 + a1 ε)(b0 + b1 ε) = a0 b0 + (a0 b1 + a1 b0) ε + (dropped ε²)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        a0 = tl.load(x_ptr + offs, mask=m)
+        a1 = tl.load(x_ptr + n + offs, mask=m)
+        b0 = tl.load(y_ptr + offs, mask=m)
+        b1 = tl.load(y_ptr + n + offs, mask=m)
+        tl.store(o_ptr + offs, a0 * b0, mask=m)
+        tl.store(o_ptr + n + offs, a0 * b1 + a1 * b0, mask=m)
+
+    @triton.jit
+    def _floor2_kernel(p_ptr, o_ptr, n, BLOCK: tl.constexpr):
+        # floor(a + dε) = floor(a) − [a integer and d < 0]
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        a = tl.load(p_ptr + offs, mask=m)
+        d = tl.load(p_ptr + n + offs, mask=m)
+        fl = tl.floor(a)
+        drop = (fl == a) & (d < 0)
+        res = fl - drop.to(a.dtype)
+        tl.store(o_ptr + offs, tl.where(d == d, res, d), mask=m)  # a NaN anywhere gives NaN
+
+    @triton.jit
+    def _heaviside2_kernel(p_ptr, v_ptr, o_ptr, n, BLOCK: tl.constexpr):
+        # H(a + dε) by the sign of the leading coefficient; v where the element is exactly 0
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        a = tl.load(p_ptr + offs, mask=m)
+        d = tl.load(p_ptr + n + offs, mask=m)
+        v = tl.load(v_ptr + offs, mask=m)
+        lead = tl.where(a != 0, a, d)
+        one = tl.full(a.shape, 1.0, a.dtype)
+        zero = tl.zeros_like(a)
+        undefined = (a != a) | (d != d)  # a NaN anywhere: 0, as torch.heaviside(nan)
+        h = tl.where(lead > 0, one, tl.where((lead < 0) | undefined, zero, v))
+        tl.store(o_ptr + offs, tl.where(undefined, zero, h), mask=m)
+
+
+    @triton.jit
+    def _analytic2_kernel(p_ptr, o_ptr, n, FN: tl.constexpr, BLOCK: tl.constexpr):
+        # g(a + dε) = g(a) + g'(a)·d ε for g = sin (FN 0), cos (1), exp (2)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        a = tl.load(p_ptr + offs, mask=m)
+        d = tl.load(p_ptr + n + offs, mask=m)
+        if FN == 0:
+            g = tl.sin(a)
+            dg = tl.cos(a)
+        elif FN == 1:
+            g = tl.cos(a)
+            dg = -tl.sin(a)
+        else:
+            g = tl.exp(a)
+            dg = g
+        tl.store(o_ptr + offs, g, mask=m)
+        tl.store(o_ptr + n + offs, dg * d, mask=m)
+
+
+ANALYTIC2 = {"sin": 0, "cos": 1, "exp": 2}
+
+
+def analytic2(name: str, planes: torch.Tensor) -> torch.Tensor:
+    """Fused first-order sin/cos/exp on planes (2, *shape) over support (0, 1)."""
+    out = torch.empty_like(planes)
+    n = planes[0].numel()
+    if n:
+        _analytic2_kernel[(triton.cdiv(n, BLOCK),)](planes, out, n, FN=ANALYTIC2[name], BLOCK=BLOCK)
+    return out
+
+
 def _launch(kernel, planes):
     out = torch.empty_like(planes)
     n = planes[0].numel()
@@ -79,3 +151,31 @@ def relu2(planes: torch.Tensor) -> torch.Tensor:
 def abs2(planes: torch.Tensor) -> torch.Tensor:
     """Fused first-order abs on planes (2, *shape)."""
     return _launch(_abs2_kernel, planes)
+
+
+def mul2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fused first-order product of planes x, y (2, *shape) (same shape, contiguous)."""
+    out = torch.empty_like(x)
+    n = x[0].numel()
+    if n:
+        _mul2_kernel[(triton.cdiv(n, BLOCK),)](x, y, out, n, BLOCK=BLOCK)
+    return out
+
+
+def floor2(planes: torch.Tensor) -> torch.Tensor:
+    """Fused first-order floor: the real result (*shape)."""
+    out = torch.empty_like(planes[0])
+    n = out.numel()
+    if n:
+        _floor2_kernel[(triton.cdiv(n, BLOCK),)](planes, out, n, BLOCK=BLOCK)
+    return out
+
+
+def heaviside2(planes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Fused first-order heaviside with plain ``values`` of the element shape: real result."""
+    out = torch.empty_like(planes[0])
+    n = out.numel()
+    if n:
+        v = values.to(planes.dtype).expand(planes.shape[1:]).contiguous()
+        _heaviside2_kernel[(triton.cdiv(n, BLOCK),)](planes, v, out, n, BLOCK=BLOCK)
+    return out

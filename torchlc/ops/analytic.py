@@ -13,8 +13,9 @@ import math
 import torch
 
 from .. import _algebra as A
+from .. import kernels
 from .._algebra import factorial_series, identity_series, t_exp, t_integrate, t_mul, t_recip
-from .._tensor import LCTensor, implements, series
+from .._tensor import LCTensor, Series, implements, series
 from ._util import out
 
 aten = torch.ops.aten
@@ -213,6 +214,9 @@ def _lift(fn_name, taylor, domain=None):
 
     def rule(func, x, *args, **kwargs):
         s = series(x)
+        if fn_name in kernels.ANALYTIC2 and s.support == A.FIRST_ORDER and kernels.usable(s.planes):
+            return out(Series(kernels.analytic2(fn_name, s.planes), s.support, s.order,
+                              A.min_exact(s.exact, s.order)))
         res = A.analytic(s, taylor, fn_name)
         if domain is not None:
             bad = domain(A.split_finite(s, fn_name)[0])

@@ -220,6 +220,8 @@ def ceil_series(x: Series):
 @smoothable("floor")
 def floor(func, x):
     s = series(x)
+    if s.support == A.FIRST_ORDER and s.exact is None and kernels.usable(s.planes):
+        return real_out(kernels.floor2(s.planes), s)
     return _real(*floor_series(s), s)
 
 
@@ -314,6 +316,15 @@ def remainder(func, x, y):
 @smoothable("heaviside")
 def heaviside(func, x, values):
     s = series(x)
+    if (
+        s.support == A.FIRST_ORDER
+        and s.exact is None
+        and kernels.usable(s.planes)
+        and isinstance(values, torch.Tensor)
+        and not isinstance(values, LCTensor)
+        and A.bshape(values.shape, s.shape) == s.shape
+    ):
+        return real_out(kernels.heaviside2(s.planes, values), s)
     a, d, bad = A.split_finite(s, "heaviside")
     sg = A.trusted_lead_sign(s, "heaviside")
     pos = (sg > 0).to(s.planes.dtype)
