@@ -15,7 +15,6 @@ import torch
 
 from . import datasets, layouts, nn, ops  # noqa: F401  (ops registers the rules)
 from ._compile import compile
-from .ops import register_linear_op
 from ._tensor import LCTensor
 from .api import (
     coeff,
@@ -36,6 +35,7 @@ from .api import (
     terms,
 )
 from .errors import DomainError, TruncationError, is_strict, strict
+from .ops import register_linear_op
 from .smoothing import smoothing
 
 __version__ = "0.1.0"

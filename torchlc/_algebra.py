@@ -12,10 +12,9 @@ import math
 from fractions import Fraction
 
 import torch
-
-from . import _support as S
 from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
+from . import _support as S
 from ._tensor import Series, _inner_is_plain, min_exact, result_order, speculation_record
 from .errors import DomainError, TruncationError, is_strict
 from .layouts.planes import broadcast_planes
@@ -325,7 +324,7 @@ def power(x: Series, r) -> Series:
     parts = []
     exact_bounds = []
     for L in leads:
-        l = sup[L]
+        l = sup[L]  # noqa: E741  (λ, the leading exponent, as on the semantics page)
         a = planes[L]
         mask = None if li is None else li == L
         if mask is not None:

@@ -7,8 +7,8 @@ every function here works on tuples only and is cached, so rules pay for it once
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable
 
 Support = tuple  # tuple[Fraction, ...], strictly increasing
 

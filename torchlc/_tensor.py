@@ -145,7 +145,7 @@ def _place_planes(p, sup, u):
     return torch.stack([p[pos[q]] if q in pos else zero for q in u])
 
 
-def wrap(planes, support, order, exact, *, monomial=False) -> "LCTensor":
+def wrap(planes, support, order, exact, *, monomial=False) -> LCTensor:
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
     from . import layouts
     from ._vmap import is_batched, lift_planes
@@ -229,7 +229,7 @@ class LCTensor(torch.Tensor):
             self._cache = layouts.decode(self)
         return self._cache
 
-    def _set_storage(self, other: "LCTensor"):
+    def _set_storage(self, other: LCTensor):
         """In-place update. Writes into the existing planes whenever they can hold the new value (so
         views and their bases stay aliased); a view cannot grow its support, which raises."""
         from . import _support as S
@@ -256,7 +256,7 @@ class LCTensor(torch.Tensor):
         self._exact = min_exact(self._exact, other._exact) if mine._base is not None else other._exact
         self._cache = None
 
-    def _restride_to(self, other: "LCTensor"):
+    def _restride_to(self, other: LCTensor):
         """Shape-changing in-place view ops (squeeze_, t_, …): take other's shape and storage."""
         with torch._C._DisableTorchDispatch():
             torch.Tensor.as_strided_(self, other.shape, other.stride())

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 import torch
 
 from . import _algebra as A
 from . import _support as S
-from ._tensor import LCTensor, Series, series, wrap
+from ._tensor import LCTensor, series, wrap
 from .errors import TruncationError
 
 __all__ = [

@@ -20,7 +20,7 @@ import threading
 
 import torch
 
-from . import boxed, csr, planes
+from . import boxed, csr, planes  # noqa: F401  (planes: the dimension helpers rules import)
 
 __all__ = ["store", "decode", "force", "bytes_per_element", "CSR_MIN_TERMS", "LAYOUTS"]
 

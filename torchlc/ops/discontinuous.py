@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from .. import _algebra as A
-from .. import kernels
 from .. import _support as S
+from .. import kernels
 from .._tensor import LCTensor, Series, implements, series
 from ..layouts.planes import broadcast_planes
 from ._util import is_monomial, operand, out, real_out

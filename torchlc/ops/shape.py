@@ -11,7 +11,7 @@ import torch
 
 from .. import _algebra as A
 from .._tensor import LCTensor, Series, implements, series, wrap
-from ..layouts.planes import broadcast_planes, shift_dim
+from ..layouts.planes import broadcast_planes
 from ._util import is_monomial, out
 
 aten = torch.ops.aten
