@@ -105,7 +105,7 @@ def compile(fn=None, **compile_kwargs):
                 return outs + [viol]
 
             with speculate() as spec_flags, torch.no_grad():
-                gm = make_fx(inner)(*[t.detach() for t in leaves])
+                gm = make_fx(inner)(*[t.detach().clone() for t in leaves])  # tracing must not mutate inputs
             lifted = _lift_grad_constants(gm)
             entry = (torch.compile(gm, **compile_kwargs), lifted, out_meta)
             cache[key] = entry
