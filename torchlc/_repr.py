@@ -42,8 +42,17 @@ def _nested(flat, shape):
 
 def lc_repr(x) -> str:
     planes = x._planes_view().detach()
-    if torch._C._functorch.is_functorch_wrapped_tensor(planes) or planes.device.type == "meta":
-        body = f"shape={tuple(x.shape)}, support={tuple(str(q) for q in x._support)}"
+    from torch._subclasses.fake_tensor import is_fake
+
+    symbolic = (
+        torch._C._functorch.is_functorch_wrapped_tensor(planes)
+        or planes.device.type == "meta"
+        or is_fake(planes)
+        or torch.compiler.is_compiling()
+        or isinstance(planes, torch._subclasses.functional_tensor.FunctionalTensor)
+    )
+    if symbolic:  # traced, fake or batched: no values to show (and none may be read)
+        body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x._support)})"
     elif x.numel() > MAX_SHOWN:
         body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x._support)})"
     else:
