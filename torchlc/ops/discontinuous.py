@@ -12,7 +12,6 @@ import torch
 from .. import _algebra as A
 from .. import _support as S
 from .. import kernels
-from ..kernels import cpu as cpu_kernels
 from .._tensor import LCTensor, Series, implements, series
 from ..layouts.planes import broadcast_planes
 from ._util import is_monomial, operand, out, real_out
@@ -87,9 +86,7 @@ def sign(func, x):
 @implements([aten.abs.default])
 def abs_(func, x):
     s = series(x)
-    if kernels.usable(s.planes):
-        return out(Series(kernels.abs2(s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
-    if cpu_kernels.usable(s.planes) and (res := cpu_kernels.run("abs", s.planes)) is not None:
+    if s.support == A.FIRST_ORDER and (res := kernels.fused("abs", s.planes)) is not None:
         return out(Series(res, s.support, s.order, s.exact), monomial=is_monomial(x))
     # |x| = sign(x)·x; a NaN lead gives sign 0 here, but its NaN plane keeps the element NaN
     sg = torch.sign(A.lead_coeff(s.planes))
@@ -123,9 +120,7 @@ def where(func, cond, a, b):
 @implements([aten.relu.default])
 def relu(func, x):
     s = series(x)
-    if kernels.usable(s.planes):
-        return out(Series(kernels.relu2(s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
-    if cpu_kernels.usable(s.planes) and (res := cpu_kernels.run("relu", s.planes)) is not None:
+    if s.support == A.FIRST_ORDER and (res := kernels.fused("relu", s.planes)) is not None:
         return out(Series(res, s.support, s.order, s.exact), monomial=is_monomial(x))
     if s.planes.shape[0] == 2:  # first order: 5 elementwise kernels instead of the general 9
         p0, p1 = s.planes[0], s.planes[1]
@@ -225,10 +220,7 @@ def ceil_series(x: Series):
 @smoothable("floor")
 def floor(func, x):
     s = series(x)
-    if s.support == A.FIRST_ORDER and s.exact is None and kernels.usable(s.planes):
-        return real_out(kernels.floor2(s.planes), s)
-    if (s.support == A.FIRST_ORDER and s.exact is None and cpu_kernels.usable(s.planes)
-            and (res := cpu_kernels.run("floor", s.planes)) is not None):
+    if s.support == A.FIRST_ORDER and s.exact is None and (res := kernels.fused("floor", s.planes)) is not None:
         return real_out(res, s)
     return _real(*floor_series(s), s)
 

@@ -44,22 +44,21 @@ def _dims(x, dim):
     return [d + n if d < 0 else d for d in dims]
 
 
-@implements([aten.sum.default, aten.sum.dim_IntList])
-@zero_dim_ok
-def sum_(func, x, dim=None, keepdim=False, *, dtype=None):
-    s = series(x)
-    dims = [d + 1 for d in _dims(x, dim)]
-    p = s.planes.sum(dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
-    return out(Series(p, s.support, s.order, s.exact))
+def _termwise(reduce):
+    """A linear reduction acts on every plane alike (element dims shifted past the plane dim)."""
+
+    @zero_dim_ok
+    def rule(func, x, dim=None, keepdim=False, *, dtype=None):
+        s = series(x)
+        dims = [d + 1 for d in _dims(x, dim)]
+        p = reduce(s.planes, dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
+        return out(Series(p, s.support, s.order, s.exact))
+
+    return rule
 
 
-@implements([aten.mean.default, aten.mean.dim])
-@zero_dim_ok
-def mean(func, x, dim=None, keepdim=False, *, dtype=None):
-    s = series(x)
-    dims = [d + 1 for d in _dims(x, dim)]
-    p = s.planes.mean(dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
-    return out(Series(p, s.support, s.order, s.exact))
+sum_ = implements([aten.sum.default, aten.sum.dim_IntList])(_termwise(torch.sum))
+mean = implements([aten.mean.default, aten.mean.dim])(_termwise(torch.mean))
 
 
 def _lex_arg(planes, dim, largest):
