@@ -70,6 +70,24 @@ def _place(p, sup, u, shape):
     return torch.stack(planes)
 
 
+def exact_zero(a: Series):
+    """Mask of elements of a known to be exactly 0 (None if unknown): a's own mask, or, for an exact
+    real-valued operand (a plain tensor or an untruncated real LC), its zero entries."""
+    if a.zero is not None:
+        return a.zero
+    if a.exact is None and a.support == (S.ZERO,):
+        return a.planes[0] == 0
+    return None
+
+
+def _either(za, zb):
+    if za is None:
+        return zb
+    if zb is None:
+        return za
+    return za | zb
+
+
 def exact_add(a: Series, b: Series):
     return min_exact(a.exact, b.exact)
 
@@ -89,7 +107,12 @@ def add(a: Series, b: Series, alpha=1) -> Series:
             return Series(torch.cat(parts), a.support, order, a.exact)
     pa, pb, sup = aligned(a, b)
     planes = pa + pb if alpha == 1 else torch.add(pa, pb, alpha=alpha)
-    return Series(planes, sup, order, exact_add(a, b))
+    res = Series(planes, sup, order, exact_add(a, b))
+    if res.exact is not None and (a.zero is not None or b.zero is not None):
+        za, zb = exact_zero(a), exact_zero(b)
+        if za is not None and zb is not None:
+            res.zero = za & zb
+    return res
 
 
 def add_bias(res: Series, bias) -> Series:
@@ -147,6 +170,22 @@ def exact_mul(a: Series, b: Series, order, truncated: bool):
 
 
 def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
+    """Truncated Cauchy product (see _bilinear); for elementwise products of a truncated result it
+    also records which elements are exactly 0 because a factor is (an exact real zero, or a known
+    exact zero), so decisions there need no higher order."""
+    res = _bilinear(a, b, op)
+    if res.exact is not None and op is torch.mul and res.zero is None:
+        if a.zero is not None or b.zero is not None or a.support == (S.ZERO,) or b.support == (S.ZERO,):
+            zero = _either(exact_zero(a), exact_zero(b))
+            if zero is not None:
+                try:
+                    res.zero = zero.expand(res.planes.shape[1:])
+                except RuntimeError:  # not broadcastable to the result (cannot happen for mul)
+                    pass
+    return res
+
+
+def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
     """Truncated Cauchy product Σ_{p+q≤order} op(a_p, b_q) ε^{p+q} for a bilinear ``op``
     (elementwise mul, mm, bmm, conv, …). Plain operands take the one-GEMM path."""
     order = result_order(a, b)
@@ -477,6 +516,8 @@ def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
         amb = s == 0
         if matters is not None:
             amb = amb & matters
+        if x.zero is not None:
+            amb = amb & ~x.zero.expand(amb.shape)
         if bool(amb.any()):
             order = x.order if x.order is not None else x.exact
             need = order + (order - x.exact) + 1

@@ -44,13 +44,16 @@ class Series:
     ``order``/``exact`` are ``None`` for plain tensors and numbers (exact, never truncated).
     """
 
-    __slots__ = ("planes", "support", "order", "exact")
+    __slots__ = ("planes", "support", "order", "exact", "zero")
 
-    def __init__(self, planes, support, order=None, exact=None):
+    def __init__(self, planes, support, order=None, exact=None, zero=None):
         self.planes = planes
         self.support = support
         self.order = order
         self.exact = exact
+        # optional bool mask: elements known to be exactly 0, dropped terms included (a product with
+        # an exact-zero factor, a relu of a negative number). Decisions there need no higher order.
+        self.zero = zero
 
     @property
     def shape(self):
@@ -71,7 +74,7 @@ def _is_number(x):
 def series(x) -> Series:
     """Series view of an LCTensor, a plain tensor or a Python number."""
     if isinstance(x, LCTensor):
-        return Series(x._planes_view(), x._support, x._order, x._exact)
+        return Series(x._planes_view(), x._support, x._order, x._exact, x._zero)
     if isinstance(x, torch.Tensor):
         if torch._C._functorch.is_batchedtensor(x):
             from ._vmap import read_planes, unwrap_lc
@@ -145,7 +148,7 @@ def _place_planes(p, sup, u):
     return torch.stack([p[pos[q]] if q in pos else zero for q in u])
 
 
-def wrap(planes, support, order, exact, *, monomial=False) -> LCTensor:
+def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTensor:
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
     from . import layouts
     from ._vmap import is_batched, lift_planes
@@ -167,7 +170,10 @@ def wrap(planes, support, order, exact, *, monomial=False) -> LCTensor:
         support = (S.ZERO,)
     if order is not None and exact is not None and exact > order:
         exact = order
-    return layouts.store(planes, support, order, exact, monomial)
+    r = layouts.store(planes, support, order, exact, monomial)
+    if zero is not None and exact is not None and zero.shape == r.shape:
+        r._zero = zero  # only informative for truncated tensors
+    return r
 
 
 class LCTensor(torch.Tensor):
@@ -208,6 +214,7 @@ class LCTensor(torch.Tensor):
         r._order = order
         r._exact = exact
         r._cache = None
+        r._zero = None
         return r
 
     __torch_function__ = torch._C._disabled_torch_function_impl
@@ -252,6 +259,7 @@ class LCTensor(torch.Tensor):
             self._layout = other._layout
             self._set_inner(other._inner)
             self._support = other._support
+        self._zero = None
         self._order = other._order if self._order is None else max(self._order, other._order or self._order)
         self._exact = min_exact(self._exact, other._exact) if mine._base is not None else other._exact
         self._cache = None

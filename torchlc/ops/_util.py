@@ -15,7 +15,7 @@ def is_monomial(x) -> bool:
 
 
 def out(s: Series, *, monomial: bool = False) -> LCTensor:
-    return wrap(s.planes, s.support, s.order, s.exact, monomial=monomial)
+    return wrap(s.planes, s.support, s.order, s.exact, monomial=monomial, zero=s.zero)
 
 
 def operand(x):

@@ -117,17 +117,38 @@ def where(func, cond, a, b):
     return select(cond, a, b)
 
 
+def _relu_zero(s: Series):
+    """For a truncated input, the elements whose exact-known leading coefficient is negative: relu
+    gives an exact 0 there (None for untruncated inputs, whose zeros are exact anyway)."""
+    if s.exact is None:
+        return None
+    keep = [i for i, q in enumerate(s.support) if q <= s.exact]
+    if not keep:
+        return None
+    neg = A.lead_sign(s.planes[keep]) < 0
+    return neg if s.zero is None else neg | s.zero
+
+
 @implements([aten.relu.default])
 def relu(func, x):
     s = series(x)
+    zero = _relu_zero(s)
+    if zero is not None:
+        res = _relu_series(s)
+        res.zero = zero
+        return out(res, monomial=is_monomial(x))
+    return out(_relu_series(s), monomial=is_monomial(x))
+
+
+def _relu_series(s: Series) -> Series:
     if s.support == A.FIRST_ORDER and (res := kernels.fused("relu", s.planes)) is not None:
-        return out(Series(res, s.support, s.order, s.exact), monomial=is_monomial(x))
+        return Series(res, s.support, s.order, s.exact)
     if s.planes.shape[0] == 2:  # first order: 5 elementwise kernels instead of the general 9
         p0, p1 = s.planes[0], s.planes[1]
         nonpos = ((p0 < 0) | ((p0 == 0) & (p1 <= 0))) & (p1 == p1)  # a NaN anywhere stays NaN
     else:
         nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
-    return out(Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact), monomial=is_monomial(x))
+    return Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact)
 
 
 def _pick(a, b, take_a_if):
@@ -186,12 +207,12 @@ def _std_and_tail_sign(x: Series, what: str, matters_fn):
         if x.exact is not None:
             # no infinitesimal part is stored, but terms above exact_through were dropped
             empty = Series(a.new_zeros((1, *a.shape)), (x.exact,), x.order, x.exact)
-            A.trusted_lead_sign(Series(empty.planes, (x.exact + 1,), x.order, x.exact), what, matters_fn(a))
+            A.trusted_lead_sign(Series(empty.planes, (x.exact + 1,), x.order, x.exact, x.zero), what, matters_fn(a))
         return a, torch.zeros_like(a), bad
     if x.exact is None:
         # a NaN tail cannot change the result: NaN standard parts already give NaN
         return a, (d.planes[0] if len(d.support) == 1 else A.lead_coeff(d.planes)), bad
-    s = A.trusted_lead_sign(Series(d.planes, d.support, x.order, x.exact), what, matters_fn(a))
+    s = A.trusted_lead_sign(Series(d.planes, d.support, x.order, x.exact, x.zero), what, matters_fn(a))
     return a, s, bad
 
 
