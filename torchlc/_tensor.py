@@ -215,6 +215,7 @@ class LCTensor(torch.Tensor):
         r._exact = exact
         r._cache = None
         r._zero = None
+        r._lc_view = False  # set by view ops: this tensor aliases another LCTensor's storage
         return r
 
     __torch_function__ = torch._C._disabled_torch_function_impl
@@ -247,7 +248,7 @@ class LCTensor(torch.Tensor):
             if other._support != self._support:
                 src = _place_planes(src, other._support, self._support)
             mine.copy_(src.expand(mine.shape))
-        elif self._layout == "planes" and mine._base is not None:
+        elif self._layout == "planes" and self._lc_view:
             missing = sorted(set(other._support) - set(self._support))
             raise RuntimeError(
                 "torchlc: cannot write values with terms "
@@ -261,7 +262,7 @@ class LCTensor(torch.Tensor):
             self._support = other._support
         self._zero = None
         self._order = other._order if self._order is None else max(self._order, other._order or self._order)
-        self._exact = min_exact(self._exact, other._exact) if mine._base is not None else other._exact
+        self._exact = min_exact(self._exact, other._exact) if self._lc_view else other._exact
         self._cache = None
 
     def _restride_to(self, other: LCTensor):

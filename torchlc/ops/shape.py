@@ -29,9 +29,13 @@ def structural(x: LCTensor, fn):
     else:
         res = fn(x._planes_view(), 1)
         mk = lambda t: wrap(t, x._support, x._order, x._exact)  # noqa: E731
+    def mark(r, t):
+        r._lc_view = t._is_view()  # in-place writes through a view must reach its base
+        return r
+
     if isinstance(res, (list, tuple)):
-        return [mk(t) for t in res]
-    return mk(res)
+        return [mark(mk(t), t) for t in res]
+    return mark(mk(res), res)
 
 
 @implements([aten.view.default, aten._unsafe_view.default, aten.reshape.default])
