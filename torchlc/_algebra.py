@@ -15,6 +15,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
 from . import _support as S
+from . import kernels
 from ._tensor import Series, _inner_is_plain, min_exact, result_order, speculation_record
 from .errors import DomainError, TruncationError, is_strict
 from .layouts.planes import broadcast_planes
@@ -201,8 +202,6 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
         z = torch.zeros_like(op(pa[0], pb[0]))
         return Series(z.unsqueeze(0), (S.ZERO,), order, exact)
     if op is torch.mul:
-        from . import kernels
-
         if (
             a.support == b.support == FIRST_ORDER
             and pa.shape == pb.shape

@@ -25,6 +25,7 @@ from . import _support as S
 __all__ = ["LCTensor", "Series", "series", "wrap", "RULES", "implements"]
 
 RULES: dict = {}
+_DISPATCH = [None]  # set by torchlc.ops once the rule table exists
 
 
 def implements(ops):
@@ -150,13 +151,10 @@ def _place_planes(p, sup, u):
 
 def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTensor:
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
-    from . import layouts
-    from ._vmap import is_batched, lift_planes
-
     if torch.compiler.is_compiling():
         pass  # traced by dynamo: no functorch wrappers can reach here
-    elif is_batched(planes):
-        return lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
+    elif _vmap.is_batched(planes):
+        return _vmap.lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
     elif torch._C._functorch.is_gradtrackingtensor(planes):
         # torch.func.grad/jacrev/jvp would see none of the rules' work and return silent zeros
         raise NotImplementedError(
@@ -170,7 +168,7 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
         support = (S.ZERO,)
     if order is not None and exact is not None and exact > order:
         exact = order
-    r = layouts.store(planes, support, order, exact, monomial)
+    r = _layouts.store(planes, support, order, exact, monomial)
     if zero is not None and exact is not None and zero.shape == r.shape:
         r._zero = zero  # only informative for truncated tensors
     return r
@@ -296,9 +294,7 @@ class LCTensor(torch.Tensor):
     # ----------------------------------------------------------------------------------------------
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-        from .ops import dispatch
-
-        return dispatch(func, args, kwargs or {})
+        return _DISPATCH[0](func, args, kwargs or {})
 
     def __repr__(self, *, tensor_contents=None):
         from ._repr import lc_repr
@@ -340,3 +336,8 @@ class LCTensor(torch.Tensor):
 
 def unwrap_all(args):
     return tree_map(lambda a: series(a) if isinstance(a, LCTensor) else a, args)
+
+
+# imported last: these modules import the names defined above
+from . import _vmap  # noqa: E402
+from . import layouts as _layouts  # noqa: E402

@@ -39,7 +39,7 @@ FORMULAS = {"abs": _abs2, "relu": _relu2, "floor": _floor2}
 
 
 def usable(planes: torch.Tensor) -> bool:
-    from .._algebra import _grad_free
+    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
 
     return (
         _enabled

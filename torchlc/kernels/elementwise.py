@@ -26,7 +26,7 @@ BLOCK = 1024
 
 def usable(planes: torch.Tensor) -> bool:
     """Whether the fused first-order path applies to these planes."""
-    from .._algebra import _grad_free
+    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
 
     return (
         HAVE_TRITON

@@ -20,6 +20,7 @@ import threading
 
 import torch
 
+from .._tensor import LCTensor, _inner_is_plain
 from . import boxed, csr, planes  # noqa: F401  (planes: the dimension helpers rules import)
 
 __all__ = ["store", "decode", "force", "bytes_per_element", "CSR_MIN_TERMS", "LAYOUTS"]
@@ -53,8 +54,6 @@ def force(layout: str | None):
 
 
 def _plain(t: torch.Tensor) -> bool:
-    from .._tensor import _inner_is_plain
-
     return not t.requires_grad and _inner_is_plain(t) and t.device.type != "meta"
 
 
@@ -73,8 +72,6 @@ def choose(planes_t, support, monomial) -> str:
 
 
 def store(planes_t, support, order, exact, monomial):
-    from .._tensor import LCTensor
-
     layout = choose(planes_t, support, monomial)
     shape, dtype = planes_t.shape[1:], planes_t.dtype
     if layout == "boxed":

@@ -110,6 +110,9 @@ def dispatch(func, args, kwargs):
     )
 
 
+_tensor_module = __import__("torchlc._tensor", fromlist=["_DISPATCH"])
+_tensor_module._DISPATCH[0] = dispatch
+
 from . import analytic, arithmetic, discontinuous, factories, linalg, nn, reductions, shape, special  # noqa: E402,F401
 
 
