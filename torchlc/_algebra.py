@@ -246,8 +246,6 @@ def _fold_op(op, lc_planes, plain, lc_first):
     return torch.stack([op(p, plain) if lc_first else op(plain, p) for p in lc_planes])
 
 
-mul = bilinear
-
 
 # -- leading terms -------------------------------------------------------------------------------
 

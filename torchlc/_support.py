@@ -7,7 +7,6 @@ every function here works on tuples only and is cached, so rules pay for it once
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from fractions import Fraction
 
 Support = tuple  # tuple[Fraction, ...], strictly increasing
@@ -34,20 +33,9 @@ def as_exponent(q) -> Fraction:
     raise TypeError(f"cannot use {type(q).__name__} as an exponent; use int or fractions.Fraction")
 
 
-def make_support(qs: Iterable) -> Support:
-    return tuple(sorted({as_exponent(q) for q in qs}))
-
-
 @functools.lru_cache(maxsize=4096)
 def union(a: Support, b: Support) -> Support:
     return tuple(sorted(set(a) | set(b)))
-
-
-@functools.lru_cache(maxsize=4096)
-def positions(sub: Support, sup: Support) -> tuple:
-    """Index of every exponent of ``sub`` inside ``sup``."""
-    where = {q: i for i, q in enumerate(sup)}
-    return tuple(where[q] for q in sub)
 
 
 @functools.lru_cache(maxsize=4096)

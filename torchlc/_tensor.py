@@ -18,7 +18,6 @@ import threading
 from fractions import Fraction
 
 import torch
-from torch.utils._pytree import tree_map
 
 from . import _support as S
 
@@ -332,10 +331,6 @@ class LCTensor(torch.Tensor):
 
     def numpy(self, *a, **k):
         raise TypeError("LCTensor.numpy: use torchlc.coeffs(x).numpy() (planes first)")
-
-
-def unwrap_all(args):
-    return tree_map(lambda a: series(a) if isinstance(a, LCTensor) else a, args)
 
 
 # imported last: these modules import the names defined above

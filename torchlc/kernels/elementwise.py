@@ -128,54 +128,38 @@ ANALYTIC2 = {"sin": 0, "cos": 1, "exp": 2}
 
 def analytic2(name: str, planes: torch.Tensor) -> torch.Tensor:
     """Fused first-order sin/cos/exp on planes (2, *shape) over support (0, 1)."""
-    out = torch.empty_like(planes)
-    n = planes[0].numel()
-    if n:
-        _analytic2_kernel[(triton.cdiv(n, BLOCK),)](planes, out, n, FN=ANALYTIC2[name], BLOCK=BLOCK)
-    return out
+    return _launch(_analytic2_kernel, torch.empty_like(planes), planes, FN=ANALYTIC2[name])
 
 
-def _launch(kernel, planes):
-    out = torch.empty_like(planes)
-    n = planes[0].numel()
+def _launch(kernel, out, *inputs, **constexprs):
+    """One program per BLOCK elements: kernel(*inputs, out, n, **constexprs)."""
+    n = inputs[0][0].numel()
     if n:
-        kernel[(triton.cdiv(n, BLOCK),)](planes, out, n, BLOCK=BLOCK)
+        kernel[(triton.cdiv(n, BLOCK),)](*inputs, out, n, **constexprs, BLOCK=BLOCK)
     return out
 
 
 def relu2(planes: torch.Tensor) -> torch.Tensor:
     """Fused first-order relu on planes (2, *shape)."""
-    return _launch(_relu2_kernel, planes)
+    return _launch(_relu2_kernel, torch.empty_like(planes), planes)
 
 
 def abs2(planes: torch.Tensor) -> torch.Tensor:
     """Fused first-order abs on planes (2, *shape)."""
-    return _launch(_abs2_kernel, planes)
+    return _launch(_abs2_kernel, torch.empty_like(planes), planes)
 
 
 def mul2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fused first-order product of planes x, y (2, *shape) (same shape, contiguous)."""
-    out = torch.empty_like(x)
-    n = x[0].numel()
-    if n:
-        _mul2_kernel[(triton.cdiv(n, BLOCK),)](x, y, out, n, BLOCK=BLOCK)
-    return out
+    return _launch(_mul2_kernel, torch.empty_like(x), x, y)
 
 
 def floor2(planes: torch.Tensor) -> torch.Tensor:
     """Fused first-order floor: the real result (*shape)."""
-    out = torch.empty_like(planes[0])
-    n = out.numel()
-    if n:
-        _floor2_kernel[(triton.cdiv(n, BLOCK),)](planes, out, n, BLOCK=BLOCK)
-    return out
+    return _launch(_floor2_kernel, torch.empty_like(planes[0]), planes)
 
 
 def heaviside2(planes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Fused first-order heaviside with plain ``values`` of the element shape: real result."""
-    out = torch.empty_like(planes[0])
-    n = out.numel()
-    if n:
-        v = values.to(planes.dtype).expand(planes.shape[1:]).contiguous()
-        _heaviside2_kernel[(triton.cdiv(n, BLOCK),)](planes, v, out, n, BLOCK=BLOCK)
-    return out
+    v = values.to(planes.dtype).expand(planes.shape[1:]).contiguous()
+    return _launch(_heaviside2_kernel, torch.empty_like(planes[0]), planes, v)

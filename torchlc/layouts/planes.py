@@ -9,11 +9,6 @@ from __future__ import annotations
 import torch
 
 
-def shift_dim(d: int, ndim: int) -> int:
-    """An element dimension of a tensor with ``ndim`` dims as a dimension of its planes."""
-    return d + 1 if d >= 0 else d
-
-
 def broadcast_planes(p: torch.Tensor, ndim: int) -> torch.Tensor:
     """View planes (T, *s) as (T, 1, …, 1, *s) with ``ndim`` element dimensions, for broadcasting."""
     extra = ndim - (p.dim() - 1)

@@ -15,7 +15,7 @@ import torch
 from .. import _algebra as A
 from .. import kernels
 from .._algebra import factorial_series, identity_series, t_exp, t_integrate, t_mul, t_recip
-from .._tensor import LCTensor, Series, implements, series
+from .._tensor import Series, implements, series
 from ._util import out
 
 aten = torch.ops.aten
@@ -284,7 +284,3 @@ def softplus(func, x, beta=1, threshold=20):
     smooth = out(A.analytic(series(x), taylor, "softplus"))
     linear = aten.gt.Scalar(aten.mul.Scalar(x, beta), threshold)
     return aten.where.self(linear, x, smooth)
-
-
-def _is_lc(x):
-    return isinstance(x, LCTensor)
