@@ -101,8 +101,10 @@ def compile(fn=None, **compile_kwargs):
                 # data-dependent decisions were taken from the example inputs: one flag says
                 # whether these inputs would decide differently
                 flags = [f.reshape(1) for f in spec_flags]
-                viol = torch.cat(flags).any() if flags else torch.zeros((), dtype=torch.bool)
-                return outs + [viol]
+                out_meta["checked"] = bool(flags)
+                if not flags:  # nothing speculated: no flag, so no host sync per call
+                    return outs
+                return outs + [torch.cat(flags).any()]
 
             with speculate() as spec_flags, torch.no_grad():
                 gm = make_fx(inner)(*[t.detach().clone() for t in leaves])  # tracing must not mutate inputs
@@ -110,9 +112,11 @@ def compile(fn=None, **compile_kwargs):
             entry = (torch.compile(gm, **compile_kwargs), lifted, out_meta)
             cache[key] = entry
         cfn, lifted, out_meta = entry
-        *outs, viol = cfn(*leaves, *lifted)
-        if bool(viol):  # one host sync per call, at the boundary: run eagerly instead
-            return fn(*args, **kwargs)
+        outs = cfn(*leaves, *lifted)
+        if out_meta["checked"]:
+            *outs, viol = outs
+            if bool(viol):  # one host sync per call, only when something was speculated
+                return fn(*args, **kwargs)
         lc_out = out_meta["lc"]
         outs = [wrap(o, *lc_out[j]) if j in lc_out else o for j, o in enumerate(outs)]
         return tree_unflatten(outs, out_meta["spec"])
