@@ -150,19 +150,20 @@ def _place_planes(p, sup, u):
 
 def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTensor:
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
-    if torch.compiler.is_compiling():
-        pass  # traced by dynamo: no functorch wrappers can reach here
-    elif _vmap.is_batched(planes):
-        return _vmap.lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
-    elif torch._C._functorch.is_gradtrackingtensor(planes):
-        # torch.func.grad/jacrev/jvp would see none of the rules' work and return silent zeros
-        raise NotImplementedError(
-            "torchlc: torch.func.grad/jacrev/jacfwd/jvp transforms over LCTensor code are not "
-            "supported (they would silently give zeros). Use ordinary autograd on coefficients "
-            "instead: loss = f(torchlc.coeff(model(x.nonstd(v)), 1)); loss.backward() or "
-            "torch.autograd.grad(loss, params). torch.func.vmap is supported."
-        )
-    if len(support) == 0:
+    # one functorch check covers both vmap (lift) and grad transforms (refuse); dynamo-traced code
+    # never sees functorch wrappers here
+    if _is_functorch_wrapped(planes) and not torch.compiler.is_compiling():
+        if _vmap.is_batched(planes):
+            return _vmap.lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
+        if torch._C._functorch.is_gradtrackingtensor(planes):
+            # torch.func.grad/jacrev/jvp would see none of the rules' work and return silent zeros
+            raise NotImplementedError(
+                "torchlc: torch.func.grad/jacrev/jacfwd/jvp transforms over LCTensor code are not "
+                "supported (they would silently give zeros). Use ordinary autograd on coefficients "
+                "instead: loss = f(torchlc.coeff(model(x.nonstd(v)), 1)); loss.backward() or "
+                "torch.autograd.grad(loss, params). torch.func.vmap is supported."
+            )
+    if not support:
         planes = planes.new_zeros((1, *planes.shape[1:]))
         support = (S.ZERO,)
     if order is not None and exact is not None and exact > order:
@@ -171,6 +172,12 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
     if zero is not None and exact is not None and zero.shape == r.shape:
         r._zero = zero  # only informative for truncated tensors
     return r
+
+
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+_make_wrapper = torch.Tensor._make_wrapper_subclass
 
 
 class LCTensor(torch.Tensor):
@@ -193,20 +200,22 @@ class LCTensor(torch.Tensor):
 
     @staticmethod
     def __new__(cls, layout, inner, support, order, exact, shape, dtype):
-        device = inner[0].device
+        first = inner[0]
         # the wrapper reports its storage's strides, so torch's view-vs-copy decisions (reshape)
         # match what the planes (plane dim first) or boxed words can actually do
         if layout == "planes":
-            strides = inner[0].stride()[1:]
+            strides = first.stride()[1:]
         elif layout == "boxed":
-            strides = inner[0].stride()
+            strides = first.stride()
         else:
             strides = None
-        r = torch.Tensor._make_wrapper_subclass(
-            cls, shape, strides=strides, dtype=dtype, device=device, requires_grad=False
-        )
+        r = _make_wrapper(cls, shape, strides=strides, dtype=dtype, device=first.device, requires_grad=False)
         r._layout = layout
-        r._set_inner(inner)
+        if len(inner) == 1:  # planes/boxed: the common case, without the generic loop
+            r._inner = (first,)
+            r._t0 = first
+        else:
+            r._set_inner(inner)
         r._support = support
         r._order = order
         r._exact = exact

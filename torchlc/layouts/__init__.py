@@ -59,6 +59,8 @@ def _plain(t: torch.Tensor) -> bool:
 
 def choose(planes_t, support, monomial) -> str:
     forced = getattr(_state, "forced", None)
+    if forced is None and not monomial and len(support) <= CSR_MIN_TERMS:
+        return "planes"  # the common case, decided from static metadata alone
     T = len(support)
     if forced == "planes" or not _plain(planes_t):
         return "planes"
@@ -73,13 +75,13 @@ def choose(planes_t, support, monomial) -> str:
 
 def store(planes_t, support, order, exact, monomial):
     layout = choose(planes_t, support, monomial)
+    if layout == "planes":
+        return LCTensor("planes", (planes_t,), support, order, exact, planes_t.shape[1:], planes_t.dtype)
     shape, dtype = planes_t.shape[1:], planes_t.dtype
     if layout == "boxed":
         inner = (boxed.encode(planes_t, support),)
-    elif layout == "csr":
-        inner = csr.encode(planes_t)
     else:
-        inner = (planes_t,)
+        inner = csr.encode(planes_t)
     return LCTensor(layout, inner, support, order, exact, shape, dtype)
 
 

@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import torch
+import torch._decomp
 
+from .. import _algebra as A
 from .._tensor import LCTensor, Series, series, wrap
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def decomposed(func, *args, **kwargs):
+    """``func`` through torch's own decomposition: the general path of rules that have a fast case."""
+    return torch._decomp.decomposition_table[func](*args, **kwargs)
+
+
+def first_order(x):
+    """Series of ``x`` when it is a first-order LCTensor (planes ε⁰, ε¹ and truncation order 1: the
+    case of ``x.nonstd(v)`` and of everything computed from it), else None. Rules with a jet formula
+    for this case use it instead of their general decomposition."""
+    if isinstance(x, LCTensor) and x._support == A.FIRST_ORDER and x._order == 1:
+        return series(x)
+    return None
+
+
+def computation_planes(s: Series):
+    """The planes in torch's computation dtype (float32 for half/bfloat16, like its decompositions)."""
+    p = s.planes
+    return p.float() if p.dtype in _LOW_PRECISION else p
 
 
 def is_monomial(x) -> bool:

@@ -9,7 +9,7 @@ import torch._decomp
 from .. import _algebra as A
 from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, implements, series, wrap
-from ._util import out
+from ._util import computation_planes, decomposed, first_order, out
 
 aten = torch.ops.aten
 
@@ -426,6 +426,48 @@ def embedding_bag(func, weight, indices, offsets, scale_grad_by_freq=False, mode
     vals = torch.where(empty[None, :, None], 0, vals)
     max_idx = torch.where(empty[:, None], 0, indices[arg.T])
     return out(Series(vals, sr.support, sr.order, sr.exact)), bag, bag_size, max_idx
+
+
+# -- layer norm: a first-order jet, general inputs through the decomposition ---------------------------
+# For x = a + bε with mean μ = μ₀ + μ₁ε, centred c = c₀ + c₁ε and biased variance v₀ + 2·mean(c₀c₁)ε:
+#   rstd = r₀ + r₁ε,  r₀ = (v₀ + eps)^(-1/2),  r₁ = −r₀³·mean(c₀c₁)
+#   out  = c₀r₀ + (c₁r₀ + c₀r₁)ε   (then ·weight, +bias on ε⁰)
+# exact through ε¹ like the decomposition; eps > 0 keeps v₀ + eps away from 0 (with eps = 0 a constant
+# row has a variance that starts at ε², which the general path handles).
+
+
+@implements([aten.native_layer_norm.default])
+def native_layer_norm(func, x, normalized_shape, weight, bias, eps):
+    s = first_order(x)
+    if s is None or not eps > 0 or _lc(weight) or _lc(bias):
+        return decomposed(func, x, normalized_shape, weight, bias, eps)
+    P = computation_planes(s)  # (2, *shape)
+    dims = tuple(range(P.dim() - len(normalized_shape), P.dim()))
+    mean = P.mean(dims, keepdim=True)  # both planes' means at once
+    C = P - mean
+    m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c0²), mean(c0·c1)]
+    r0 = (m[0] + eps).rsqrt()
+    r1 = -(r0 * r0 * r0) * m[1]
+    o = C * r0
+    if A._grad_free(o):
+        o[1].addcmul_(C[0], r1)
+        if weight is not None:
+            o.mul_(weight)
+        if bias is not None:
+            o[0].add_(bias)
+    else:  # autograd records the same formula out of place
+        o = torch.stack([o[0], o[1] + C[0] * r1])
+        if weight is not None:
+            o = o * weight
+        if bias is not None:
+            o = torch.stack([o[0] + bias, o[1]])
+    dt = s.planes.dtype
+    exact = A.min_exact(s.exact, s.order)
+    stats_dt = dt if x.device.type in ("cpu", "mtia") else P.dtype  # as torch's reference
+    res = out(Series(o.to(dt), s.support, s.order, exact))
+    mean_lc = out(Series(mean.to(stats_dt), s.support, s.order, s.exact))
+    rstd_lc = out(Series(torch.stack([r0, r1]).to(stats_dt), s.support, s.order, exact))
+    return res, mean_lc, rstd_lc
 
 
 # -- PyTorch's fused transformer fast path (eval / no-grad): the same math, unfused --------------------

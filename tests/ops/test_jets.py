@@ -1,0 +1,164 @@
+"""First-order jet rules (softmax, log_softmax, native_layer_norm).
+
+These ops have a general path (torch's own decomposition, run on LC tensors) and a fast path for
+first-order inputs a + bε. The fast path must give the decomposition's support, order and
+exactness, its coefficients up to rounding, and torch.func.jvp's tangent; inputs it does not cover
+(higher order, eps = 0, LC weights, half_to_float) must take the general path.
+"""
+
+from fractions import Fraction
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import torchlc
+from torchlc._algebra import FIRST_ORDER
+from torchlc._tensor import wrap
+from torchlc.ops._util import decomposed
+
+aten = torch.ops.aten
+
+
+def _meta(y):
+    return (y._support, y._order, y._exact, y.dtype, tuple(y.shape))
+
+
+def _same_as_decomposition(func, *args):
+    fast = func(*args)
+    ref = decomposed(func, *args)
+    fast = fast if isinstance(fast, tuple) else (fast,)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    assert len(fast) == len(ref)
+    for f, r in zip(fast, ref):
+        assert _meta(f) == _meta(r)
+        torch.testing.assert_close(torchlc.coeffs(f), torchlc.coeffs(r), rtol=1e-12, atol=1e-12)
+    return fast
+
+
+def _cases(x, v):
+    return [
+        (aten._softmax.default, (x.nonstd(v), -1, False)),
+        (aten._softmax.default, (x.nonstd(v), 0, False)),
+        (aten._log_softmax.default, (x.nonstd(v), 1, False)),
+        (aten.native_layer_norm.default, (x.nonstd(v), [x.shape[-1]], None, None, 1e-5)),
+        (aten.native_layer_norm.default,
+         (x.nonstd(v), list(x.shape[1:]), torch.randn(x.shape[1:], dtype=x.dtype),
+          torch.randn(x.shape[1:], dtype=x.dtype), 1e-3)),
+    ]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(2, 6), st.integers(0, 2**31 - 1))
+def test_fast_path_equals_decomposition(n0, n1, n2, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n0, n1, n2, generator=g, dtype=torch.float64) * 3
+    v = torch.randn(n0, n1, n2, generator=g, dtype=torch.float64)
+    for func, args in _cases(x, v):
+        _same_as_decomposition(func, *args)
+
+
+def test_truncated_input_keeps_its_exactness():
+    # exact through ε⁰ only: every output is exact through ε⁰ (the mean too)
+    p = torch.randn(2, 3, 4, dtype=torch.float64)
+    x = wrap(p, FIRST_ORDER, Fraction(1), Fraction(0))
+    for func, args in [(aten._softmax.default, (x, -1, False)), (aten._log_softmax.default, (x, -1, False)),
+                       (aten.native_layer_norm.default, (x, [4], None, None, 1e-5))]:
+        for y in _same_as_decomposition(func, *args):
+            assert torchlc.exact_through(y) == 0
+
+
+@pytest.mark.parametrize("which", ["softmax", "log_softmax", "layer_norm"])
+def test_matches_jvp(which):
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 8, dtype=torch.float64)
+    v = torch.randn_like(x)
+    w, b = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    f = {
+        "softmax": lambda t: torch.softmax(t, -1),
+        "log_softmax": lambda t: torch.log_softmax(t, 1),
+        "layer_norm": lambda t: torch.nn.functional.layer_norm(t, (8,), w, b),
+    }[which]
+    y = f(x.nonstd(v))
+    y0, y1 = torch.func.jvp(f, (x,), (v,))
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
+    assert torchlc.support(y) == FIRST_ORDER
+
+
+def test_hand_values():
+    # softmax([a, 0] + [1, 0]ε) at a = 0: s = (½, ½), ε¹ = s·(b − ½) = (¼, −¼)
+    x = torch.tensor([0.0, 0.0], dtype=torch.float64).nonstd(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    y = torch.softmax(x, 0)
+    assert torchlc.coeffs(y).tolist() == [[0.5, 0.5], [0.25, -0.25]]
+    # layer_norm of (x₀ − 1, x₀ + 1) + (1, 0)ε, eps → 0 limit replaced by eps = 1e-300 (exact in float64):
+    # c = (−1, 1) + (½, −½)ε, v₀ = 1, mean(c₀c₁) = −½, r = 1 + ½ε, out = c·r = (−1, 1) + (0, 0)ε... :
+    # c₁r₀ + c₀r₁ = (½ − ½, −½ + ½) = (0, 0): scaling the gap does not change the normalised pair
+    x = torch.tensor([2.0, 4.0], dtype=torch.float64).nonstd(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    y = torch.nn.functional.layer_norm(x, (2,), eps=1e-300)
+    assert torchlc.coeffs(y).tolist() == [[-1.0, 1.0], [0.0, 0.0]]
+
+
+def test_masked_minus_inf_entries_and_nan():
+    x = torch.tensor([[0.0, float("-inf"), 1.0]], dtype=torch.float64).nonstd(
+        torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64))
+    y = torch.softmax(x, -1)
+    assert torchlc.coeff(y, 0)[0, 1] == 0 and torchlc.coeff(y, 1)[0, 1] == 0
+    _same_as_decomposition(aten._softmax.default, x, -1, False)
+    xn = torch.tensor([0.0, 1.0], dtype=torch.float64).nonstd(torch.tensor([float("nan"), 0.0], dtype=torch.float64))
+    assert torch.isnan(torchlc.coeff(torch.softmax(xn, 0), 1)).all()
+
+
+def test_general_inputs_take_the_decomposition():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    hi = x.nonstd(order=2)  # ε² plane: not first order
+    y = torch.softmax(hi, -1)
+    assert torchlc.order(y) == 2 and len(torchlc.support(y)) == 3
+    y0, y1 = torch.func.jvp(lambda t: torch.softmax(t, -1), (x,), (torch.ones_like(x),))
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1)
+    # eps = 0: a constant row's variance starts at ε², so the general path decides (order 1: outside
+    # the computed field, NaN; order 3: the exact normalised tangent direction)
+    t = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+    c = torch.ones(3, dtype=torch.float64).nonstd(t)
+    y = torch.nn.functional.layer_norm(c, (3,), eps=0.0)
+    ref = decomposed(aten.native_layer_norm.default, c, [3], None, None, 0.0)[0]
+    torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(ref), equal_nan=True)
+    y3 = torch.nn.functional.layer_norm(torch.ones(3, dtype=torch.float64).nonstd(t, order=3), (3,), eps=0.0)
+    torch.testing.assert_close(torchlc.coeff(y3, 0), t / t.pow(2).mean().sqrt())
+    # LC weight
+    w = torch.ones(4, dtype=torch.float64).nonstd()
+    y = torch.nn.functional.layer_norm(x.nonstd(), (4,), w)
+    ref = decomposed(aten.native_layer_norm.default, x.nonstd(), [4], w, None, 1e-5)[0]
+    torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(ref))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_computes_in_float32(dtype):
+    x = torch.randn(4, 16)
+    v = torch.randn(4, 16)
+    X = x.to(dtype).nonstd(v.to(dtype))
+    for f in (lambda t: torch.softmax(t, -1), lambda t: torch.nn.functional.layer_norm(t, (16,))):
+        y = f(X)
+        assert y.dtype == dtype
+        y0, y1 = torch.func.jvp(f, (x.to(dtype).float(),), (v.to(dtype).float(),))
+        torch.testing.assert_close(torchlc.coeff(y, 1).float(), y1.to(dtype).float(), rtol=2e-2, atol=2e-2)
+
+
+def test_gradients_flow_through_the_fast_path():
+    torch.manual_seed(1)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    v = torch.randn_like(x)
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+
+    def lc_loss(w):
+        y = torch.nn.functional.layer_norm(torch.softmax(x.nonstd(v), -1), (5,), w)
+        return torchlc.coeff(y, 1).pow(2).sum()
+
+    def ref_loss(w):
+        f = lambda t: torch.nn.functional.layer_norm(torch.softmax(t, -1), (5,), w)  # noqa: E731
+        return torch.func.jvp(f, (x,), (v,))[1].pow(2).sum()
+
+    g = torch.autograd.grad(lc_loss(w), w)[0]
+    g_ref = torch.autograd.grad(ref_loss(w), w)[0]
+    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
