@@ -18,6 +18,9 @@ __all__ = [
 ]
 
 
+_ONE = Fraction(1)
+
+
 def _float(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype.is_floating_point else x.to(torch.get_default_dtype())
 
@@ -40,6 +43,16 @@ def nonstd(x, v=None, *, order=1) -> LCTensor:
         >>> (torch.tensor(0.0).nonstd() > 0)    # ε > 0
         tensor(True)
     """
+    if (
+        order == 1
+        and type(x) is torch.Tensor
+        and type(v) is torch.Tensor
+        and x.dtype.is_floating_point
+        and v.dtype == x.dtype
+        and v.shape == x.shape
+        and v.device == x.device
+    ):  # the common call model(x.nonstd(v)): one stack, no broadcasting or conversions
+        return wrap(torch.stack([x, v]), A.FIRST_ORDER, _ONE, None)
     order = S.as_exponent(order)
     if order < 0:
         raise ValueError(f"order must be ≥ 0, got {order}")

@@ -39,16 +39,13 @@ FORMULAS = {"abs": _abs2, "relu": _relu2, "floor": _floor2}
 
 
 def usable(planes: torch.Tensor) -> bool:
+    if not (_enabled and planes.device.type == "cpu" and planes.shape[0] == 2):
+        return False
+    if planes.numel() < 2 * MIN_NUMEL or planes.dtype not in (torch.float32, torch.float64):
+        return False
     from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
 
-    return (
-        _enabled
-        and planes.device.type == "cpu"
-        and planes.shape[0] == 2
-        and planes[0].numel() >= MIN_NUMEL
-        and planes.dtype in (torch.float32, torch.float64)
-        and _grad_free(planes)
-    )
+    return _grad_free(planes)
 
 
 def run(name: str, planes: torch.Tensor):

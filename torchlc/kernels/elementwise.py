@@ -26,13 +26,14 @@ BLOCK = 1024
 
 def usable(planes: torch.Tensor) -> bool:
     """Whether the fused first-order path applies to these planes."""
+    if not (HAVE_TRITON and planes.shape[0] == 2):
+        return False
+    if not (planes.is_cuda or (INTERPRET and planes.device.type == "cpu")):
+        return False
     from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
 
     return (
-        HAVE_TRITON
-        and planes.shape[0] == 2
-        and (planes.is_cuda or (INTERPRET and planes.device.type == "cpu"))
-        and planes.is_contiguous()
+        planes.is_contiguous()
         and planes.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
         and _grad_free(planes)
     )
