@@ -162,3 +162,82 @@ def test_gradients_flow_through_the_fast_path():
     g = torch.autograd.grad(lc_loss(w), w)[0]
     g_ref = torch.autograd.grad(ref_loss(w), w)[0]
     torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
+
+
+# -- composite layers: PyTorch's fused transformer kernels --------------------------------------------
+
+
+def _encoder(norm_first, activation, dtype=torch.float64):
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                             activation=activation, dtype=dtype)
+    return torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+
+
+_MASKS = {
+    "none": {},
+    "padding": {"src_key_padding_mask": torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 4 + [True]])},
+    "causal": {"mask": torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)},
+}
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("mask", sorted(_MASKS))
+def test_fused_encoder_layer_jet(monkeypatch, norm_first, activation, mask):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    import torchlc.ops.nn as lcnn
+
+    m = _encoder(norm_first, activation)
+    kw = _MASKS[mask]
+    x = torch.randn(3, 5, 16, dtype=torch.float64)
+    v = torch.randn_like(x)
+    calls = []
+    rule = lcnn.RULES[aten._transformer_encoder_layer_fwd.default]
+    monkeypatch.setitem(lcnn.RULES, aten._transformer_encoder_layer_fwd.default,
+                        lambda *a, **k: calls.append(1) or rule(*a, **k))
+    with torch.no_grad():
+        y = m(x.nonstd(v), **kw)
+        assert len(calls) == 2  # PyTorch's fast path ran, once per layer
+        monkeypatch.setattr(lcnn, "first_order", lambda t: None)  # the general (LC rules) path
+        y_general = m(x.nonstd(v), **kw)
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            with sdpa_kernel(SDPBackend.MATH):
+                y0, y1 = torch.func.jvp(lambda t: m(t, **kw), (x,), (v,))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(True)
+    assert _meta(y) == _meta(y_general)
+    torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(y_general), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("self_attention", [False, True])
+def test_fused_multi_head_attention_jet(need_weights, self_attention):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(16, 4, batch_first=True, dtype=torch.float64).eval()
+    q = torch.randn(2, 5, 16, dtype=torch.float64)
+    kv = q if self_attention else torch.randn(2, 7, 16, dtype=torch.float64)
+    dq = torch.randn_like(q)
+    dkv = dq if self_attention else torch.randn_like(kv)
+    Q = q.nonstd(dq)
+    KV = Q if self_attention else kv.nonstd(dkv)
+    with torch.no_grad():
+        o, w = mha(Q, KV, KV, need_weights=need_weights)
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            with sdpa_kernel(SDPBackend.MATH):
+                (o0, w0), (o1, w1) = torch.func.jvp(
+                    lambda a, b: tuple(t if t is not None else a.new_zeros(()) for t in
+                                       mha(a, b, b, need_weights=need_weights)), (q, kv), (dq, dkv))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(True)
+    torch.testing.assert_close(torchlc.coeff(o, 0), o0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(o, 1), o1, rtol=1e-12, atol=1e-12)
+    if need_weights:
+        torch.testing.assert_close(torchlc.coeff(w, 1), w1, rtol=1e-12, atol=1e-12)

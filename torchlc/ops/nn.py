@@ -7,6 +7,7 @@ import torch
 import torch._decomp
 
 from .. import _algebra as A
+from .. import _jet
 from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, implements, series, wrap
 from ._util import computation_planes, decomposed, first_order, out
@@ -428,46 +429,21 @@ def embedding_bag(func, weight, indices, offsets, scale_grad_by_freq=False, mode
     return out(Series(vals, sr.support, sr.order, sr.exact)), bag, bag_size, max_idx
 
 
-# -- layer norm: a first-order jet, general inputs through the decomposition ---------------------------
-# For x = a + bε with mean μ = μ₀ + μ₁ε, centred c = c₀ + c₁ε and biased variance v₀ + 2·mean(c₀c₁)ε:
-#   rstd = r₀ + r₁ε,  r₀ = (v₀ + eps)^(-1/2),  r₁ = −r₀³·mean(c₀c₁)
-#   out  = c₀r₀ + (c₁r₀ + c₀r₁)ε   (then ·weight, +bias on ε⁰)
-# exact through ε¹ like the decomposition; eps > 0 keeps v₀ + eps away from 0 (with eps = 0 a constant
-# row has a variance that starts at ε², which the general path handles).
+# -- layer norm: a first-order jet (torchlc._jet), general inputs through the decomposition -------------
 
 
 @implements([aten.native_layer_norm.default])
 def native_layer_norm(func, x, normalized_shape, weight, bias, eps):
     s = first_order(x)
-    if s is None or not eps > 0 or _lc(weight) or _lc(bias):
+    if s is None or not eps > 0 or _lc(weight) or _lc(bias):  # eps = 0: the variance may start at ε²
         return decomposed(func, x, normalized_shape, weight, bias, eps)
-    P = computation_planes(s)  # (2, *shape)
-    dims = tuple(range(P.dim() - len(normalized_shape), P.dim()))
-    mean = P.mean(dims, keepdim=True)  # both planes' means at once
-    C = P - mean
-    m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c0²), mean(c0·c1)]
-    r0 = (m[0] + eps).rsqrt()
-    r1 = -(r0 * r0 * r0) * m[1]
-    o = C * r0
-    if A._grad_free(o):
-        o[1].addcmul_(C[0], r1)
-        if weight is not None:
-            o.mul_(weight)
-        if bias is not None:
-            o[0].add_(bias)
-    else:  # autograd records the same formula out of place
-        o = torch.stack([o[0], o[1] + C[0] * r1])
-        if weight is not None:
-            o = o * weight
-        if bias is not None:
-            o = torch.stack([o[0] + bias, o[1]])
+    o, mean, rstd = _jet.layer_norm(computation_planes(s), len(normalized_shape), weight, bias, eps)
     dt = s.planes.dtype
+    stats_dt = dt if x.device.type in ("cpu", "mtia") else o.dtype  # as torch's reference
     exact = A.min_exact(s.exact, s.order)
-    stats_dt = dt if x.device.type in ("cpu", "mtia") else P.dtype  # as torch's reference
-    res = out(Series(o.to(dt), s.support, s.order, exact))
-    mean_lc = out(Series(mean.to(stats_dt), s.support, s.order, s.exact))
-    rstd_lc = out(Series(torch.stack([r0, r1]).to(stats_dt), s.support, s.order, exact))
-    return res, mean_lc, rstd_lc
+    return (out(Series(o.to(dt), s.support, s.order, exact)),
+            out(Series(mean.to(stats_dt), s.support, s.order, s.exact)),
+            out(Series(rstd.to(stats_dt), s.support, s.order, exact)))
 
 
 # -- PyTorch's fused transformer fast path (eval / no-grad): the same math, unfused --------------------
@@ -511,15 +487,80 @@ def _mha_math(query, key, value, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_
     return F.linear(o, proj_w, proj_b), attn
 
 
+def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fused_qkv):
+    """_mha_math on first-order planes (2, B, L, E) with plain weights: plain torch ops throughout."""
+    _, B, L, _ = Pq.shape
+    S_ = Pk.shape[2]
+    D = E // H
+    if fused_qkv:
+        q, k, v = _jet.linear(Pq, qkv_w, qkv_b).chunk(3, dim=-1)
+    else:
+        wq, wk, wv = qkv_w.chunk(3)
+        bq, bk, bv = qkv_b.chunk(3) if qkv_b is not None else (None, None, None)
+        q, k, v = _jet.linear(Pq, wq, bq), _jet.linear(Pk, wk, bk), _jet.linear(Pv, wv, bv)
+    q = q.reshape(2, B, L, H, D).transpose(2, 3)
+    k = k.reshape(2, B, S_, H, D).transpose(2, 3)
+    v = v.reshape(2, B, S_, H, D).transpose(2, 3)
+    scores = _jet.matmul(q * (1.0 / D**0.5), k.transpose(-2, -1))
+    m = _expand_mask(mask, mask_type, B, H, L, S_)
+    low = scores.dtype in (torch.float16, torch.bfloat16)
+    if m is not None and m.dtype == torch.bool:
+        scores = torch.stack([scores[0].masked_fill(m, float("-inf")), scores[1].masked_fill(m, 0.0)])
+    elif m is not None:
+        scores = torch.stack([scores[0] + m, scores[1]])
+    attn = _jet.softmax(scores.float() if low else scores, -1).to(scores.dtype)
+    if m is not None and m.dtype == torch.bool:
+        attn = attn.masked_fill(m, 0.0)  # fully masked rows: 0, as _masked_softmax
+    o = _jet.matmul(attn, v).transpose(2, 3).reshape(2, B, L, E)
+    return _jet.linear(o, proj_w, proj_b), attn
+
+
+def _plain_weights(*ts) -> bool:
+    return not any(_lc(t) for t in ts)
+
+
 @implements([aten._native_multi_head_attention.default])
 def native_multi_head_attention(func, query, key, value, embed_dim, num_head, qkv_weight, qkv_bias,
                                 proj_weight, proj_bias, mask=None, need_weights=True,
                                 average_attn_weights=True, mask_type=None):
-    o, attn = _mha_math(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
-                        proj_bias, mask, mask_type)
+    sq, sk, sv = first_order(query), first_order(key), first_order(value)
+    if None not in (sq, sk, sv) and _plain_weights(qkv_weight, qkv_bias, proj_weight, proj_bias, mask):
+        exact = A.min_exact(sq.exact, sk.exact, sv.exact, sq.order)
+        o, attn = _mha_jet(sq.planes, sk.planes, sv.planes, embed_dim, num_head, qkv_weight, qkv_bias,
+                           proj_weight, proj_bias, mask, mask_type, query is key and key is value)
+        o = out(Series(o, sq.support, sq.order, exact))
+        attn = out(Series(attn, sq.support, sq.order, exact))
+    else:
+        o, attn = _mha_math(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
+                            proj_bias, mask, mask_type)
     if not need_weights:
         return o, torch.empty(0, dtype=query.dtype, device=query.device)
     return o, (attn.mean(1) if average_attn_weights else attn)
+
+
+def _encoder_layer_jet(P, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu,
+                       norm_first, eps, nw1, nb1, nw2, nb2, fw1, fb1, fw2, fb2, mask, mask_type):
+    """_transformer_encoder_layer_fwd on first-order planes: ~45 plain kernels per layer instead of
+    ~45 LC dispatches (each several kernels) through the rules."""
+
+    def sa(X):
+        return _mha_jet(X, X, X, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, mask,
+                        mask_type, True)[0]
+
+    def ff(X):
+        h = _jet.linear(X, fw1, fb1)
+        h = _jet.gelu(h) if use_gelu else _jet.relu(h)
+        return _jet.linear(h, fw2, fb2)
+
+    def ln(X, w, b):
+        low = X.dtype in (torch.float16, torch.bfloat16)
+        return _jet.layer_norm(X.float() if low else X, 1, w, b, eps)[0].to(X.dtype)
+
+    if norm_first:
+        P = P + sa(ln(P, nw1, nb1))
+        return P + ff(ln(P, nw2, nb2))
+    P = ln(P + sa(P), nw1, nb1)
+    return ln(P + ff(P), nw2, nb2)
 
 
 @implements([aten._transformer_encoder_layer_fwd.default])
@@ -528,6 +569,16 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
                                   norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2,
                                   ffn_bias_2, mask=None, mask_type=None):
     import torch.nn.functional as F
+
+    weights = (qkv_weight, qkv_bias, proj_weight, proj_bias, norm_weight_1, norm_bias_1, norm_weight_2,
+               norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, mask)
+    s = first_order(src)
+    if s is not None and eps > 0 and _plain_weights(*weights):
+        P = _encoder_layer_jet(s.planes, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+                               use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2,
+                               norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, mask,
+                               mask_type)
+        return out(Series(P, s.support, s.order, A.min_exact(s.exact, s.order)))
 
     def sa(x):
         return _mha_math(x, x, x, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,

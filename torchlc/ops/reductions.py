@@ -8,7 +8,8 @@ import torch
 
 from .. import _algebra as A
 from .. import _support as S
-from .._tensor import LCTensor, Series, implements, series
+from .. import _jet
+from .._tensor import RULES, LCTensor, Series, implements, series
 from ._util import computation_planes, decomposed, first_order, out
 
 aten = torch.ops.aten
@@ -316,31 +317,22 @@ def safe_softmax(func, x, dim, dtype=None):
     return select(dead, 0.0, y)
 
 
-# -- softmax and log_softmax: first-order jets, general inputs through the decomposition -------------
-# For x = a + bε:  softmax(x) = s + s·(b − Σ s·b) ε  and  log_softmax(x) = log_softmax(a) + (b − Σ s·b) ε
-# with s = softmax(a) (the order-1 Taylor expansion, exact through ε¹). Three fused-size kernels
-# instead of the decomposition's exp/amax/sum/reciprocal chain of LC ops (and its leading-plane sync).
+# -- softmax and log_softmax: first-order jets (torchlc._jet), general inputs through the decomposition --
+# Three fused-size kernels instead of the decomposition's exp/amax/sum/reciprocal chain of LC ops (and
+# its leading-plane sync).
 
 
-@implements([aten._softmax.default])
-def softmax(func, x, dim, half_to_float):
-    s = first_order(x)
-    if s is None or half_to_float:
-        return decomposed(func, x, dim, half_to_float)
-    a, b = computation_planes(s)
-    y0 = torch.softmax(a, dim)
-    y1 = y0 * (b - (y0 * b).sum(dim, keepdim=True))
-    planes = torch.stack([y0, y1]).to(s.planes.dtype)
-    return out(Series(planes, s.support, s.order, A.min_exact(s.exact, s.order)))
+def _jet_rule(jet):
+    def rule(func, x, dim, half_to_float):
+        s = first_order(x)
+        if s is None or half_to_float:
+            return decomposed(func, x, dim, half_to_float)
+        planes = jet(computation_planes(s), dim).to(s.planes.dtype)
+        return out(Series(planes, s.support, s.order, A.min_exact(s.exact, s.order)))
+
+    rule.__name__ = jet.__name__
+    return rule
 
 
-@implements([aten._log_softmax.default])
-def log_softmax(func, x, dim, half_to_float):
-    s = first_order(x)
-    if s is None or half_to_float:
-        return decomposed(func, x, dim, half_to_float)
-    a, b = computation_planes(s)
-    y0 = torch.log_softmax(a, dim)
-    y1 = b - (y0.exp() * b).sum(dim, keepdim=True)
-    planes = torch.stack([y0, y1]).to(s.planes.dtype)
-    return out(Series(planes, s.support, s.order, A.min_exact(s.exact, s.order)))
+RULES[aten._softmax.default] = _jet_rule(_jet.softmax)
+RULES[aten._log_softmax.default] = _jet_rule(_jet.log_softmax)

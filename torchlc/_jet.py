@@ -1,0 +1,94 @@
+"""First-order jets on coefficient planes: the exact ε¹ formulas of composite layers.
+
+An LCTensor computed from ``x.nonstd(v)`` has two planes, P = (a, b) for a + bε, truncated at order 1.
+For that case a layer's result is f(a) + f'(a)·b ε (every ε² term is beyond the truncation), so a
+composite op can be computed on the planes with plain torch ops — one GEMM over both planes where the
+op is linear, the product rule where it is bilinear, the derivative formula elsewhere — instead of
+dispatching every primitive of its decomposition through the LC rules. The rules for ``_softmax``,
+``_log_softmax``, ``native_layer_norm`` and PyTorch's fused transformer kernels use these functions
+for first-order inputs and their general decompositions otherwise; tests check both paths agree.
+
+Every function takes and returns planes tensors of shape (2, *shape) in the computation dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import kernels
+from ._tensor import _inner_is_plain
+
+
+def _add_to_plane(Y, i, T):
+    """Y[i] + T as planes: in place on plain tensors; out of place for functorch wrappers (vmap
+    cannot write a batched value into an unbatched tensor)."""
+    if _inner_is_plain(Y) and _inner_is_plain(T):
+        Y[i] += T
+        return Y
+    planes = list(Y.unbind(0))
+    planes[i] = planes[i] + T
+    return torch.stack(planes)
+
+
+def linear(P, weight, bias=None):
+    """(a + bε)·Wᵀ + bias: one GEMM over both planes (planes fold into the batch), bias on ε⁰."""
+    Y = F.linear(P, weight)
+    return Y if bias is None else _add_to_plane(Y, 0, bias)
+
+
+def matmul(P, Q):
+    """(a + bε)(c + dε) = ac + (bc + ad)ε: one batched matmul for both planes of P against c, one
+    more for a·d."""
+    return _add_to_plane(torch.matmul(P, Q[0]), 1, torch.matmul(P[0], Q[1]))
+
+
+def softmax(P, dim):
+    """softmax(a + bε) = s + s·(b − Σ s·b) ε with s = softmax(a)."""
+    a, b = P
+    s = torch.softmax(a, dim)
+    return torch.stack([s, s * (b - (s * b).sum(dim, keepdim=True))])
+
+
+def log_softmax(P, dim):
+    """log_softmax(a + bε) = log_softmax(a) + (b − Σ softmax(a)·b) ε."""
+    a, b = P
+    y = torch.log_softmax(a, dim)
+    return torch.stack([y, b - (y.exp() * b).sum(dim, keepdim=True)])
+
+
+def layer_norm(P, n_dims, weight, bias, eps):
+    """Layer norm over the last ``n_dims`` dims; returns (out, mean, rstd) planes.
+
+    With centred c = c₀ + c₁ε and m = mean(c₀c₁): rstd = r₀ − r₀³·m ε, r₀ = (mean(c₀²) + eps)^(-1/2),
+    out = c₀r₀ + (c₁r₀ + c₀r₁)ε. Needs eps > 0 (else a constant row's variance starts at ε²)."""
+    dims = tuple(range(P.dim() - n_dims, P.dim()))
+    mean = P.mean(dims, keepdim=True)
+    C = P - mean
+    m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c₀²), mean(c₀c₁)]
+    r0 = (m[0] + eps).rsqrt()
+    r1 = -(r0 * r0 * r0) * m[1]
+    O = _add_to_plane(C * r0, 1, C[0] * r1)
+    if weight is not None:
+        O = O * weight
+    if bias is not None:
+        O = _add_to_plane(O, 0, bias)
+    return O, mean, torch.stack([r0, r1])
+
+
+def relu(P):
+    """relu by the sign of the leading coefficient (a > 0, or a = 0 and b > 0); NaN stays NaN."""
+    if (fused := kernels.fused("relu", P)) is not None:
+        return fused
+    a, b = P
+    nonpos = ((a < 0) | ((a == 0) & (b <= 0))) & (b == b)
+    return torch.where(nonpos, 0, P)
+
+
+def gelu(P, approximate="none"):
+    """gelu(a) + gelu'(a)·b ε."""
+    from .ops.analytic import taylor_gelu, taylor_gelu_tanh  # noqa: PLC0415  (ops import this module)
+
+    a, b = P
+    g, dg = (taylor_gelu if approximate == "none" else taylor_gelu_tanh)(a, 2)
+    return torch.stack([g, dg * b])
