@@ -30,3 +30,19 @@ def test_a_view_cannot_grow_its_support():
     with pytest.raises(RuntimeError, match="view"):
         e[0] = 1 / torchlc.eps()
     assert torchlc.support(e) == (0, 1)
+
+
+def test_inplace_writes_are_recorded_by_autograd():
+    # ATen's linear on a non-contiguous 3-D input ends in ``output.add_(bias)``: the write into the
+    # planes must be on the autograd tape, or bias.grad is silently missing
+    f64 = torch.float64
+    w = torch.randn(4, 3, dtype=f64, requires_grad=True)
+    b = torch.randn(4, dtype=f64, requires_grad=True)
+    x = torch.randn(2, 5, 3, dtype=f64)
+    y = torch.nn.functional.linear(x.nonstd(x).transpose(0, 1), w, b)
+    gw, gb = torch.autograd.grad(torchlc.coeff(y, 0).sum(), [w, b])
+    assert gb.tolist() == [10.0] * 4
+    torch.testing.assert_close(gw, x.sum((0, 1)).expand(4, 3))
+    z = torch.ones(3, dtype=f64).nonstd()
+    z.add_(b[:3])
+    assert torch.autograd.grad(torchlc.coeff(z, 0).sum(), b)[0].tolist() == [1.0, 1.0, 1.0, 0.0]

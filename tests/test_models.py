@@ -156,17 +156,10 @@ MODULES = {
                                   nn.Flatten(), nn.Linear(8, 3), nn.LogSoftmax(-1)), [(2, 1, 6, 6)]),
 }
 
-RNN_XFAIL = pytest.mark.xfail(
-    reason="torch's C++ RNN composite adds an LC gate into a plain tensor (aten::add_.Tensor) before "
-    "dispatch sees the RNN op; needs LCTensor.__torch_function__ routing torch._VF.rnn_*/gru/lstm "
-    "(see torchlc.ops.nn.TORCH_FUNCTION_OVERRIDES)", raises=TypeError, strict=False)
-
-
 def _module_params():
     for name in MODULES:
         for train in (True, False):
-            marks = [RNN_XFAIL] if name.startswith(("rnn", "gru", "lstm")) else []
-            yield pytest.param(name, train, id=f"{name}-{'train' if train else 'eval'}", marks=marks)
+            yield pytest.param(name, train, id=f"{name}-{'train' if train else 'eval'}")
 
 
 @pytest.mark.parametrize("name,train", list(_module_params()))
@@ -178,7 +171,7 @@ def test_module(name, train):
 
 
 def test_rnns_inference_mode():
-    # under inference_mode the RNN ops reach dispatch undecomposed and run torch's python decompositions
+    # under inference_mode the RNN ops would reach dispatch undecomposed; torchlc.ops.rnn runs them
     for make in (lambda: nn.RNN(3, 4, num_layers=2, batch_first=True, bidirectional=True),
                  lambda: nn.GRU(3, 4, batch_first=True), lambda: nn.LSTM(3, 4, bidirectional=True)):
         torch.manual_seed(0)

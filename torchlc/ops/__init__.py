@@ -87,7 +87,8 @@ def dispatch(func, args, kwargs):
                     f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
                     f"to {tuple(res.shape)}"
                 )
-            args[0]._set_storage(res)
+            with torch._C._RestorePythonTLSSnapshot():  # so autograd records the write into the planes
+                args[0]._set_storage(res)
             return args[0]
         if func.overloadpacket.__name__.endswith("_") or "out" in func._overloadname:
             raise NotImplementedError(f"torchlc: in-place/out= op aten.{func.name()} on an LCTensor")
@@ -113,7 +114,7 @@ def dispatch(func, args, kwargs):
 _tensor_module = __import__("torchlc._tensor", fromlist=["_DISPATCH"])
 _tensor_module._DISPATCH[0] = dispatch
 
-from . import analytic, arithmetic, discontinuous, factories, linalg, nn, reductions, shape, special  # noqa: E402,F401
+from . import analytic, arithmetic, discontinuous, factories, linalg, nn, reductions, rnn, shape, special  # noqa: E402,F401
 
 
 def register_linear_op(op, *, lc_arg: int = 0, bias_arg: int | None = None):

@@ -370,18 +370,6 @@ def adaptive_max_pool(func, x, output_size):
     return out(Series(vals, s.support, s.order, s.exact)), ind
 
 
-# -- recurrent layers: torch's python decompositions (the C++ composite writes into plain tensors) ----
-
-
-def _python_decomp(func, *args, **kwargs):
-    return torch._decomp.decomposition_table[func](*args, **kwargs)
-
-
-for _op in (aten.rnn_tanh.input, aten.rnn_tanh.data, aten.rnn_relu.input, aten.rnn_relu.data,
-            aten.gru.input, aten.gru.data, aten.lstm.input, aten.lstm.data):
-    RULES[_op] = _python_decomp
-
-
 # -- embedding bags with LC weights ------------------------------------------------------------------
 
 
@@ -642,25 +630,3 @@ def scatter_reduce(func, x, dim, index, src, reduce, *, include_self=True):
 @implements([aten._cdist_forward.default])
 def cdist_forward(func, x1, x2, p, compute_mode=None):
     return torch.linalg.vector_norm(x1.unsqueeze(-2) - x2.unsqueeze(-3), p, dim=-1)
-
-
-# -- recurrent layers under autograd -------------------------------------------------------------------
-# With autograd on, torch's C++ RNN composites (CompositeImplicitAutograd) run before dispatch sees an
-# LCTensor and add an LC gate into a plain hidden-state tensor. LCTensor.__torch_function__ can route
-# these torch._VF entry points to the python decompositions through this table.
-
-
-def _rnn_override(packet):
-    def fn(*args, **kwargs):
-        op = packet.data if isinstance(args[3], (list, tuple)) else packet.input
-        return torch._decomp.decomposition_table[op](*args, **kwargs)
-
-    return fn
-
-
-TORCH_FUNCTION_OVERRIDES = {
-    torch._VF.rnn_tanh: _rnn_override(aten.rnn_tanh),
-    torch._VF.rnn_relu: _rnn_override(aten.rnn_relu),
-    torch._VF.gru: _rnn_override(aten.gru),
-    torch._VF.lstm: _rnn_override(aten.lstm),
-}
