@@ -241,3 +241,69 @@ def test_fused_multi_head_attention_jet(need_weights, self_attention):
     torch.testing.assert_close(torchlc.coeff(o, 1), o1, rtol=1e-12, atol=1e-12)
     if need_weights:
         torch.testing.assert_close(torchlc.coeff(w, 1), w1, rtol=1e-12, atol=1e-12)
+
+
+# -- scaled_dot_product_attention: the CPU flash kernel and the math kernel ---------------------------
+
+_SDPA_CASES = {
+    "plain": {},
+    "causal": {"is_causal": True},
+    "bool_mask": {"attn_mask": "bool"},
+    "float_mask": {"attn_mask": "float"},
+    "scale": {"scale": 0.3},
+    "gqa": {"enable_gqa": True},
+}
+
+
+def _sdpa_inputs(case):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 4, 5, 8, generator=g, dtype=torch.float64)
+    kv_heads = 2 if case == "gqa" else 4
+    k = torch.randn(2, kv_heads, 7, 8, generator=g, dtype=torch.float64)
+    v = torch.randn(2, kv_heads, 7, 8, generator=g, dtype=torch.float64)
+    kw = dict(_SDPA_CASES[case])
+    if case == "causal":
+        k, v = torch.randn(2, 4, 5, 8, generator=g, dtype=torch.float64), torch.randn(2, 4, 5, 8, generator=g, dtype=torch.float64)
+    if kw.get("attn_mask") == "bool":
+        m = torch.rand(5, 7, generator=g) > 0.3
+        m[0] = False  # an entirely masked row: 0, like PyTorch's _safe_softmax
+        kw["attn_mask"] = m
+    elif kw.get("attn_mask") == "float":
+        kw["attn_mask"] = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    tangents = tuple(torch.randn(t.shape, generator=g, dtype=torch.float64) for t in (q, k, v))
+    return (q, k, v), tangents, kw
+
+
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode", "math_inference_mode"])
+@pytest.mark.parametrize("case", sorted(_SDPA_CASES))
+def test_sdpa_jet(mode, case):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    F = torch.nn.functional
+    primals, tangents, kw = _sdpa_inputs(case)
+    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad}.get(mode, torch.inference_mode)
+    import contextlib
+
+    backend = sdpa_kernel(SDPBackend.MATH) if mode.startswith("math") else contextlib.nullcontext()
+    with ctx(), backend:
+        y = F.scaled_dot_product_attention(*(p.nonstd(t) for p, t in zip(primals, tangents)), **kw)
+    with sdpa_kernel(SDPBackend.MATH):
+        y0, y1 = torch.func.jvp(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, **kw), primals, tangents)
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
+    if case == "bool_mask":
+        assert torchlc.coeffs(y)[:, :, :, 0].abs().max() == 0
+
+
+def test_sdpa_cpu_kernel_logsumexp():
+    (q, k, v), (dq, dk, dv), _ = _sdpa_inputs("plain")
+    out_lc, lse = aten._scaled_dot_product_flash_attention_for_cpu.default(q.nonstd(dq), k.nonstd(dk), v.nonstd(dv))
+    _, lse_plain = aten._scaled_dot_product_flash_attention_for_cpu.default(q, k, v)
+
+    def ref(a, b):
+        return torch.logsumexp(a @ b.transpose(-2, -1) / 8**0.5, -1)
+
+    l0, l1 = torch.func.jvp(ref, (q, k), (dq, dk))
+    torch.testing.assert_close(torchlc.coeff(lse, 0), lse_plain.double(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(torchlc.coeff(lse, 0), l0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(lse, 1), l1, rtol=1e-12, atol=1e-12)

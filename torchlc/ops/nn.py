@@ -503,6 +503,73 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
     return _jet.linear(o, proj_w, proj_b), attn
 
 
+def _sdpa_jet(sq, sk, sv, attn_mask, is_causal, scale, enable_gqa):
+    """softmax(q·kᵀ·scale + mask)·v on first-order planes, as PyTorch's math SDPA (q and k each scaled
+    by √scale; rows that are entirely masked give 0, like ``_safe_softmax``). Returns output and
+    attention-weight planes and the masked score planes."""
+    Q, K, V = sq.planes, sk.planes, sv.planes
+    E, L, S_ = Q.shape[-1], Q.shape[-2], K.shape[-2]
+    sf = (abs(scale) if scale is not None else 1.0 / E**0.5) ** 0.5
+    Q = Q * (-sf if scale is not None and scale < 0 else sf)
+    if enable_gqa and Q.shape[-3] != K.shape[-3]:
+        rep = Q.shape[-3] // K.shape[-3]
+        K, V = K.repeat_interleave(rep, dim=-3), V.repeat_interleave(rep, dim=-3)
+    if is_causal:
+        attn_mask = torch.ones(L, S_, dtype=torch.bool, device=Q.device).tril()
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=Q.dtype, device=Q.device).masked_fill(~attn_mask, float("-inf"))
+    scores = _jet.matmul(Q, (K * sf).transpose(-2, -1))
+    if attn_mask is not None:
+        scores = torch.stack([scores[0] + attn_mask, scores[1]])
+    low = scores.dtype in (torch.float16, torch.bfloat16)
+    attn = _jet.softmax(scores.float() if low else scores, -1).to(scores.dtype)
+    attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
+    return _jet.matmul(attn, V), attn, scores
+
+
+def _accumulate(t):
+    """In the accumulation dtype of PyTorch's attention kernels (float32 for half/bfloat16)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
+    """The first-order series of q, k, v when the SDPA jet applies (else None)."""
+    sq, sk, sv = first_order(query), first_order(key), first_order(value)
+    if None in (sq, sk, sv) or dropout_p > 0.0 or _lc(attn_mask):
+        return None
+    return sq, sk, sv
+
+
+@implements([aten._scaled_dot_product_attention_math.default])
+def sdpa_math(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, dropout_mask=None,
+              scale=None, enable_gqa=False):
+    """PyTorch's math SDPA (reached undecomposed under inference_mode) in one dispatch."""
+    qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
+    if qkv is None:
+        return func.decompose(query, key, value, attn_mask, dropout_p, is_causal, dropout_mask, scale,
+                              enable_gqa=enable_gqa)
+    o, attn, _ = _sdpa_jet(*qkv, attn_mask, is_causal, scale, enable_gqa)
+    sq = qkv[0]
+    exact = A.min_exact(*(s.exact for s in qkv), sq.order)
+    return out(Series(o, sq.support, sq.order, exact)), out(Series(attn, sq.support, sq.order, exact))
+
+
+@implements([aten._scaled_dot_product_flash_attention_for_cpu.default])
+def sdpa_flash_cpu(func, query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
+    """The CPU flash-attention kernel's result (output, logsumexp) on first-order q, k, v; the
+    logsumexp's ε¹ coefficient is Σ softmax·(score's ε¹)."""
+    qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
+    if qkv is None:
+        return decomposed(func, query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
+    o, attn, scores = _sdpa_jet(*qkv, attn_mask, is_causal, scale, query.shape[-3] != key.shape[-3])
+    lse0 = torch.logsumexp(scores[0], -1)
+    lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
+    sq = qkv[0]
+    exact = A.min_exact(*(s.exact for s in qkv), sq.order)
+    return (out(Series(o, sq.support, sq.order, exact)),
+            out(Series(_accumulate(torch.stack([lse0, lse1])), sq.support, sq.order, exact)))
+
+
 def _plain_weights(*ts) -> bool:
     return not any(_lc(t) for t in ts)
 
