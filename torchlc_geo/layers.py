@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .connectivity import build_connectivity, reverse_connectivity
+from .kernels.ops import _use_triton, geo_sparse_fm_eager, triton_available
 
 __all__ = ["COMPUTE_MODES", "DropPath", "GeoSparseLinear", "Norm", "geo_sparse_linear_fm"]
 
@@ -208,20 +209,10 @@ class GeoSparseLinear(nn.Module):
             return mode
         if torch.compiler.is_compiling():
             # inductor fuses the gather-multiply-reduce itself; on CUDA keep the Triton custom op
-            if xT.is_cuda:
-                from .kernels import triton_available
-
-                if triton_available():
-                    return "triton"
-            return "gather"
+            return "triton" if xT.is_cuda and triton_available() else "gather"
         if not _is_plain(xT) or _functorch_active():
             return "gather"
-        if xT.is_cuda:
-            from .kernels import triton_available
-
-            if triton_available():
-                return "triton"
-        return "fused"
+        return "triton" if xT.is_cuda and _use_triton(xT) else "fused"
 
     def _fused_tables(self, device):
         key = (str(device), self.idx.data_ptr())
@@ -262,8 +253,6 @@ class GeoSparseLinear(nn.Module):
                 xT = xT.to(w.dtype)
             return _FusedGeo.apply(xT.contiguous(), w, b, *self._fused_tables(xT.device))
         if mode == "triton":
-            from .kernels import geo_sparse_fm
-
             dev = xT.device.type
             if torch.is_autocast_enabled(dev):  # custom ops have no autocast rule: cast here
                 dt = torch.get_autocast_dtype(dev)
@@ -271,7 +260,7 @@ class GeoSparseLinear(nn.Module):
                 b = None if b is None else b.to(dt)
             elif w.dtype != xT.dtype:
                 xT = xT.to(w.dtype)
-            return geo_sparse_fm(xT, self.idx, w, b, self.rev_idx, self.rev_eid)
+            return geo_sparse_fm_eager(xT, self.idx, w, b, self.rev_idx, self.rev_eid)
         raise ValueError(f"unknown compute_mode {mode!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

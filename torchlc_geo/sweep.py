@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import itertools
 import json
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -115,11 +118,17 @@ def _build(spec: dict):
     return model, cfg, info
 
 
-def _run(spec: dict) -> dict:
+@functools.lru_cache(maxsize=1)
+def _task(shape: tuple[int, int], samples: int, seed: int):
+    # the same data serves the GeoSparseNet run and its three baselines (planned consecutively)
+    return local_field_task(shape, samples, seed=seed)
+
+
+def _run(spec: dict, epochs: int | None = None) -> dict:
     shape = _shape(spec["shape"])
-    data = local_field_task(shape, spec["samples"], seed=spec["seed"])
+    data = _task(shape, spec["samples"], spec["seed"])
     model, cfg, info = _build(spec)
-    tcfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch"], seed=spec["seed"], device=spec["device"],
+    tcfg = TrainConfig(epochs=epochs or spec["epochs"], batch_size=spec["batch"], seed=spec["seed"], device=spec["device"],
                        bf16=spec["bf16"], compile=spec["compile"], tf32=True)
     t0 = time.perf_counter()
     res = fit(model, data, tcfg)
@@ -128,6 +137,43 @@ def _run(spec: dict) -> dict:
     return {**spec, **res, "total_s": time.perf_counter() - t0,
             "sparse_macs": geo_macs(n, 1, cfg),
             "baseline_info": {k: v for k, v in info.items() if k in ("width", "hidden", "widths", "rel_diff")}}
+
+
+def _warm_one(spec: dict) -> tuple[str, float, str]:
+    t0 = time.perf_counter()
+    try:
+        _run(spec, epochs=1)
+        err = ""
+    except Exception as e:  # the timed run will record the error
+        err = f"{type(e).__name__}: {e}"
+    return spec["id"], time.perf_counter() - t0, err
+
+
+def warm_compile(specs: list[dict], workers: int) -> dict:
+    """Fill the on-disk Inductor/Triton caches for the ``compile=True`` runs in ``workers`` parallel
+    processes (one epoch each, results discarded), so that the timed runs afterwards compile from
+    warm caches.  Returns ``{"runs", "workers", "wall_s"}``.
+
+    Example:
+        >>> warm_compile([], 2)["runs"]
+        0
+    """
+    specs = [s for s in specs if s.get("compile")]
+    t0 = time.perf_counter()
+    if specs:
+        old = os.environ.get("TORCHINDUCTOR_COMPILE_THREADS")
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # parallel over processes instead
+        try:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(min(workers, len(specs))) as pool:
+                for rid, dt, err in pool.imap_unordered(_warm_one, specs):
+                    print(f"warm compile {rid}: {dt:.1f} s {err}", file=sys.stderr, flush=True)
+        finally:
+            if old is None:
+                os.environ.pop("TORCHINDUCTOR_COMPILE_THREADS", None)
+            else:
+                os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = old
+    return {"runs": len(specs), "workers": workers, "wall_s": time.perf_counter() - t0}
 
 
 def _load_done(path: Path) -> dict[str, dict]:
@@ -213,6 +259,11 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-runs", type=int, default=0, help="stop after this many new runs (0: all)")
+    p.add_argument("--time-budget", type=float, default=0,
+                   help="start no new run after this many seconds (0: no limit); rerun to resume")
+    p.add_argument("--warm-compile-workers", type=int, default=0,
+                   help="first fill the compile caches of the compile=True runs in N parallel processes "
+                        "(untimed); their timed runs then report warm-cache compile times")
     p.add_argument("--retry-failed", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -243,6 +294,14 @@ def main(argv=None) -> list[dict]:
     todo = [r for r in runs if r["id"] not in done or (args.retry_failed and done[r["id"]].get("status") != "ok")]
     if args.max_runs:
         todo = todo[:args.max_runs]
+    t_start = time.perf_counter()
+    warm = None
+    if args.warm_compile_workers and any(r.get("compile") for r in todo):
+        # the caches live on this machine only: run the compile runs first, right after warming
+        todo = [r for r in todo if r.get("compile")] + [r for r in todo if not r.get("compile")]
+        warm = warm_compile(todo, args.warm_compile_workers)
+        manifest["sessions"][-1]["warm_compile"] = warm
+        manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     if not args.quiet:
         print(f"sweep {out}: {len(runs)} planned, {len(runs) - len(todo)} already done, {len(todo)} to run")
     bar = None
@@ -255,8 +314,14 @@ def main(argv=None) -> list[dict]:
             bar = None
     with open(res_path, "a") as f:
         for spec in todo:
+            if args.time_budget and time.perf_counter() - t_start > args.time_budget:
+                print(f"time budget reached: {len(todo) - sum(1 for t in todo if t['id'] in done)} runs left "
+                      "(rerun with the same --out to resume)", file=sys.stderr)
+                break
             try:
                 r = {**_run(spec), "status": "ok"}
+                if spec.get("compile"):
+                    r["compile_cache"] = "warm" if warm else "cold"
             except Exception as e:  # record and continue: one failing config must not stop the sweep
                 r = {**spec, "status": "error", "error": f"{type(e).__name__}: {e}"}
             f.write(json.dumps(r, default=str) + "\n")

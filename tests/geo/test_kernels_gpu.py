@@ -33,10 +33,24 @@ def test_triton_matches_gather_on_cuda(dtype, tol, shape, B):
         torch.testing.assert_close(b.float(), a.float(), atol=tol * 10, rtol=tol * 10)
 
 
-def test_auto_mode_is_triton_on_cuda_and_net_runs_graphed():
+@pytest.mark.parametrize("autocast", [False, True])
+def test_auto_mode_is_triton_on_cuda_and_net_runs_graphed(autocast):
     net = GeoSparseNet(256, 1, GeoSparseConfig(shape=(16, 16), depth=2, k=8)).cuda()
     x = torch.randn(64, 256, device="cuda")
     assert net.blocks[0].fc1.resolved_mode(x.t()) == "triton"
-    y = net(x)
-    g = torch.cuda.make_graphed_callables(net, (x,))
-    torch.testing.assert_close(g(x), y, atol=1e-5, rtol=1e-5)
+    params = list(net.parameters())
+    with torch.autocast("cuda", torch.bfloat16, enabled=autocast, cache_enabled=False):
+        y = net(x)
+        gref = torch.autograd.grad(y.float().sum(), params)
+    # The eager autograd graph must not outlive this point: its AccumulateGrad nodes belong to the
+    # default stream, and a capture whose backward meets them fails ("operation would make the
+    # legacy stream depend on a capturing blocking stream"); this test used to keep `y` alive.
+    y = y.detach()
+    with torch.autocast("cuda", torch.bfloat16, enabled=autocast, cache_enabled=False):
+        g = torch.cuda.make_graphed_callables(net, (x,))
+        out = g(x)
+        got = torch.autograd.grad(out.float().sum(), params)
+    # the same kernels run eagerly and replayed: equal up to fp32 reassociation in the dense head
+    torch.testing.assert_close(out, y, atol=1e-5, rtol=1e-5)
+    for a, b in zip(got, gref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
