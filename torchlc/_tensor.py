@@ -224,7 +224,7 @@ class LCTensor(torch.Tensor):
         r._lc_view = False  # set by view ops: this tensor aliases another LCTensor's storage
         return r
 
-    from ._torch_function import torch_function as __torch_function__  # RNN entry points, else no-op
+    __torch_function__ = torch._C._disabled_torch_function_impl
 
     # ----------------------------------------------------------------------------------------------
     def _set_inner(self, inner):

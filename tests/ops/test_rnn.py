@@ -319,3 +319,22 @@ def test_plain_inputs_are_untouched():
     y, h = m(R(3, 2, 3))
     assert type(y) is torch.Tensor and type(h) is torch.Tensor
     assert y.grad_fn is not None
+
+
+def test_plain_recurrent_calls_are_unchanged_by_the_routing():
+    # torchlc registers a kernel at the autograd keys; plain calls must still run PyTorch's C++
+    # composite (bit for bit, including the dropout between layers), not a different decomposition
+    aten = torch.ops.aten
+    cia = torch._C.DispatchKey.CompositeImplicitAutograd
+    for cls, op in [(torch.nn.RNN, aten.rnn_tanh.input), (torch.nn.GRU, aten.gru.input), (torch.nn.LSTM, aten.lstm.input)]:
+        torch.manual_seed(0)
+        m = cls(4, 5, num_layers=2, dropout=0.5).double().train()
+        x = torch.randn(3, 2, 4, dtype=torch.float64, requires_grad=True)
+        torch.manual_seed(1)
+        y = m(x)[0]
+        hx = torch.zeros(2, 2, 5, dtype=torch.float64)
+        hx = [hx, hx] if cls is torch.nn.LSTM else hx
+        torch.manual_seed(1)
+        ref = op._op_dk(cia, x, hx, m._flat_weights, True, 2, 0.5, True, False, False)[0]
+        assert torch.equal(y, ref)
+        assert y.grad_fn is not None

@@ -5,10 +5,13 @@ place into a plain zero hidden state (``linear_hh(h).add_(linear_ih(x))``), and 
 kernels (``mkldnn_rnn_layer`` on CPU, ``_cudnn_rnn`` on CUDA). torch's own Python decompositions skip
 the dropout between layers. So the entry points (``torch._VF.rnn_tanh``/``rnn_relu``/``gru``/``lstm``,
 both the padded-input and the packed-sequence overloads, and the four ``*_cell`` functions) are
-replaced, whenever an argument is an LCTensor, by the implementation below (through
-``LCTensor.__torch_function__``, see :mod:`torchlc._torch_function`), and the same code is the aten
-rule for the ops when they reach dispatch undecomposed (``torch.inference_mode()``, direct
-``torch.ops.aten`` calls). Packed sequences work: ``_pack_padded_sequence`` has an aten rule, and
+replaced, whenever an argument is an LCTensor, by the implementation below: a kernel registered for
+these aten ops at the autograd dispatch keys (``AutogradCPU``/``AutogradCUDA``) sends LC calls below
+autograd to the rule (plain calls run PyTorch's own composite, unchanged), and the same rule serves the
+ops when they reach dispatch undecomposed (``torch.inference_mode()``, direct ``torch.ops.aten``
+calls). Routing at the aten level, rather than through ``LCTensor.__torch_function__``, keeps every
+other op free of the torch-function protocol and keeps PyTorch's fused transformer fast path
+available to LC inputs. Packed sequences work: ``_pack_padded_sequence`` has an aten rule, and
 ``_pad_packed_sequence`` (whose C++ composite copies into a plain tensor) is overridden like the layers.
 
 It is made of ordinary torch ops (linear, sigmoid, tanh, chunk, cat, dropout), so the LC rules apply
@@ -28,8 +31,7 @@ import torch.nn.functional as F
 
 from .. import _algebra as A
 from .. import _support as S
-from .._tensor import RULES, Series, implements, series
-from .._torch_function import overrides
+from .._tensor import RULES, LCTensor, Series, implements, series
 from ._util import out
 
 aten = torch.ops.aten
@@ -304,7 +306,40 @@ def pad_packed_sequence(data, batch_sizes, batch_first, padding_value, total_len
     return out(res), lengths
 
 
-# -- registration: torch-function overrides (autograd on) and aten rules (undecomposed ops) ------------
+# -- registration: aten rules, and autograd-key kernels that route LC calls to them ----------------------
+# With autograd on, the dispatcher runs these CompositeImplicitAutograd ops' C++ decompositions at the
+# Autograd key, before an LCTensor's Python key is reached. A kernel registered at the autograd keys
+# checks the arguments once: LC calls go below autograd (to __torch_dispatch__ and the rules, which
+# record autograd on the coefficient planes); plain calls run PyTorch's composite exactly as before.
+
+_AUTOGRAD_KEYS = ("AutogradCPU", "AutogradCUDA")
+_LIB = torch.library.Library("aten", "IMPL")  # kept alive for the process
+
+
+def _has_lc(args) -> bool:
+    for a in args:
+        if isinstance(a, LCTensor):
+            return True
+        if isinstance(a, (list, tuple)) and any(isinstance(t, LCTensor) for t in a):
+            return True
+    return False
+
+
+_CIA = torch._C.DispatchKey.CompositeImplicitAutograd
+
+
+def _route_below_autograd(op):
+    def kernel(*args, **kwargs):
+        if _has_lc(args) or _has_lc(kwargs.values()):
+            with torch._C._AutoDispatchBelowAutograd():
+                return op(*args, **kwargs)
+        # PyTorch's C++ composite itself (op.decompose would pick torch._decomp's Python version,
+        # which differs, e.g. it skips the dropout between layers)
+        return op._op_dk(_CIA, *args, **kwargs)
+
+    name = op._schema.name.split("::", 1)[1] + ("" if op._overloadname == "default" else "." + op._overloadname)
+    for key in _AUTOGRAD_KEYS:
+        _LIB.impl(name, kernel, key)
 
 
 def _as_rule(fn):
@@ -314,13 +349,18 @@ def _as_rule(fn):
     return rule
 
 
+_ROUTED = []
 for _kind in _STEPS:
-    _fn = overrides([getattr(torch._VF, _kind)])(_entry(_kind))
+    _fn = _entry(_kind)
     RULES[getattr(aten, _kind).input] = RULES[getattr(aten, _kind).data] = _as_rule(_fn)
+    _ROUTED += [getattr(aten, _kind).input, getattr(aten, _kind).data]
 
 for _name, _fn in _CELLS.items():
-    overrides([getattr(torch._VF, _name)])(_fn)
     RULES[getattr(aten, _name).default] = _as_rule(_fn)
+    _ROUTED.append(getattr(aten, _name).default)
 
-overrides([torch._VF._pad_packed_sequence])(pad_packed_sequence)
 RULES[aten._pad_packed_sequence.default] = _as_rule(pad_packed_sequence)
+_ROUTED.append(aten._pad_packed_sequence.default)
+
+for _op in _ROUTED:
+    _route_below_autograd(_op)
