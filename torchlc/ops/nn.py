@@ -33,8 +33,19 @@ def bmm(func, a, b):
     return out(A.bilinear(series(a), series(b), torch.bmm))
 
 
+def _planes_of(x):
+    return x._inner[0] if type(x) is LCTensor and x._layout == "planes" else None
+
+
 @implements([aten.addmm.default])
 def addmm(func, bias, a, b, *, beta=1, alpha=1):
+    P = _planes_of(a)
+    if P is not None and beta == 1 and alpha == 1 and type(b) is torch.Tensor and type(bias) is torch.Tensor:
+        # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
+        T, M, K = P.shape
+        Y = torch.mm(P.reshape(T * M, K), b).view(T, M, -1)
+        res = A.add_bias(Series(Y, a._support, a._order, a._exact), bias)
+        return out(res)
     res = A.bilinear(series(a), series(b), torch.mm)
     if alpha != 1:
         res = A.scale(res, alpha)
