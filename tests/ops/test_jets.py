@@ -307,3 +307,18 @@ def test_sdpa_cpu_kernel_logsumexp():
     torch.testing.assert_close(torchlc.coeff(lse, 0), lse_plain.double(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(torchlc.coeff(lse, 0), l0, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torchlc.coeff(lse, 1), l1, rtol=1e-12, atol=1e-12)
+
+
+def test_sdpa_general_inputs_take_the_decomposition():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    (q, k, v), (dq, dk, dv), _ = _sdpa_inputs("plain")
+    mask = torch.randn(5, 7, dtype=torch.float64)
+    f = lambda a, b, c: torch.nn.functional.scaled_dot_product_attention(a, b, c, attn_mask=mask, scale=0.4)  # noqa: E731
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+        y = f(q.nonstd(dq, order=2), k.nonstd(dk, order=2), v.nonstd(dv, order=2))  # order 2: not a jet
+    with sdpa_kernel(SDPBackend.MATH):
+        y0, y1 = torch.func.jvp(f, (q, k, v), (dq, dk, dv))
+    assert torchlc.order(y) == 2
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)

@@ -557,7 +557,7 @@ def sdpa_math(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     """PyTorch's math SDPA (reached undecomposed under inference_mode) in one dispatch."""
     qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
     if qkv is None:
-        return func.decompose(query, key, value, attn_mask, dropout_p, is_causal, dropout_mask, scale,
+        return func.decompose(query, key, value, attn_mask, dropout_p, is_causal, dropout_mask, scale=scale,
                               enable_gqa=enable_gqa)
     o, attn, _ = _sdpa_jet(*qkv, attn_mask, is_causal, scale, enable_gqa)
     sq = qkv[0]
