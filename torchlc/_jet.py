@@ -17,18 +17,20 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
-from ._tensor import _inner_is_plain
 
 
 def _add_to_plane(Y, i, T):
     """Y[i] + T as planes: in place on plain tensors; out of place for functorch wrappers (vmap
     cannot write a batched value into an unbatched tensor)."""
-    if _inner_is_plain(Y) and _inner_is_plain(T):
-        Y[i] += T
-        return Y
-    planes = list(Y.unbind(0))
-    planes[i] = planes[i] + T
-    return torch.stack(planes)
+    if _is_wrapped(Y) or _is_wrapped(T) or torch.compiler.is_compiling():
+        planes = list(Y.unbind(0))
+        planes[i] = planes[i] + T
+        return torch.stack(planes)
+    Y[i].add_(T)
+    return Y
+
+
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
 def linear(P, weight, bias=None):

@@ -322,3 +322,31 @@ def test_sdpa_general_inputs_take_the_decomposition():
     assert torchlc.order(y) == 2
     torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["efficient", "flash", "cudnn"])
+@pytest.mark.parametrize("order", [1, 2])
+def test_sdpa_cuda_kernels_on_lc(kernel, order):
+    # PyTorch's CUDA SDPA backends have no CPU kernels, but the LC rules run before the backend, so
+    # they are exercised here directly: output as the math kernel, logsumexp as its jet
+    (q, k, v), (dq, dk, dv), _ = _sdpa_inputs("causal")
+    Q, K, V = q.nonstd(dq, order=order), k.nonstd(dk, order=order), v.nonstd(dv, order=order)
+    if kernel == "efficient":
+        res = aten._scaled_dot_product_efficient_attention.default(Q, K, V, None, True, 0.0, True)
+    elif kernel == "flash":
+        res = aten._scaled_dot_product_flash_attention.default(Q, K, V, 0.0, True)
+    else:
+        res = aten._scaled_dot_product_cudnn_attention.default(Q, K, V, None, True, 0.0, True)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    f = lambda a, b, c: torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True)  # noqa: E731
+    with sdpa_kernel(SDPBackend.MATH):
+        y0, y1 = torch.func.jvp(f, (q, k, v), (dq, dk, dv))
+    torch.testing.assert_close(torchlc.coeff(res[0], 0), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(res[0], 1), y1, rtol=1e-12, atol=1e-12)
+    if order == 1:
+        mask = torch.ones(5, 5, dtype=torch.bool).tril()
+        ref = lambda a, b: torch.logsumexp((a @ b.transpose(-2, -1) / 8**0.5).masked_fill(~mask, float("-inf")), -1)  # noqa: E731
+        l0, l1 = torch.func.jvp(ref, (q, k), (dq, dk))
+        torch.testing.assert_close(torchlc.coeff(res[1], 0), l0, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(torchlc.coeff(res[1], 1), l1, rtol=1e-12, atol=1e-12)

@@ -33,6 +33,10 @@ def bmm(func, a, b):
     return out(A.bilinear(series(a), series(b), torch.bmm))
 
 
+def _plain_tensor(x) -> bool:
+    return isinstance(x, torch.Tensor) and not isinstance(x, LCTensor)  # nn.Parameter included
+
+
 def _planes_of(x):
     return x._inner[0] if type(x) is LCTensor and x._layout == "planes" else None
 
@@ -40,7 +44,7 @@ def _planes_of(x):
 @implements([aten.addmm.default])
 def addmm(func, bias, a, b, *, beta=1, alpha=1):
     P = _planes_of(a)
-    if P is not None and beta == 1 and alpha == 1 and type(b) is torch.Tensor and type(bias) is torch.Tensor:
+    if P is not None and beta == 1 and alpha == 1 and _plain_tensor(b) and _plain_tensor(bias):
         # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
         T, M, K = P.shape
         Y = torch.mm(P.reshape(T * M, K), b).view(T, M, -1)
@@ -569,16 +573,59 @@ def sdpa_math(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
 def sdpa_flash_cpu(func, query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
     """The CPU flash-attention kernel's result (output, logsumexp) on first-order q, k, v; the
     logsumexp's ε¹ coefficient is Σ softmax·(score's ε¹)."""
-    qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
-    if qkv is None:
+    if _sdpa_first_order(query, key, value, attn_mask, dropout_p) is None:
         return decomposed(func, query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
-    o, attn, scores = _sdpa_jet(*qkv, attn_mask, is_causal, scale, query.shape[-3] != key.shape[-3])
-    lse0 = torch.logsumexp(scores[0], -1)
-    lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
-    sq = qkv[0]
-    exact = A.min_exact(*(s.exact for s in qkv), sq.order)
-    return (out(Series(o, sq.support, sq.order, exact)),
-            out(Series(_accumulate(torch.stack([lse0, lse1])), sq.support, sq.order, exact)))
+    return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale)
+
+
+def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale):
+    """(output, logsumexp) of attention on LC q, k, v: the jet for first-order inputs; otherwise
+    PyTorch's math kernel through the LC rules, and no logsumexp (None). The logsumexp is an
+    auxiliary output kept only for these kernels' own backward, which LC wrappers never run."""
+    gqa = query.shape[-3] != key.shape[-3]
+    qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
+    if qkv is not None:
+        o, attn, scores = _sdpa_jet(*qkv, attn_mask, is_causal, scale, gqa)
+        lse0 = torch.logsumexp(scores[0], -1)
+        lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
+        sq = qkv[0]
+        exact = A.min_exact(*(s.exact for s in qkv), sq.order)
+        return (out(Series(o, sq.support, sq.order, exact)),
+                out(Series(_accumulate(torch.stack([lse0, lse1])), sq.support, sq.order, exact)))
+    o, _ = aten._scaled_dot_product_attention_math.default(
+        query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=gqa)
+    return o, None
+
+
+@implements([aten._scaled_dot_product_efficient_attention.default])
+def sdpa_efficient(func, query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False, *,
+                   scale=None):
+    """CUDA memory-efficient attention on LC inputs: the same math (the jet for first order); the
+    RNG outputs are empty (torchlc's dropout, if any, ran through the math kernel)."""
+    o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale)
+    empty = torch.empty(0, dtype=torch.int64, device=query.device)
+    return o, (lse if lse is not None and compute_log_sumexp else empty.float()), empty, empty
+
+
+@implements([aten._scaled_dot_product_flash_attention.default])
+def sdpa_flash(func, query, key, value, dropout_p=0.0, is_causal=False, return_debug_mask=False, *, scale=None):
+    """CUDA flash attention on LC inputs: the same math (the jet for first order)."""
+    o, lse = _attention_with_lse(query, key, value, None, dropout_p, is_causal, scale)
+    empty = torch.empty(0, dtype=torch.int64, device=query.device)
+    L, S_ = query.shape[-2], key.shape[-2]
+    return (o, lse if lse is not None else empty.float(), empty, empty, L, S_, empty, empty,
+            torch.empty(0, dtype=query.dtype, device=query.device))
+
+
+@implements([aten._scaled_dot_product_cudnn_attention.default])
+def sdpa_cudnn(func, query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False,
+               return_debug_mask=False, *, scale=None):
+    """cuDNN attention on LC inputs: the same math (the jet for first order)."""
+    o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale)
+    empty = torch.empty(0, dtype=torch.int64, device=query.device)
+    L, S_ = query.shape[-2], key.shape[-2]
+    return (o, lse if lse is not None and compute_log_sumexp else empty.float(), empty, empty, L, S_, empty,
+            empty, torch.empty(0, dtype=query.dtype, device=query.device))
 
 
 def _plain_weights(*ts) -> bool:
