@@ -39,6 +39,20 @@ def _leaf_key(a):
     return ("c", a)
 
 
+def _flatten_inputs(args, kwargs):
+    """Leaves and structure of a call; positional tensors only (the usual ``f(x)``) skip pytree, whose
+    flatten/unflatten would cost more than the compiled graph's launch for small models."""
+    if not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+        return list(args), len(args)
+    return tree_flatten((args, kwargs))
+
+
+def _unflatten_inputs(flat, spec):
+    if isinstance(spec, int):
+        return tuple(flat), {}
+    return tree_unflatten(flat, spec)
+
+
 def _lift_grad_constants(gm):
     """Turn tensors the trace baked in as constants but that require grad into graph inputs."""
     lifted = []
@@ -79,7 +93,7 @@ def compile(fn=None, **compile_kwargs):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        flat, spec = tree_flatten((args, kwargs))
+        flat, spec = _flatten_inputs(args, kwargs)
         key = (spec, tuple(_leaf_key(a) for a in flat))
         entry = cache.get(key)
         tensor_pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor)]
@@ -92,10 +106,10 @@ def compile(fn=None, **compile_kwargs):
                 for i, t in zip(tensor_pos, tensors):
                     a = flat[i]
                     rebuilt[i] = wrap(t, *_meta(a)) if isinstance(a, LCTensor) else t
-                a, k = tree_unflatten(rebuilt, spec)
+                a, k = _unflatten_inputs(rebuilt, spec)
                 res = fn(*a, **k)
                 out_flat, out_spec = tree_flatten(res)
-                out_meta["spec"] = out_spec
+                out_meta["spec"] = None if isinstance(res, torch.Tensor) else out_spec  # None: one tensor
                 out_meta["lc"] = {j: _meta(o) for j, o in enumerate(out_flat) if isinstance(o, LCTensor)}
                 outs = [o._planes_view() if isinstance(o, LCTensor) else o for o in out_flat]
                 # data-dependent decisions were taken from the example inputs: one flag says
@@ -119,6 +133,8 @@ def compile(fn=None, **compile_kwargs):
                 return fn(*args, **kwargs)
         lc_out = out_meta["lc"]
         outs = [wrap(o, *lc_out[j]) if j in lc_out else o for j, o in enumerate(outs)]
+        if out_meta["spec"] is None:
+            return outs[0]
         return tree_unflatten(outs, out_meta["spec"])
 
     return wrapper
