@@ -177,6 +177,17 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
 _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
+def _outside_inference(owner, inner):
+    """``inner`` storage for ``owner``: under ``torch.inference_mode()`` a normal (non-inference)
+    LCTensor that adopts new storage (an in-place op that grows its support) gets normal copies of
+    the inference tensors, so it stays usable outside the region, as a plain tensor updated in place
+    there does."""
+    if not torch.is_inference_mode_enabled() or owner.is_inference():
+        return inner
+    with torch.inference_mode(False), torch.no_grad():
+        return tuple(t.clone() if t.is_inference() else t for t in inner)
+
+
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 
 
@@ -240,7 +251,13 @@ class LCTensor(torch.Tensor):
         if self._cache is None:
             from . import layouts
 
-            self._cache = layouts.decode(self)
+            if torch.is_inference_mode_enabled() and not self.is_inference():
+                # a normal tensor outlives this inference_mode region: cache normal planes, or its
+                # later use with autograd or in-place would meet inference tensors
+                with torch.inference_mode(False), torch.no_grad():
+                    self._cache = layouts.decode(self)
+            else:
+                self._cache = layouts.decode(self)
         return self._cache
 
     def _set_storage(self, other: LCTensor):
@@ -264,7 +281,7 @@ class LCTensor(torch.Tensor):
             )
         else:
             self._layout = other._layout
-            self._set_inner(other._inner)
+            self._set_inner(_outside_inference(self, other._inner))
             self._support = other._support
         self._zero = None
         self._order = other._order if self._order is None else max(self._order, other._order or self._order)

@@ -21,27 +21,78 @@ def _norm(d, ndim):
     return d + ndim if d < 0 else d
 
 
-def structural(x: LCTensor, fn):
-    """Apply a data-movement ``fn(storage, shift)`` to x's storage; fn may return a list."""
+_inference_mode_on = torch.is_inference_mode_enabled
+_InferenceMode = torch._C._InferenceMode
+_is_inference = torch.Tensor.is_inference
+
+
+def structural(x: LCTensor, fn, alias=True):
+    """Apply a data-movement ``fn(storage, shift)`` to x's storage; fn may return a list.
+
+    ``alias``: whether torch's op returns a view of its input: True for view ops, False for ops that
+    return fresh tensors, None for those that return either (reshape, contiguous), decided by ``fn``'s
+    result. Views write in place through to their base (``_lc_view``).
+    """
     if x._layout == "boxed":
-        res = fn(x._inner[0], 0)
+        src = x._inner[0]
+        res = fn(src, 0)
         mk = lambda t: LCTensor("boxed", (t,), x._support, x._order, x._exact, t.shape, x.dtype)  # noqa: E731
     else:
-        res = fn(x._planes_view(), 1)
+        src = x._planes_view()
+        res = fn(src, 1)
         mk = lambda t: wrap(t, x._support, x._order, x._exact)  # noqa: E731
-    def mark(r, t):
-        r._lc_view = t._is_view()  # in-place writes through a view must reach its base
-        return r
+    # A view takes its base's inference mode, as torch's own views do (they copy the base's dispatch
+    # keys); everything else is created in the current mode. Built in the current mode, a view of a
+    # normal LCTensor inside inference_mode would be an inference tensor, and the ADInplaceOrView
+    # kernel's as_view, which gives a view its base's version counter, raises "Cannot set
+    # version_counter for inference tensor". Hot path (no inference_mode anywhere): one mode check
+    # and one check of the storage (an inference LCTensor built from normal storage is the only miss:
+    # its views outside the region are then normal tensors, which is harmless).
+    if alias is not False:
+        if _inference_mode_on():
+            inference = _is_inference(x)
+            other_mode = not inference
+        else:
+            other_mode = inference = _is_inference(src) and _is_inference(x)
+        if other_mode:
+            plain_mk = mk
+
+            def mk(t):
+                if alias or _aliases(t, src):
+                    with _InferenceMode(inference):
+                        return plain_mk(t)
+                return plain_mk(t)
 
     if isinstance(res, (list, tuple)):
-        return [mark(mk(t), t) for t in res]
-    return mark(mk(res), res)
+        out = [mk(t) for t in res]
+        for r, t in zip(out, res):
+            r._lc_view = alias if alias is not None else t._is_view()
+        return out
+    r = mk(res)
+    r._lc_view = alias if alias is not None else res._is_view()
+    return r
+
+
+def _aliases(t, src) -> bool:
+    """Whether ``t`` shares ``src``'s storage (views of inference tensors keep no ``_base``)."""
+    if t is src:
+        return True
+    try:
+        return t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without data (fake, functorch-wrapped)
+        return t._base is not None
 
 
 @implements([aten.view.default, aten._unsafe_view.default, aten.reshape.default])
 def view(func, x, size):
-    return structural(x, lambda t, k: t.view(*t.shape[:k], *size) if func is aten.view.default
-                      else t.reshape(*t.shape[:k], *size))
+    if func is aten.view.default:
+        return structural(x, lambda t, k: t.view(*t.shape[:k], *size))
+    r = structural(x, lambda t, k: t.reshape(*t.shape[:k], *size), None)
+    if r._lc_view and func is aten.reshape.default and _inference_mode_on() and not _is_inference(x):
+        # reshape (composite) arrives here undecomposed under inference_mode; on a normal tensor
+        # torch's reshape is then a tracked view (shared version counter, _base): dispatch the view
+        return aten.view.default(x, size)
+    return r
 
 
 @implements([aten.expand.default])
@@ -114,10 +165,32 @@ def split(func, x, sizes, dim=0):
     return structural(x, lambda t, k: func(t, sizes, d + k))
 
 
+@implements([aten.narrow.default])
+def narrow(func, x, dim, start, length):
+    # composite, but with an ADInplaceOrView kernel: under inference_mode it arrives here, and its
+    # decomposition's result (already a view of x) cannot be made a view a second time
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: t.narrow(d + k, start, length))
+
+
+@implements([aten.chunk.default])
+def chunk(func, x, chunks, dim=0):
+    d = _norm(dim, x.dim())  # as narrow
+    return structural(x, lambda t, k: t.chunk(chunks, d + k))
+
+
 @implements([aten.unbind.int])
 def unbind(func, x, dim=0):
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: t.unbind(d + k))
+
+
+@implements([aten.unfold.default])
+def unfold(func, x, dim, size, step):
+    if x.dim() == 0:  # torch treats a 0-d tensor as one element (planes have no dim to unfold)
+        return per_plane(func, (x, dim, size, step), {}, (0,))
+    d = _norm(dim, x.dim())
+    return structural(x, lambda t, k: t.unfold(d + k, size, step))  # a view, as torch's unfold is
 
 
 @implements([aten.diagonal.default])
@@ -129,9 +202,9 @@ def diagonal(func, x, offset=0, dim1=0, dim2=1):
 @implements([aten.clone.default])
 def clone(func, x, *, memory_format=None):
     if memory_format in (None, torch.preserve_format):
-        return structural(x, lambda t, k: t.clone())
+        return structural(x, lambda t, k: t.clone(), False)
     # contiguous (and, for simplicity, channels_last requests): plane-major contiguous storage
-    return structural(x, lambda t, k: t.clone(memory_format=torch.contiguous_format))
+    return structural(x, lambda t, k: t.clone(memory_format=torch.contiguous_format), False)
 
 
 @implements([aten.detach.default])
@@ -142,15 +215,15 @@ def detach(func, x):
 @implements([aten.flip.default])
 def flip(func, x, dims):
     n = x.dim()
-    return structural(x, lambda t, k: t.flip([_norm(d, n) + k for d in dims]))
+    return structural(x, lambda t, k: t.flip([_norm(d, n) + k for d in dims]), False)
 
 
 @implements([aten.roll.default])
 def roll(func, x, shifts, dims=()):
     n = x.dim()
     if not dims:
-        return structural(x, lambda t, k: t.flatten(k).roll(shifts, k).view(t.shape))
-    return structural(x, lambda t, k: t.roll(shifts, [_norm(d, n) + k for d in dims]))
+        return structural(x, lambda t, k: t.flatten(k).roll(shifts, k).view(t.shape), False)
+    return structural(x, lambda t, k: t.roll(shifts, [_norm(d, n) + k for d in dims]), False)
 
 
 @implements([aten.repeat.default])
@@ -159,12 +232,12 @@ def repeat(func, x, repeats):
         t = broadcast_planes(t, len(repeats)) if k else t
         return t.repeat(*([1] * k), *repeats)
 
-    return structural(x, fn)
+    return structural(x, fn, False)
 
 
 @implements([aten.index.Tensor])
 def index(func, x, indices):
-    return structural(x, lambda t, k: aten.index.Tensor(t, [None] * k + list(indices)))
+    return structural(x, lambda t, k: aten.index.Tensor(t, [None] * k + list(indices)), False)
 
 
 @implements([aten.index_select.default])
@@ -172,7 +245,7 @@ def index_select(func, x, dim, idx):
     if x.dim() == 0:  # torch treats a 0-d tensor as one element and returns 0-d
         return aten.squeeze.default(index_select(func, aten.unsqueeze.default(x, 0), 0, idx.reshape(-1)))
     d = _norm(dim, x.dim())
-    return structural(x, lambda t, k: t.index_select(d + k, idx))
+    return structural(x, lambda t, k: t.index_select(d + k, idx), False)
 
 
 @implements([aten.gather.default])
@@ -183,7 +256,7 @@ def gather(func, x, dim, idx, *, sparse_grad=False):
         i = idx.unsqueeze(0).expand(t.shape[0], *idx.shape) if k else idx
         return t.gather(d + k, i)
 
-    return structural(x, fn)
+    return structural(x, fn, False)
 
 
 def _lc_args(xs):
@@ -258,7 +331,6 @@ _VALUE_POS = {
     aten.select_scatter.default: (0, 1),
     aten.diagonal_scatter.default: (0, 1),
     aten.take.default: (0,),
-    aten.unfold.default: (0,),
     aten.tril.default: (0,),
     aten.triu.default: (0,),
 }
@@ -333,4 +405,4 @@ def is_same_size(func, a, b):
 
 @implements([aten.contiguous.default])
 def contiguous(func, x, memory_format=torch.contiguous_format):
-    return structural(x, lambda t, k: t.contiguous())
+    return structural(x, lambda t, k: t.contiguous(), None)
