@@ -183,6 +183,7 @@ def bench_net(args, device, dtype) -> list[dict]:
         fns[name] = fn
         meta[name] = {"params": count_params(m), "warmup_s": warm, "compile_s": compile_s, **info}
     res = measure_interleaved(fns, rounds=args.rounds, min_run_time=args.min_time)
+    steps = interleaved_steps(fns, args.interleave_steps, device) if args.interleave_steps else {}
     ref_name = next((k for k in res if k == f"geo[{args.modes[0]}]"), None)
     rows = []
     for name, r in res.items():
@@ -190,8 +191,38 @@ def bench_net(args, device, dtype) -> list[dict]:
                **meta[name]}
         if ref_name:
             row["time_vs_geo"] = r["median_s"] / res[ref_name]["median_s"]
+        if steps:
+            row.update({f"step_{q}_ms": v * 1e3 for q, v in steps[name].items()})
+            if ref_name:
+                row.update({f"step_{q}_vs_geo": v / steps[ref_name][q] for q, v in steps[name].items()})
         rows.append(row)
     return rows
+
+
+def interleaved_steps(fns: dict, n: int, device=None) -> dict[str, dict[str, float]]:
+    """Single calls of every function in turn, ``n`` times: per function the minimum, 10th
+    percentile and median of the single-call times (seconds).  On a shared machine the minimum and
+    low percentiles of finely interleaved calls are the least load-dependent comparison.
+
+    Example:
+        >>> r = interleaved_steps({"a": lambda: None}, 3)
+        >>> sorted(r["a"])
+        ['med', 'min', 'p10']
+    """
+    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == "cuda" else (lambda: None)
+    per: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(n):
+        for name, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            per[name].append(time.perf_counter() - t0)
+
+    def q(v, f):
+        return sorted(v)[int(f * (len(v) - 1))]
+
+    return {k: {"min": q(v, 0.0), "p10": q(v, 0.1), "med": q(v, 0.5)} for k, v in per.items()}
 
 
 def bench_layer(args, device, dtype) -> list[dict]:
@@ -263,6 +294,14 @@ def _markdown(rows: list[dict]) -> str:
             cs = "" if r.get("compile_s") is None else f"{r['compile_s']:.2f}"
             out.append(f"| {r['model']} | {r['params']:,} | {r['fwd_bwd_ms']:.2f} | "
                        f"{r.get('time_vs_geo', float('nan')):.2f}× | {r['warmup_s']:.3f} | {cs} |")
+        if "step_min_ms" in net[0]:
+            out += ["", "Single steps interleaved model by model:", "",
+                    "| model | min ms | p10 ms | median ms | min / GeoSparseNet | p10 / GeoSparseNet | median / GeoSparseNet |",
+                    "|---|---:|---:|---:|---:|---:|---:|"]
+            for r in net:
+                out.append(f"| {r['model']} | {r['step_min_ms']:.2f} | {r['step_p10_ms']:.2f} | {r['step_med_ms']:.2f} | "
+                           f"{r.get('step_min_vs_geo', float('nan')):.2f}× | {r.get('step_p10_vs_geo', float('nan')):.2f}× | "
+                           f"{r.get('step_med_vs_geo', float('nan')):.2f}× |")
     lay = [r for r in rows if r["bench"] == "layer"]
     if lay:
         def f(v, fmt):
@@ -313,6 +352,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--layer-modes", nargs="+", default=["auto", "fused", "gather", "embedding_bag"])
     p.add_argument("--skip-net", action="store_true")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--interleave-steps", type=int, default=0,
+                   help="also time N rounds of single steps, one per model in turn (min / p10 / median)")
     p.add_argument("--min-time", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
