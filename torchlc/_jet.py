@@ -70,12 +70,12 @@ def layer_norm(P, n_dims, weight, bias, eps):
     m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c₀²), mean(c₀c₁)]
     r0 = (m[0] + eps).rsqrt()
     r1 = -(r0 * r0 * r0) * m[1]
-    O = _add_to_plane(C * r0, 1, C[0] * r1)
+    res = _add_to_plane(C * r0, 1, C[0] * r1)
     if weight is not None:
-        O = O * weight
+        res = res * weight
     if bias is not None:
-        O = _add_to_plane(O, 0, bias)
-    return O, mean, torch.stack([r0, r1])
+        res = _add_to_plane(res, 0, bias)
+    return res, mean, torch.stack([r0, r1])
 
 
 def relu(P):

@@ -90,7 +90,7 @@ CASES = {
     "cholesky": (lambda a: torch.linalg.cholesky(a + a.mT), (_spd(4),)),
     "cholesky_upper": (lambda a: torch.linalg.cholesky(a + a.mT, upper=True), (_spd(4),)),
     # (torch's jvp of these uses the whole tangent of L, though the op reads only its lower triangle)
-    "cholesky_solve": (lambda b, l: torch.cholesky_solve(b, l.tril()), (B43, torch.linalg.cholesky(_spd(4)))),
+    "cholesky_solve": (lambda b, low: torch.cholesky_solve(b, low.tril()), (B43, torch.linalg.cholesky(_spd(4)))),
     "det": (torch.linalg.det, (A4,)),
     "slogdet": (torch.linalg.slogdet, (A4,)),
     "logdet": (torch.logdet, (_spd(4),)),

@@ -64,7 +64,7 @@ def test_bessel_third_order_against_nested_jvp():
     v = torch.ones_like(a)
     for f in (torch.i0, torch.special.i1, torch.special.i0e, torch.special.i1e):
         y = f(a.nonstd(order=3))
-        d3 = jvp(lambda z: d2(f, z, v), (a,), (v,))[1]
+        d3 = jvp(lambda z, f=f: d2(f, z, v), (a,), (v,))[1]
         assert_close(torchlc.coeff(y, 3), d3 / 6, rtol=1e-8, atol=1e-10)
     # at 0 (where torch's nested jvp of i1 is unreliable): I0 = 1 + t²/4, I1 = t/2 + t³/16, times e^{-t}
     z = t(0.0).nonstd(order=3)

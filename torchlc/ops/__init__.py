@@ -114,7 +114,18 @@ def dispatch(func, args, kwargs):
 _tensor_module = __import__("torchlc._tensor", fromlist=["_DISPATCH"])
 _tensor_module._DISPATCH[0] = dispatch
 
-from . import analytic, arithmetic, discontinuous, factories, linalg, nn, reductions, rnn, shape, special  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    analytic,
+    arithmetic,
+    discontinuous,
+    factories,
+    linalg,
+    nn,
+    reductions,
+    rnn,
+    shape,
+    special,
+)
 
 
 def register_linear_op(op, *, lc_arg: int = 0, bias_arg: int | None = None):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from .. import _algebra as A
-from .. import _support as S
 from .. import _jet
+from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, implements, series
 from ._util import computation_planes, decomposed, first_order, out
 

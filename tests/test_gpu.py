@@ -1,0 +1,91 @@
+"""torchlc on a CUDA device: the paths that only exist there (skipped without CUDA).
+
+Fused Triton selection kernels, PyTorch's CUDA SDPA backends (efficient/flash/cuDNN), the recurrent
+layers routed at ``AutogradCUDA``, and the fused transformer fast path; each checked against
+``torch.func.jvp`` on the math path.
+"""
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import torchlc
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+DEV = "cuda"
+
+
+def _jvp(f, x, v):
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            return torch.func.jvp(f, (x,), (v,))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+
+
+def _check(y, ref, tol):
+    y0, y1 = ref
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=tol, atol=tol)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=tol, atol=tol)
+
+
+def test_mlp_with_fused_relu():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).to(DEV)
+    x = torch.randn(32, 64, device=DEV)
+    v = torch.randn_like(x)
+    with torch.no_grad():
+        y = m(x.nonstd(v))
+    _check(y, _jvp(m, x, v), 1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_sdpa_default_cuda_backend(dtype):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 8, device=DEV, dtype=dtype) for _ in range(3))
+    dq, dk, dv = (torch.randn_like(q) for _ in range(3))
+    with torch.no_grad():
+        y = torch.nn.functional.scaled_dot_product_attention(q.nonstd(dq), k.nonstd(dk), v.nonstd(dv), is_causal=True)
+    with sdpa_kernel(SDPBackend.MATH):
+        ref = torch.func.jvp(lambda a, b, c: torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True),
+                             (q.float(), k.float(), v.float()), (dq.float(), dk.float(), dv.float()))
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(torchlc.coeff(y, 0).float(), ref[0], rtol=tol, atol=tol)
+    torch.testing.assert_close(torchlc.coeff(y, 1).float(), ref[1], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_transformer_encoder(fast_path):
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    m = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(DEV).eval()
+    x = torch.randn(3, 10, 32, device=DEV)
+    v = torch.randn_like(x)
+    torch.backends.mha.set_fastpath_enabled(fast_path)
+    try:
+        with torch.no_grad():
+            y = m(x.nonstd(v))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    _check(y, _jvp(m, x, v), 1e-4)
+
+
+@pytest.mark.parametrize("cls", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
+def test_recurrent_layers_with_autograd(cls):
+    torch.manual_seed(0)
+    m = cls(4, 6, num_layers=2, batch_first=True).to(DEV)
+    x = torch.randn(3, 5, 4, device=DEV)
+    v = torch.randn_like(x)
+    y = m(x.nonstd(v))[0]
+    with torch.backends.cudnn.flags(enabled=False):  # forward AD has no cuDNN RNN rule
+        ref = torch.func.jvp(lambda t: m(t)[0], (x,), (v,))
+    _check(y, ref, 1e-4)
+    torchlc.coeff(y, 1).pow(2).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    # plain calls still take cuDNN
+    assert m(x)[0].grad_fn is not None
