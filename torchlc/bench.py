@@ -669,8 +669,9 @@ def make_transformer(cfg: Config):
     return model, (cfg.tf_batch, cfg.tf_seq, cfg.tf_d), 0
 
 
-def _variants(model, x, v, batch_dim, cfg, compiled):
+def _variants(model, x, v, batch_dim, cfg, compiled, cuda_graphs=False):
     x2 = torch.cat([x, x], dim=batch_dim)
+    kw = {"mode": "reduce-overhead"} if cuda_graphs else {}
 
     def plain():
         return model(x)
@@ -682,12 +683,12 @@ def _variants(model, x, v, batch_dim, cfg, compiled):
         return torch.func.jvp(model, (x,), (v,))
 
     if compiled:
-        cm = torch.compile(model, fullgraph=True)
-        cj = torch.compile(lambda a, b: torch.func.jvp(model, (a,), (b,)), fullgraph=True)
+        cm = torch.compile(model, fullgraph=True, **kw)
+        cj = torch.compile(lambda a, b: torch.func.jvp(model, (a,), (b,)), fullgraph=True, **kw)
         # LC: torchlc.compile (plain-boundary graph, data-dependent supports speculated and checked)
         import torchlc
 
-        tc = torchlc.compile(model, fullgraph=True)
+        tc = torchlc.compile(model, fullgraph=True, **kw)
         return {
             "plain": lambda: cm(x),
             "2×rows": lambda: cm(x2),
@@ -723,10 +724,12 @@ def _compile_reset():
 def bench_models(cfg: Config, log=print):
     rows, data = [], []
     for mname, make in (("MLP", make_mlp), ("TransformerEncoder", make_transformer)):
+        graphs = cfg.compile and cfg.device == "cuda"  # CUDA graphs: torch.compile(mode="reduce-overhead")
         if mname == "MLP":
-            modes = ["eager"] + (["compiled"] if cfg.compile else [])
+            modes = ["eager"] + (["compiled"] if cfg.compile else []) + (["compiled, CUDA graphs"] if graphs else [])
         else:
             modes = ["eager", "eager, math path"] + (["compiled, math path"] if cfg.compile else [])
+            modes += ["compiled, CUDA graphs, math path"] if graphs else []
         for dname in cfg.dtypes:
             dtype = getattr(torch, dname)
             torch.manual_seed(0)
@@ -741,7 +744,7 @@ def bench_models(cfg: Config, log=print):
                 t0 = time.perf_counter()
                 with torch.no_grad(), _fastpath("math path" not in mode):
                     try:
-                        fns = _variants(model, x, v, bdim, cfg, mode.startswith("compiled"))
+                        fns = _variants(model, x, v, bdim, cfg, mode.startswith("compiled"), "CUDA graphs" in mode)
                         times = dict(zip(names, time_many([fns[k] for k in names], cfg)))
                     except Exception as e:
                         times = dict.fromkeys(names, _reason(e))
@@ -798,6 +801,7 @@ def bench_models(cfg: Config, log=print):
         "model(x.nonstd(v)) including building x.nonstd(v). Compiled: torch.compile(..., fullgraph=True) "
         "of the model and of the jvp closure; LC compiled is torchlc.compile(model, fullgraph=True) "
         "(plain-boundary graph traced on the planes, data-dependent supports speculated and checked). "
+        "`CUDA graphs`: the same with mode=\"reduce-overhead\" for every variant (CUDA only). "
         "`math path`: torch.backends.mha.set_fastpath_enabled(False) and "
         "sdpa_kernel(SDPBackend.MATH), so the encoder runs composite ops instead of the fused eval kernel "
         "aten::_transformer_encoder_layer_fwd and the flash SDPA kernel (neither supports forward AD)."
