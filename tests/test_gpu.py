@@ -92,3 +92,16 @@ def test_recurrent_layers_with_autograd(cls):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     # plain calls still take cuDNN
     assert m(x)[0].grad_fn is not None
+
+
+def test_torchlc_compile_with_cuda_graphs():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).to(DEV).eval()
+    f = torchlc.compile(m, mode="reduce-overhead")
+    with torch.no_grad():
+        for _ in range(3):  # warm-up, recording, replay
+            x = torch.randn(32, 64, device=DEV)
+            v = torch.randn_like(x)
+            y = f(x.nonstd(v))
+            ref = m(x.nonstd(v))
+            torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(ref), rtol=1e-5, atol=1e-5)
