@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import kernels
+from ._algebra import FIRST_ORDER
 
 
 def _add_to_plane(Y, i, T):
@@ -79,12 +79,11 @@ def layer_norm(P, n_dims, weight, bias, eps):
 
 
 def relu(P):
-    """relu by the sign of the leading coefficient (a > 0, or a = 0 and b > 0); NaN stays NaN."""
-    if (fused := kernels.fused("relu", P)) is not None:
-        return fused
-    a, b = P
-    nonpos = ((a < 0) | ((a == 0) & (b <= 0))) & (b == b)
-    return torch.where(nonpos, 0, P)
+    """relu by the sign of the leading coefficient (the first-order rule of ``aten.relu``)."""
+    from ._tensor import Series  # noqa: PLC0415  (ops import this module)
+    from .ops.discontinuous import _relu_series  # noqa: PLC0415
+
+    return _relu_series(Series(P, FIRST_ORDER)).planes
 
 
 def gelu(P, approximate="none"):

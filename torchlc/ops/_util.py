@@ -25,10 +25,10 @@ def first_order(x):
     return None
 
 
-def computation_planes(s: Series):
-    """The planes in torch's computation dtype (float32 for half/bfloat16, like its decompositions)."""
-    p = s.planes
-    return p.float() if p.dtype in _LOW_PRECISION else p
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in torch's computation dtype: float32 for half/bfloat16 (as its decompositions and its
+    attention kernels' accumulators), unchanged otherwise."""
+    return t.float() if t.dtype in _LOW_PRECISION else t
 
 
 def is_monomial(x) -> bool:

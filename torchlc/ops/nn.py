@@ -10,7 +10,7 @@ from .. import _algebra as A
 from .. import _jet
 from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, implements, series, wrap
-from ._util import computation_planes, decomposed, first_order, out
+from ._util import decomposed, first_order, out, upcast
 
 aten = torch.ops.aten
 
@@ -440,7 +440,7 @@ def native_layer_norm(func, x, normalized_shape, weight, bias, eps):
     s = first_order(x)
     if s is None or not eps > 0 or _lc(weight) or _lc(bias):  # eps = 0: the variance may start at ε²
         return decomposed(func, x, normalized_shape, weight, bias, eps)
-    o, mean, rstd = _jet.layer_norm(computation_planes(s), len(normalized_shape), weight, bias, eps)
+    o, mean, rstd = _jet.layer_norm(upcast(s.planes), len(normalized_shape), weight, bias, eps)
     dt = s.planes.dtype
     stats_dt = dt if x.device.type in ("cpu", "mtia") else o.dtype  # as torch's reference
     exact = A.min_exact(s.exact, s.order)
@@ -506,12 +506,11 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
     v = v.reshape(2, B, S_, H, D).transpose(2, 3)
     scores = _jet.matmul(q * (1.0 / D**0.5), k.transpose(-2, -1))
     m = _expand_mask(mask, mask_type, B, H, L, S_)
-    low = scores.dtype in (torch.float16, torch.bfloat16)
     if m is not None and m.dtype == torch.bool:
         scores = torch.stack([scores[0].masked_fill(m, float("-inf")), scores[1].masked_fill(m, 0.0)])
     elif m is not None:
         scores = torch.stack([scores[0] + m, scores[1]])
-    attn = _jet.softmax(scores.float() if low else scores, -1).to(scores.dtype)
+    attn = _jet.softmax(upcast(scores), -1).to(scores.dtype)
     if m is not None and m.dtype == torch.bool:
         attn = attn.masked_fill(m, 0.0)  # fully masked rows: 0, as _masked_softmax
     o = _jet.matmul(attn, v).transpose(2, 3).reshape(2, B, L, E)
@@ -536,15 +535,9 @@ def _sdpa_jet(sq, sk, sv, attn_mask, is_causal, scale, enable_gqa):
     scores = _jet.matmul(Q, (K * sf).transpose(-2, -1))
     if attn_mask is not None:
         scores = torch.stack([scores[0] + attn_mask, scores[1]])
-    low = scores.dtype in (torch.float16, torch.bfloat16)
-    attn = _jet.softmax(scores.float() if low else scores, -1).to(scores.dtype)
+    attn = _jet.softmax(upcast(scores), -1).to(scores.dtype)
     attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
     return _jet.matmul(attn, V), attn, scores
-
-
-def _accumulate(t):
-    """In the accumulation dtype of PyTorch's attention kernels (float32 for half/bfloat16)."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
@@ -591,7 +584,7 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
         sq = qkv[0]
         exact = A.min_exact(*(s.exact for s in qkv), sq.order)
         return (out(Series(o, sq.support, sq.order, exact)),
-                out(Series(_accumulate(torch.stack([lse0, lse1])), sq.support, sq.order, exact)))
+                out(Series(upcast(torch.stack([lse0, lse1])), sq.support, sq.order, exact)))
     o, _ = aten._scaled_dot_product_attention_math.default(
         query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=gqa)
     return o, None
@@ -651,29 +644,14 @@ def native_multi_head_attention(func, query, key, value, embed_dim, num_head, qk
     return o, (attn.mean(1) if average_attn_weights else attn)
 
 
-def _encoder_layer_jet(P, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu,
-                       norm_first, eps, nw1, nb1, nw2, nb2, fw1, fb1, fw2, fb2, mask, mask_type):
-    """_transformer_encoder_layer_fwd on first-order planes: ~45 plain kernels per layer instead of
-    ~45 LC dispatches (each several kernels) through the rules."""
-
-    def sa(X):
-        return _mha_jet(X, X, X, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, mask,
-                        mask_type, True)[0]
-
-    def ff(X):
-        h = _jet.linear(X, fw1, fb1)
-        h = _jet.gelu(h) if use_gelu else _jet.relu(h)
-        return _jet.linear(h, fw2, fb2)
-
-    def ln(X, w, b):
-        low = X.dtype in (torch.float16, torch.bfloat16)
-        return _jet.layer_norm(X.float() if low else X, 1, w, b, eps)[0].to(X.dtype)
-
+def _residual_blocks(x, sa, ff, ln1, ln2, norm_first):
+    """The encoder layer's residual structure, shared by the jet and the LC paths (``x + …`` adds
+    planes termwise in the first, LC numbers in the second)."""
     if norm_first:
-        P = P + sa(ln(P, nw1, nb1))
-        return P + ff(ln(P, nw2, nb2))
-    P = ln(P + sa(P), nw1, nb1)
-    return ln(P + ff(P), nw2, nb2)
+        x = x + sa(ln1(x))
+        return x + ff(ln2(x))
+    x = ln1(x + sa(x))
+    return ln2(x + ff(x))
 
 
 @implements([aten._transformer_encoder_layer_fwd.default])
@@ -681,38 +659,37 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
                                   proj_bias, use_gelu, norm_first, eps, norm_weight_1, norm_bias_1,
                                   norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2,
                                   ffn_bias_2, mask=None, mask_type=None):
+    """PyTorch's fused eval encoder layer. First-order inputs with plain weights: on the planes with
+    the jets (~45 plain kernels per layer instead of ~45 LC dispatches); otherwise the same math
+    through the LC rules."""
     import torch.nn.functional as F
 
     weights = (qkv_weight, qkv_bias, proj_weight, proj_bias, norm_weight_1, norm_bias_1, norm_weight_2,
                norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, mask)
+    mha_args = (embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, mask, mask_type)
     s = first_order(src)
     if s is not None and eps > 0 and _plain_weights(*weights):
-        P = _encoder_layer_jet(s.planes, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
-                               use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2,
-                               norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, mask,
-                               mask_type)
-        return out(Series(P, s.support, s.order, A.min_exact(s.exact, s.order)))
 
-    def sa(x):
-        return _mha_math(x, x, x, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
-                         mask, mask_type)[0]
+        def ff(X):
+            h = _jet.linear(X, ffn_weight_1, ffn_bias_1)
+            return _jet.linear(_jet.gelu(h) if use_gelu else _jet.relu(h), ffn_weight_2, ffn_bias_2)
+
+        def ln(w, b):
+            return lambda X: _jet.layer_norm(upcast(X), 1, w, b, eps)[0].to(X.dtype)
+
+        P = _residual_blocks(s.planes, lambda X: _mha_jet(X, X, X, *mha_args, True)[0], ff,
+                             ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), norm_first)
+        return out(Series(P, s.support, s.order, A.min_exact(s.exact, s.order)))
 
     def ff(x):
         h = F.linear(x, ffn_weight_1, ffn_bias_1)
-        h = F.gelu(h) if use_gelu else F.relu(h)
-        return F.linear(h, ffn_weight_2, ffn_bias_2)
+        return F.linear(F.gelu(h) if use_gelu else F.relu(h), ffn_weight_2, ffn_bias_2)
 
-    def ln(x, w, b):
-        return F.layer_norm(x, (embed_dim,), w, b, eps)
+    def ln(w, b):
+        return lambda x: F.layer_norm(x, (embed_dim,), w, b, eps)
 
-    x = src
-    if norm_first:
-        x = x + sa(ln(x, norm_weight_1, norm_bias_1))
-        x = x + ff(ln(x, norm_weight_2, norm_bias_2))
-    else:
-        x = ln(x + sa(x), norm_weight_1, norm_bias_1)
-        x = ln(x + ff(x), norm_weight_2, norm_bias_2)
-    return x
+    return _residual_blocks(src, lambda x: _mha_math(x, x, x, *mha_args)[0], ff, ln(norm_weight_1, norm_bias_1),
+                            ln(norm_weight_2, norm_bias_2), norm_first)
 
 
 from . import shape as _shape  # noqa: E402
