@@ -59,23 +59,35 @@ def log_softmax(P, dim):
     return torch.stack([y, b - (y.exp() * b).sum(dim, keepdim=True)])
 
 
-def layer_norm(P, n_dims, weight, bias, eps):
-    """Layer norm over the last ``n_dims`` dims; returns (out, mean, rstd) planes.
+def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
+    """Layer norm over the last ``n_dims`` dims: the output planes, or (out, mean, rstd) planes with
+    ``stats=True``.
 
-    With centred c = c₀ + c₁ε and m = mean(c₀c₁): rstd = r₀ − r₀³·m ε, r₀ = (mean(c₀²) + eps)^(-1/2),
-    out = c₀r₀ + (c₁r₀ + c₀r₁)ε. Needs eps > 0 (else a constant row's variance starts at ε²)."""
+    With centred c = c₀ + c₁ε and m = mean(c₀c₁): rstd = r₀ − q ε with r₀ = (mean(c₀²) + eps)^(-1/2)
+    and q = r₀³·m, so out = c₀r₀ + (c₁r₀ − c₀q)ε. Needs eps > 0 (else a constant row's variance starts
+    at ε²). 12 kernels; the rstd planes only when asked for."""
     dims = tuple(range(P.dim() - n_dims, P.dim()))
     mean = P.mean(dims, keepdim=True)
     C = P - mean
     m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c₀²), mean(c₀c₁)]
     r0 = (m[0] + eps).rsqrt()
-    r1 = -(r0 * r0 * r0) * m[1]
-    res = _add_to_plane(C * r0, 1, C[0] * r1)
+    q = r0.pow(3) * m[1]
+    res = _addcmul_to_plane(C * r0, 1, C[0], q, -1)
     if weight is not None:
         res = res * weight
     if bias is not None:
         res = _add_to_plane(res, 0, bias)
-    return res, mean, torch.stack([r0, r1])
+    if not stats:
+        return res
+    return res, mean, torch.stack([r0, -q])
+
+
+def _addcmul_to_plane(Y, i, a, b, value):
+    """Y[i] + value·a·b as planes: one in-place kernel on plain tensors (else as _add_to_plane)."""
+    if _is_wrapped(Y) or _is_wrapped(a) or _is_wrapped(b) or torch.compiler.is_compiling():
+        return _add_to_plane(Y, i, value * a * b)
+    Y[i].addcmul_(a, b, value=value)
+    return Y
 
 
 def relu(P):
