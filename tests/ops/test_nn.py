@@ -146,3 +146,28 @@ def test_unsupported_ops_name_themselves():
     x = R(2, 3).nonstd()
     with pytest.raises(NotImplementedError, match="aten"):
         torch.linalg.svd(x)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode",
+                         [(2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), (2, 1, 1, 2, True)])
+def test_max_pool_rule_matches_jvp_and_indices(dim, kernel, stride, padding, dilation, ceil_mode):
+    # the LC rule for max_pool{2,3}d_with_indices (torch 2.11 has no decomposition for them): values
+    # and tangent as jvp, indices as torch's (first maximum of each window, padding excluded)
+    F = torch.nn.functional
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dim]
+    g = torch.Generator().manual_seed(dim)
+    x = torch.randn((2, 3) + (7,) * dim, generator=g, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+    def f(t, **kw):
+        return pool(t, kernel, stride, padding, dilation, ceil_mode=ceil_mode, **kw)
+
+    y, ind = f(x.nonstd(v), return_indices=True)
+    y0, y1 = torch.func.jvp(f, (x,), (v,))
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=0, atol=0)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
+    assert torch.equal(ind, f(x, return_indices=True)[1])
+    # ties in the field's order: the first maximum, as torch
+    z = torch.zeros_like(x)
+    assert torch.equal(f(z.nonstd(z), return_indices=True)[1], f(z, return_indices=True)[1])

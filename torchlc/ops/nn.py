@@ -348,9 +348,24 @@ def lex_window_argmax(planes, flat_idx, valid):
     return torch.gather(flat_idx.expand(w.shape[1:]), -1, k).squeeze(-1)
 
 
-@implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default])
-def adaptive_max_pool(func, x, output_size):
-    n = 2 if func is aten.adaptive_max_pool2d.default else 3
+def _pool_windows(L, k, stride, pad, dil, ceil_mode, device):
+    """Input positions (O, k) of max_pool's windows along one dim, clamped, and which are real (not
+    padding): o·stride − pad + j·dil, with torch's output-size rule (ceil_mode: the last window must
+    start inside the input or its left padding)."""
+    span = L + 2 * pad - dil * (k - 1) - 1
+    n_out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (n_out - 1) * stride >= L + pad:
+        n_out -= 1
+    idx = torch.arange(n_out, device=device)[:, None] * stride - pad + torch.arange(k, device=device) * dil
+    valid = (idx >= 0) & (idx < L)
+    return idx.clamp(0, L - 1), valid
+
+
+def _window_max(x, windows):
+    """Max in the field's order over per-dim windows (``windows[d]`` = (idx (O_d, K_d), valid)) of the
+    trailing spatial dims of x, (N, C, *spatial) or (C, *spatial): values and torch-style indices
+    (flattened spatial position of each window's first maximum)."""
+    n = len(windows)
     s = series(x)
     p = s.planes
     batched = p.dim() - 1 == n + 2
@@ -360,8 +375,7 @@ def adaptive_max_pool(func, x, output_size):
     spatial = p.shape[3:]
     flat = None
     valid = None
-    for d, (L, n_out) in enumerate(zip(spatial, output_size)):
-        idx, ok = _adaptive_windows(L, L if n_out is None else n_out, p.device)
+    for d, (idx, ok) in enumerate(windows):
         stride = 1
         for L2 in spatial[d + 1 :]:
             stride *= L2
@@ -383,6 +397,30 @@ def adaptive_max_pool(func, x, output_size):
     if not batched:
         vals, ind = vals.squeeze(1), ind.squeeze(0)
     return out(Series(vals, s.support, s.order, s.exact)), ind
+
+
+@implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default])
+def adaptive_max_pool(func, x, output_size):
+    n = 2 if func is aten.adaptive_max_pool2d.default else 3
+    spatial = x.shape[-n:]
+    return _window_max(x, [_adaptive_windows(L, L if o is None else o, x.device) for L, o in zip(spatial, output_size)])
+
+
+@implements([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default])
+def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """max_pool by the field's order (torch ≥ 2.13 decomposes these ops; 2.11 does not)."""
+    n = 2 if func is aten.max_pool2d_with_indices.default else 3
+
+    def per_dim(v, default):
+        v = list(v) if isinstance(v, (list, tuple)) else [v]
+        v = v or list(default)
+        return v * n if len(v) == 1 else v
+
+    ks = per_dim(kernel_size, ())
+    st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
+    spatial = x.shape[-n:]
+    return _window_max(x, [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
+                           for L, k, s_, p_, d_ in zip(spatial, ks, st, pd, dl)])
 
 
 # -- embedding bags with LC weights ------------------------------------------------------------------
