@@ -542,24 +542,18 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
     q = q.reshape(2, B, L, H, D).transpose(2, 3)
     k = k.reshape(2, B, S_, H, D).transpose(2, 3)
     v = v.reshape(2, B, S_, H, D).transpose(2, 3)
-    scores = _jet.matmul(q * (1.0 / D**0.5), k.transpose(-2, -1))
     m = _expand_mask(mask, mask_type, B, H, L, S_)
     if m is not None and m.dtype == torch.bool:
-        scores = torch.stack([scores[0].masked_fill(m, float("-inf")), scores[1].masked_fill(m, 0.0)])
-    elif m is not None:
-        scores = torch.stack([scores[0] + m, scores[1]])
-    attn = _jet.softmax(upcast(scores), -1).to(scores.dtype)
-    if m is not None and m.dtype == torch.bool:
-        attn = attn.masked_fill(m, 0.0)  # fully masked rows: 0, as _masked_softmax
-    o = _jet.matmul(attn, v).transpose(2, 3).reshape(2, B, L, E)
-    return _jet.linear(o, proj_w, proj_b), attn
+        m = ~m  # MHA masks mark what to ignore; SDPA masks what to attend to
+    o, attn, _ = _sdpa_jet(q, k, v, m, False, None, False, zero_dead_rows=m is not None and m.dtype == torch.bool)
+    return _jet.linear(o.transpose(2, 3).reshape(2, B, L, E), proj_w, proj_b), attn
 
 
-def _sdpa_jet(sq, sk, sv, attn_mask, is_causal, scale, enable_gqa):
-    """softmax(q·kᵀ·scale + mask)·v on first-order planes, as PyTorch's math SDPA (q and k each scaled
-    by √scale; rows that are entirely masked give 0, like ``_safe_softmax``). Returns output and
-    attention-weight planes and the masked score planes."""
-    Q, K, V = sq.planes, sk.planes, sv.planes
+def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_rows=True):
+    """softmax(q·kᵀ·scale + mask)·v on first-order planes (2, …, L, E), as PyTorch's math SDPA (q and
+    k each scaled by √scale; a bool mask marks what to attend to; with ``zero_dead_rows``, rows that
+    are entirely masked give 0, like ``_safe_softmax``). Returns output and attention-weight planes and
+    the masked score planes."""
     E, L, S_ = Q.shape[-1], Q.shape[-2], K.shape[-2]
     sf = (abs(scale) if scale is not None else 1.0 / E**0.5) ** 0.5
     Q = Q * (-sf if scale is not None and scale < 0 else sf)
@@ -574,7 +568,8 @@ def _sdpa_jet(sq, sk, sv, attn_mask, is_causal, scale, enable_gqa):
     if attn_mask is not None:
         scores = torch.stack([scores[0] + attn_mask, scores[1]])
     attn = _jet.softmax(upcast(scores), -1).to(scores.dtype)
-    attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
+    if zero_dead_rows:
+        attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
     return _jet.matmul(attn, V), attn, scores
 
 
@@ -594,7 +589,7 @@ def sdpa_math(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     if qkv is None:
         return func.decompose(query, key, value, attn_mask, dropout_p, is_causal, dropout_mask, scale=scale,
                               enable_gqa=enable_gqa)
-    o, attn, _ = _sdpa_jet(*qkv, attn_mask, is_causal, scale, enable_gqa)
+    o, attn, _ = _sdpa_jet(*(t.planes for t in qkv), attn_mask, is_causal, scale, enable_gqa)
     sq = qkv[0]
     exact = A.min_exact(*(s.exact for s in qkv), sq.order)
     return out(Series(o, sq.support, sq.order, exact)), out(Series(attn, sq.support, sq.order, exact))
@@ -616,7 +611,7 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
     gqa = query.shape[-3] != key.shape[-3]
     qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
     if qkv is not None:
-        o, attn, scores = _sdpa_jet(*qkv, attn_mask, is_causal, scale, gqa)
+        o, attn, scores = _sdpa_jet(*(t.planes for t in qkv), attn_mask, is_causal, scale, gqa)
         lse0 = torch.logsumexp(scores[0], -1)
         lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
         sq = qkv[0]
@@ -638,14 +633,19 @@ def sdpa_efficient(func, query, key, value, attn_bias, compute_log_sumexp, dropo
     return o, (lse if lse is not None and compute_log_sumexp else empty.float()), empty, empty
 
 
+def _flash_outputs(o, lse, query, key):
+    """The output tuple of the CUDA flash and cuDNN kernels: output, logsumexp, then sequence and RNG
+    bookkeeping that LC results do not have (empty)."""
+    empty = torch.empty(0, dtype=torch.int64, device=query.device)
+    return (o, lse if lse is not None else empty.float(), empty, empty, query.shape[-2], key.shape[-2], empty,
+            empty, torch.empty(0, dtype=query.dtype, device=query.device))
+
+
 @implements([aten._scaled_dot_product_flash_attention.default])
 def sdpa_flash(func, query, key, value, dropout_p=0.0, is_causal=False, return_debug_mask=False, *, scale=None):
     """CUDA flash attention on LC inputs: the same math (the jet for first order)."""
     o, lse = _attention_with_lse(query, key, value, None, dropout_p, is_causal, scale)
-    empty = torch.empty(0, dtype=torch.int64, device=query.device)
-    L, S_ = query.shape[-2], key.shape[-2]
-    return (o, lse if lse is not None else empty.float(), empty, empty, L, S_, empty, empty,
-            torch.empty(0, dtype=query.dtype, device=query.device))
+    return _flash_outputs(o, lse, query, key)
 
 
 @implements([aten._scaled_dot_product_cudnn_attention.default])
@@ -653,10 +653,7 @@ def sdpa_cudnn(func, query, key, value, attn_bias, compute_log_sumexp, dropout_p
                return_debug_mask=False, *, scale=None):
     """cuDNN attention on LC inputs: the same math (the jet for first order)."""
     o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale)
-    empty = torch.empty(0, dtype=torch.int64, device=query.device)
-    L, S_ = query.shape[-2], key.shape[-2]
-    return (o, lse if lse is not None and compute_log_sumexp else empty.float(), empty, empty, L, S_, empty,
-            empty, torch.empty(0, dtype=query.dtype, device=query.device))
+    return _flash_outputs(o, lse if compute_log_sumexp else None, query, key)
 
 
 def _plain_weights(*ts) -> bool:
