@@ -123,6 +123,10 @@ def compile(fn=None, **compile_kwargs):
             with speculate() as spec_flags, torch.no_grad():
                 gm = make_fx(inner)(*[t.detach().clone() for t in leaves])  # tracing must not mutate inputs
             lifted = _lift_grad_constants(gm)
+            for t in lifted:
+                # parameters keep their address across calls: CUDA graphs (mode="reduce-overhead")
+                # then read them in place instead of copying each into a static buffer every call
+                torch._dynamo.mark_static_address(t)
             entry = (torch.compile(gm, **compile_kwargs), lifted, out_meta)
             cache[key] = entry
         cfn, lifted, out_meta = entry

@@ -12,6 +12,8 @@ import os
 
 import torch
 
+from .launch import launch
+
 try:
     import triton
     import triton.language as tl
@@ -136,7 +138,7 @@ def _launch(kernel, out, *inputs, **constexprs):
     """One program per BLOCK elements: kernel(*inputs, out, n, **constexprs)."""
     n = inputs[0][0].numel()
     if n:
-        kernel[(triton.cdiv(n, BLOCK),)](*inputs, out, n, **constexprs, BLOCK=BLOCK)
+        launch(kernel, (triton.cdiv(n, BLOCK),), *inputs, out, n, **constexprs, BLOCK=BLOCK)
     return out
 
 

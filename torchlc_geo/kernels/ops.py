@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torchlc.kernels.launch import launch
+
 __all__ = [
     "LAUNCH_OVERRIDE",
     "bwd_config",
@@ -177,9 +179,9 @@ def _launch_gather(xT: Tensor, idx: Tensor, weight: Tensor, bias: Tensor | None,
     bo, bb, nw = fwd_config(n_out, B, k, "fwd" if eid is None else "bwd")
     w = weight.contiguous()
     grid = (-(-n_out // bo), -(-B // bb))
-    fwd[grid](xT, idx.contiguous(), w, w if eid is None else eid.contiguous(), w if bias is None else bias, y,
-              n_out, B, xT.stride(0), y.stride(0), K=k, HAS_BIAS=bias is not None, W_EID=eid is not None,
-              BLOCK_O=bo, BLOCK_B=bb, num_warps=nw)
+    launch(fwd, grid, xT, idx.contiguous(), w, w if eid is None else eid.contiguous(),
+           w if bias is None else bias, y, n_out, B, xT.stride(0), y.stride(0), K=k,
+           HAS_BIAS=bias is not None, W_EID=eid is not None, BLOCK_O=bo, BLOCK_B=bb, num_warps=nw)
     return y
 
 
@@ -197,9 +199,8 @@ def _launch_wgrad(xT: Tensor, idx: Tensor, gyT: Tensor, out_dtype: torch.dtype,
     acc_dtype = out_dtype if splits == 1 else torch.float32
     gw = torch.empty((splits, n_out, k), dtype=acc_dtype, device=xT.device)
     gb = torch.empty((splits, n_out), dtype=acc_dtype, device=xT.device) if with_bias else gw
-    wg[(-(-n_out // bo), splits)](xT, idx.contiguous(), gyT, gw, gb, n_out, B, per, xT.stride(0),
-                                  gyT.stride(0), K=k, K_P2=_pow2(k), HAS_BIAS=with_bias, BLOCK_O=bo,
-                                  BLOCK_B=bb, num_warps=nw)
+    launch(wg, (-(-n_out // bo), splits), xT, idx.contiguous(), gyT, gw, gb, n_out, B, per, xT.stride(0),
+           gyT.stride(0), K=k, K_P2=_pow2(k), HAS_BIAS=with_bias, BLOCK_O=bo, BLOCK_B=bb, num_warps=nw)
     if splits == 1:
         return gw[0], (gb[0] if with_bias else None)
     return gw.sum(0).to(out_dtype), (gb.sum(0).to(out_dtype) if with_bias else None)
@@ -225,9 +226,9 @@ def _launch_bwd(gyT: Tensor, xT: Tensor, idx: Tensor, rev_idx: Tensor, rev_eid: 
     gw = torch.empty((n_out, k), dtype=weight.dtype, device=gyT.device)
     gb = torch.empty((n_out,), dtype=weight.dtype, device=gyT.device) if need_gb else gw
     n_a, n_b = -(-n_in // bo), -(-n_out // bo)
-    bwd[(n_a + n_b,)](gyT, xT, rev_idx, rev_eid, w, gx, idx, gw, gb, n_in, n_out, B, n_a, n_b, gyT.stride(0),
-                      xT.stride(0), gx.stride(0), F=f, K=k, K_P2=_pow2(k), HAS_GX=True, HAS_GW=True,
-                      HAS_BIAS=need_gb, BLOCK_O=bo, BLOCK_B=bb, num_warps=nw)
+    launch(bwd, (n_a + n_b,), gyT, xT, rev_idx, rev_eid, w, gx, idx, gw, gb, n_in, n_out, B, n_a, n_b,
+           gyT.stride(0), xT.stride(0), gx.stride(0), F=f, K=k, K_P2=_pow2(k), HAS_GX=True, HAS_GW=True,
+           HAS_BIAS=need_gb, BLOCK_O=bo, BLOCK_B=bb, num_warps=nw)
     return gx, (gw if need_gw else None), (gb if need_gb else None)
 
 
