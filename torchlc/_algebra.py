@@ -170,6 +170,17 @@ def exact_mul(a: Series, b: Series, order, truncated: bool):
     return min_exact(*bounds)
 
 
+@functools.lru_cache(maxsize=4096)
+def _product_plan(sa, sb, oa, ob, ea, eb):
+    """Metadata of the truncated product of LC operands with supports sa, sb, orders oa, ob and
+    exactness ea, eb: (order, out support, Cauchy groups, exactness). Pure exponent arithmetic on
+    Fractions, cached: it cost more than the product's kernel for small tensors."""
+    order = max(o for o in (oa, ob) if o is not None) if (oa, ob) != (None, None) else None
+    out_sup, groups = S.product_groups(sa, sb, order)
+    a, b = Series(None, sa, oa, ea), Series(None, sb, ob, eb)
+    return order, out_sup, groups, exact_mul(a, b, order, S.truncates(sa, sb, order))
+
+
 def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
     """Truncated Cauchy product (see _bilinear); for elementwise products of a truncated result it
     also records which elements are exactly 0 because a factor is (an exact real zero, or a known
@@ -189,14 +200,11 @@ def bilinear(a: Series, b: Series, op=torch.mul) -> Series:
 def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
     """Truncated Cauchy product Σ_{p+q≤order} op(a_p, b_q) ε^{p+q} for a bilinear ``op``
     (elementwise mul, mm, bmm, conv, …). Plain operands take the one-GEMM path."""
-    order = result_order(a, b)
     if is_plain(b) or is_plain(a):
         lc, pl, lc_first = (a, b, True) if is_plain(b) else (b, a, False)
         planes = _fold_op(op, lc.planes, pl.planes[0], lc_first)
-        return Series(planes, lc.support, order, lc.exact)
-    out_sup, groups = S.product_groups(a.support, b.support, order)
-    truncated = S.truncates(a.support, b.support, order)
-    exact = exact_mul(a, b, order, truncated)
+        return Series(planes, lc.support, result_order(a, b), lc.exact)
+    order, out_sup, groups, exact = _product_plan(a.support, b.support, a.order, b.order, a.exact, b.exact)
     pa, pb = a.planes, b.planes
     if not groups:  # every term is above the cutoff: the product truncates to 0
         z = torch.zeros_like(op(pa[0], pb[0]))
@@ -207,8 +215,7 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
             and pa.shape == pb.shape
             and pa.dtype == pb.dtype
             and out_sup == FIRST_ORDER
-            and kernels.usable(pa)
-            and kernels.usable(pb)
+            and kernels.usable(pa, pb)
         ):
             return Series(kernels.mul2(pa, pb), out_sup, order, exact)
         nd = _ndim(a, b)

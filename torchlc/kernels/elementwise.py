@@ -26,19 +26,21 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 BLOCK = 1024
 
 
-def usable(planes: torch.Tensor) -> bool:
-    """Whether the fused first-order path applies to these planes."""
-    if not (HAVE_TRITON and planes.shape[0] == 2):
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def usable(*planes: torch.Tensor) -> bool:
+    """Whether the fused first-order path applies to these planes (each of shape (2, *shape))."""
+    if not HAVE_TRITON:
         return False
-    if not (planes.is_cuda or (INTERPRET and planes.device.type == "cpu")):
-        return False
+    for p in planes:
+        if p.shape[0] != 2 or not (p.is_cuda or (INTERPRET and p.device.type == "cpu")):
+            return False
+        if not p.is_contiguous() or p.dtype not in _DTYPES:
+            return False
     from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
 
-    return (
-        planes.is_contiguous()
-        and planes.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-        and _grad_free(planes)
-    )
+    return _grad_free(*planes)
 
 
 if HAVE_TRITON:

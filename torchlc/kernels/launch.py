@@ -12,9 +12,12 @@ tensor argument; for every integer whether it is 1, whether it divides by 16 and
 bits; the type of every other argument; every constexpr and launch option; the current device. So the
 cached kernel is the one ``JITFunction.run`` would have picked.
 
-The compiled kernel's launcher is not a stable Triton API. Before its first use a probe kernel runs
-both ways and the outputs are compared bit for bit; if they differ or the direct call fails, every
-launch goes through ``JITFunction.run`` (``TORCHLC_TRITON_DIRECT=0`` forces that too).
+The compiled kernel's launcher is not a stable Triton API. It is only called on Triton versions whose
+argument list we checked, and before its first use a probe kernel runs both ways and the outputs are
+compared bit for bit; if they differ or the direct call fails, every launch goes through
+``JITFunction.run`` (``TORCHLC_TRITON_DIRECT=0`` forces that too). Direct launches pass no Triton launch
+hooks (``knobs.runtime.launch_enter_hook``, used by Triton's own profiler proton): set
+``TORCHLC_TRITON_DIRECT=0`` when profiling with proton.
 """
 
 from __future__ import annotations
@@ -80,21 +83,44 @@ def launch(kernel, grid, *args, **kwargs):
         >>> o = torch.empty_like(p)                               # doctest: +SKIP
         >>> launch(_relu2_kernel, (4,), p, o, 4096, BLOCK=1024)   # doctest: +SKIP
     """
-    direct = _state["direct"]
-    if direct is False or not args[0].is_cuda:  # the interpreter (TRITON_INTERPRET=1) runs on CPU tensors
+    mode = _state["direct"]
+    if (
+        mode is False or not args[0].is_cuda
+    ):  # the interpreter (TRITON_INTERPRET=1) runs on CPU tensors
         return kernel[grid](*args, **kwargs)
-    key = (kernel, torch.cuda.current_device(), *map(_arg_key, args), *kwargs.items())
-    compiled = _compiled.get(key)
-    if compiled is None:
-        if direct is None:
-            _state["direct"] = direct = _probe()
+    device = _current_device()
+    key = (kernel, device, *map(_arg_key, args), *kwargs.items())
+    entry = _compiled.get(key)
+    if entry is None:
+        if mode is None:
+            _state["direct"] = mode = _probe()
         compiled = kernel[grid](*args, **kwargs)
-        if direct:
-            _compiled[key] = compiled
+        if mode:
+            _compiled[key] = _entry(compiled, mode)
         return compiled
-    g = grid if len(grid) == 3 else (*grid, 1, 1)[:3]
-    compiled[g](*_full_args(kernel, args, kwargs))
-    return compiled
+    g = (*grid, 1, 1)
+    full = _full_args(kernel, args, kwargs)
+    run, function, packed = entry
+    if run is None:  # "runner" mode: the compiled kernel's own runner
+        function[g[:3]](*full)
+    else:
+        run(g[0], g[1], g[2], _raw_stream(device), function, packed, None, None, None, *full)
+    return None
+
+
+def _entry(compiled, mode):
+    if mode == "raw":
+        return compiled.run, compiled.function, compiled.packed_metadata
+    return None, compiled, None
+
+
+def _current_device():
+    f = getattr(torch._C, "_cuda_getDevice", None)
+    return f() if f is not None else torch.cuda.current_device()
+
+
+def _raw_stream(device):
+    return torch._C._cuda_getCurrentRawStream(device)
 
 
 if triton is not None:
@@ -107,20 +133,42 @@ if triton is not None:
         tl.store(o_ptr + offs, x * scale + SHIFT + offs, mask=m)
 
 
-def _probe() -> bool:
-    """Whether launching through the compiled kernel's launcher gives JITFunction.run's results."""
+def _modes():
+    """Direct launch modes worth probing on this Triton: the launcher's argument list
+    (grid, stream, function, packed metadata, launch metadata, two hooks, every parameter) is the one
+    of Triton 3.4–3.9 (checked on 3.6 and 3.9); older versions' runners took other arguments."""
     try:
-        x = torch.arange(1000, dtype=torch.float32, device="cuda")
-        want, got = torch.full_like(x, -1.0), torch.full_like(x, -2.0)
-        compiled = _probe_kernel[(8, 1, 1)](x, want, 1000, 0.5, SHIFT=3, BLOCK=128)
-        compiled[(8, 1, 1)](
-            *_full_args(_probe_kernel, (x, got, 1000, 0.5), {"SHIFT": 3, "BLOCK": 128})
-        )
-        return bool(torch.equal(want, got))
-    except Exception:  # noqa: BLE001 - any failure means: use JITFunction.run
-        return False
+        major, minor = (int(p) for p in triton.__version__.split(".")[:2])
+    except (AttributeError, ValueError):
+        return ()
+    if (major, minor) >= (3, 4):
+        return ("raw", "runner")
+    return ("runner",) if major >= 3 else ()
 
 
-def direct_launches() -> bool | None:
-    """Whether launches go through compiled launchers (None until the first CUDA launch decides)."""
+def _probe():
+    """How to launch compiled kernels directly: "raw" (the launcher with no launch hooks), "runner"
+    (the compiled kernel's runner), or False (neither gives JITFunction.run's results here)."""
+    for mode in _modes():
+        try:
+            x = torch.arange(1000, dtype=torch.float32, device="cuda")
+            want, got = torch.full_like(x, -1.0), torch.full_like(x, -2.0)
+            compiled = _probe_kernel[(8, 1, 1)](x, want, 1000, 0.5, SHIFT=3, BLOCK=128)
+            run, function, packed = _entry(compiled, mode)
+            full = _full_args(_probe_kernel, (x, got, 1000, 0.5), {"SHIFT": 3, "BLOCK": 128})
+            if run is None:
+                function[(8, 1, 1)](*full)
+            else:
+                dev = _current_device()
+                run(8, 1, 1, _raw_stream(dev), function, packed, None, None, None, *full)
+            if bool(torch.equal(want, got)):
+                return mode
+        except Exception:  # noqa: BLE001, S112 - any failure means: try the next way
+            continue
+    return False
+
+
+def direct_launches():
+    """How launches go after the first one of each specialization: "raw", "runner", False (through
+    JITFunction.run), or None until the first CUDA launch decides."""
     return _state["direct"]
