@@ -8,7 +8,9 @@ dispatching every primitive of its decomposition through the LC rules. The rules
 ``_log_softmax``, ``native_layer_norm`` and PyTorch's fused transformer kernels use these functions
 for first-order inputs and their general decompositions otherwise; tests check both paths agree.
 
-Every function takes and returns planes tensors of shape (2, *shape) in the computation dtype.
+Every function takes and returns planes tensors of shape (2, *shape). softmax, log_softmax and
+layer_norm compute in float32 for half/bfloat16 planes (as torch's kernels) and return the input's
+dtype; on CUDA softmax and layer_norm are one Triton launch each (``torchlc.kernels.jets``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from ._algebra import FIRST_ORDER
+from .kernels import jets as _fused
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in torch's computation dtype: float32 for half/bfloat16 (as its decompositions and its
+    attention kernels' accumulators), unchanged otherwise."""
+    return t.float() if t.dtype in _LOW_PRECISION else t
 
 
 def _add_to_plane(Y, i, T):
@@ -47,16 +58,18 @@ def matmul(P, Q):
 
 def softmax(P, dim):
     """softmax(a + bε) = s + s·(b − Σ s·b) ε with s = softmax(a)."""
-    a, b = P
+    if dim in (-1, P.dim() - 2) and (fused := _fused.softmax_jet(P)) is not None:
+        return fused
+    a, b = upcast(P)
     s = torch.softmax(a, dim)
-    return torch.stack([s, s * (b - (s * b).sum(dim, keepdim=True))])
+    return torch.stack([s, s * (b - (s * b).sum(dim, keepdim=True))]).to(P.dtype)
 
 
 def log_softmax(P, dim):
     """log_softmax(a + bε) = log_softmax(a) + (b − Σ softmax(a)·b) ε."""
-    a, b = P
+    a, b = upcast(P)
     y = torch.log_softmax(a, dim)
-    return torch.stack([y, b - (y.exp() * b).sum(dim, keepdim=True)])
+    return torch.stack([y, b - (y.exp() * b).sum(dim, keepdim=True)]).to(P.dtype)
 
 
 def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
@@ -65,7 +78,11 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
 
     With centred c = c₀ + c₁ε and m = mean(c₀c₁): rstd = r₀ − q ε with r₀ = (mean(c₀²) + eps)^(-1/2)
     and q = r₀³·m, so out = c₀r₀ + (c₁r₀ − c₀q)ε. Needs eps > 0 (else a constant row's variance starts
-    at ε²). 12 kernels; the rstd planes only when asked for."""
+    at ε²). One Triton launch on CUDA, else 12 kernels; the rstd planes only when asked for. The
+    statistics are in the computation dtype (float32 for half/bfloat16), the output in P's."""
+    if (fused := _layer_norm_fused(P, n_dims, weight, bias, eps, stats)) is not None:
+        return fused
+    dt, P = P.dtype, upcast(P)
     dims = tuple(range(P.dim() - n_dims, P.dim()))
     mean = P.mean(dims, keepdim=True)
     C = P - mean
@@ -78,8 +95,21 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
     if bias is not None:
         res = _add_to_plane(res, 0, bias)
     if not stats:
-        return res
-    return res, mean, torch.stack([r0, -q])
+        return res.to(dt)
+    return res.to(dt), mean, torch.stack([r0, -q])
+
+
+def _layer_norm_fused(P, n_dims, weight, bias, eps, stats):
+    if not P.is_contiguous():
+        return None
+    rows = P.shape[1 : P.dim() - n_dims]
+    flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
+    res = _fused.layer_norm_jet(P.view(2, *rows, -1), flat(weight), flat(bias), eps, stats=stats)
+    if res is None or not stats:
+        return res if res is None else res.view(P.shape)
+    o, mean, rstd = res
+    ones = (1,) * n_dims
+    return o.view(P.shape), mean.view(2, *rows, *ones), rstd.view(2, *rows, *ones)
 
 
 def _addcmul_to_plane(Y, i, a, b, value):

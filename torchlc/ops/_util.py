@@ -6,9 +6,8 @@ import torch
 import torch._decomp
 
 from .. import _algebra as A
+from .._jet import upcast as upcast  # the rules' half-precision computation dtype
 from .._tensor import LCTensor, Series, series, wrap
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def decomposed(func, *args, **kwargs):
@@ -25,10 +24,6 @@ def first_order(x):
     return None
 
 
-def upcast(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in torch's computation dtype: float32 for half/bfloat16 (as its decompositions and its
-    attention kernels' accumulators), unchanged otherwise."""
-    return t.float() if t.dtype in _LOW_PRECISION else t
 
 
 def is_monomial(x) -> bool:

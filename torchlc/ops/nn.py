@@ -478,9 +478,9 @@ def native_layer_norm(func, x, normalized_shape, weight, bias, eps):
     s = first_order(x)
     if s is None or not eps > 0 or _lc(weight) or _lc(bias):  # eps = 0: the variance may start at ε²
         return decomposed(func, x, normalized_shape, weight, bias, eps)
-    o, mean, rstd = _jet.layer_norm(upcast(s.planes), len(normalized_shape), weight, bias, eps, stats=True)
+    o, mean, rstd = _jet.layer_norm(s.planes, len(normalized_shape), weight, bias, eps, stats=True)
     dt = s.planes.dtype
-    stats_dt = dt if x.device.type in ("cpu", "mtia") else o.dtype  # as torch's reference
+    stats_dt = dt if x.device.type in ("cpu", "mtia") else mean.dtype  # as torch's reference
     exact = A.min_exact(s.exact, s.order)
     return (out(Series(o.to(dt), s.support, s.order, exact)),
             out(Series(mean.to(stats_dt), s.support, s.order, s.exact)),
@@ -567,7 +567,7 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
     scores = _jet.matmul(Q, (K * sf).transpose(-2, -1))
     if attn_mask is not None:
         scores = torch.stack([scores[0] + attn_mask, scores[1]])
-    attn = _jet.softmax(upcast(scores), -1).to(scores.dtype)
+    attn = _jet.softmax(scores, -1)
     if zero_dead_rows:
         attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
     return _jet.matmul(attn, V), attn, scores
@@ -710,7 +710,7 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
             return _jet.linear(_jet.gelu(h) if use_gelu else _jet.relu(h), ffn_weight_2, ffn_bias_2)
 
         def ln(w, b):
-            return lambda X: _jet.layer_norm(upcast(X), 1, w, b, eps).to(X.dtype)
+            return lambda X: _jet.layer_norm(X, 1, w, b, eps)
 
         P = _residual_blocks(s.planes, lambda X: _mha_jet(X, X, X, *mha_args, True)[0], ff,
                              ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), norm_first)

@@ -10,7 +10,7 @@ from .. import _algebra as A
 from .. import _jet
 from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, implements, series
-from ._util import decomposed, first_order, out, upcast
+from ._util import decomposed, first_order, out
 
 aten = torch.ops.aten
 
@@ -327,7 +327,7 @@ def _jet_rule(jet):
         s = first_order(x)
         if s is None or half_to_float:
             return decomposed(func, x, dim, half_to_float)
-        planes = jet(upcast(s.planes), dim).to(s.planes.dtype)
+        planes = jet(s.planes, dim)
         return out(Series(planes, s.support, s.order, A.min_exact(s.exact, s.order)))
 
     rule.__name__ = jet.__name__

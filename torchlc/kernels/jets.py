@@ -1,0 +1,230 @@
+"""One-launch row kernels for the first-order softmax and layer-norm jets (``torchlc._jet``).
+
+The torch formulas of these jets take 6 (softmax) and 12 (layer norm) kernels, each a Python call
+that costs more host time than the kernel's GPU time at transformer sizes; the encoder layer's jet ran
+~60 launches per layer against ~20 for PyTorch's fused kernel. Here each jet is one program per row:
+both planes of the row are loaded once, the statistics are reduced in registers (float32, or float64
+for float64 inputs) and both output planes are written once. The formulas are those of ``_jet``.
+
+Rows are addressed as ``row_offset(r) = (r // rows_inner) * stride_outer + (r % rows_inner) *
+stride_inner`` with the ε¹ plane at ``+ plane_stride``, so the planes may be stacked (2, R, n) or
+interleaved per attention head (BH, 2, L, n) without a copy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .elementwise import HAVE_TRITON, INTERPRET
+from .launch import launch
+
+MAX_ROW = 8192  # longer rows (a register-resident row would spill) use the torch formulas
+
+if HAVE_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _row_offsets(r, rows_inner, stride_outer, stride_inner):
+        return (r // rows_inner).to(tl.int64) * stride_outer + (r % rows_inner).to(
+            tl.int64
+        ) * stride_inner
+
+    @triton.jit
+    def _softmax_jet_kernel(
+        p_ptr,
+        o_ptr,
+        n,
+        rows_inner,
+        so,
+        si,
+        ps,
+        oso,
+        osi,
+        ops,
+        ACC: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        r = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        m = cols < n
+        base = _row_offsets(r, rows_inner, so, si)
+        a = tl.load(p_ptr + base + cols, mask=m, other=float("-inf")).to(ACC)
+        b = tl.load(p_ptr + base + ps + cols, mask=m, other=0.0).to(ACC)
+        e = tl.exp(a - tl.max(a, 0))
+        s = e / tl.sum(e, 0)
+        t = tl.sum(tl.where(m, s * b, 0.0), 0)
+        obase = _row_offsets(r, rows_inner, oso, osi)
+        tl.store(o_ptr + obase + cols, s.to(o_ptr.dtype.element_ty), mask=m)
+        tl.store(o_ptr + obase + ops + cols, (s * (b - t)).to(o_ptr.dtype.element_ty), mask=m)
+
+    @triton.jit
+    def _layer_norm_jet_kernel(
+        p_ptr,
+        w_ptr,
+        b_ptr,
+        o_ptr,
+        stats_ptr,
+        R,
+        n,
+        eps,
+        HAS_W: tl.constexpr,
+        HAS_B: tl.constexpr,
+        STATS: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        r = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        m = cols < n
+        base = r.to(tl.int64) * n
+        plane = R.to(tl.int64) * n
+        x0 = tl.load(p_ptr + base + cols, mask=m, other=0.0).to(ACC)
+        x1 = tl.load(p_ptr + plane + base + cols, mask=m, other=0.0).to(ACC)
+        m0 = tl.sum(x0, 0) / n
+        m1 = tl.sum(x1, 0) / n
+        c0 = tl.where(m, x0 - m0, 0.0)
+        c1 = tl.where(m, x1 - m1, 0.0)
+        r0 = 1.0 / tl.sqrt(tl.sum(c0 * c0, 0) / n + eps)
+        q = r0 * r0 * r0 * (tl.sum(c0 * c1, 0) / n)
+        y0 = c0 * r0
+        y1 = c1 * r0 - c0 * q
+        if HAS_W:
+            w = tl.load(w_ptr + cols, mask=m, other=0.0).to(ACC)
+            y0 = y0 * w
+            y1 = y1 * w
+        if HAS_B:
+            y0 = y0 + tl.load(b_ptr + cols, mask=m, other=0.0).to(ACC)
+        tl.store(o_ptr + base + cols, y0.to(o_ptr.dtype.element_ty), mask=m)
+        tl.store(o_ptr + plane + base + cols, y1.to(o_ptr.dtype.element_ty), mask=m)
+        if STATS:  # (mean planes, rstd planes) as (4, R): m0, m1, r0, −q
+            tl.store(stats_ptr + r, m0.to(stats_ptr.dtype.element_ty))
+            tl.store(stats_ptr + R + r, m1.to(stats_ptr.dtype.element_ty))
+            tl.store(stats_ptr + 2 * R + r, r0.to(stats_ptr.dtype.element_ty))
+            tl.store(stats_ptr + 3 * R + r, (-q).to(stats_ptr.dtype.element_ty))
+
+
+def _acc(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _ok(t: torch.Tensor, n: int, *params) -> bool:
+    """Whether the kernel applies: a supported device and dtype, a row that fits, and nothing that
+    autograd would have to record (the kernels have no backward: those cases use the torch formulas)."""
+    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
+
+    return (
+        HAVE_TRITON
+        and (t.is_cuda or (INTERPRET and t.device.type == "cpu"))
+        and t.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+        and 0 < n <= MAX_ROW
+        and _grad_free(t, *(p for p in params if p is not None))
+    )
+
+
+def _block(n):
+    return max(16, triton.next_power_of_2(n))
+
+
+def _warps(block):
+    return 1 if block <= 256 else (4 if block <= 2048 else 8)
+
+
+def softmax_jet(P: torch.Tensor, out_dtype=None):
+    """softmax(a + bε) over the last dim = s + s·(b − Σ s·b)ε, s = softmax(a), computed in float32 (or
+    float64): output planes of ``P``'s shape in ``out_dtype`` (default ``P``'s), or None when the
+    kernel does not apply. ``P`` is (2, *rows, n) with contiguous rows; the planes may be a view
+    into an interleaved (…, 2, L, n) layout (see :func:`interleaved_rows`)."""
+    n = P.shape[-1]
+    if not _ok(P, n) or P.stride(-1) != 1:
+        return None
+    lay = _rows(P)
+    if lay is None:
+        return None
+    R, inner, so, si, ps = lay
+    # same strides as P where P is dense (interleaved planes stay interleaved), else contiguous
+    out = torch.empty_like(P, dtype=out_dtype or P.dtype)
+    _, _, oso, osi, ops = _rows(out)
+    block = _block(n)
+    launch(
+        _softmax_jet_kernel,
+        (R,),
+        P,
+        out,
+        n,
+        inner,
+        so,
+        si,
+        ps,
+        oso,
+        osi,
+        ops,
+        ACC=_acc(P.dtype),
+        BLOCK=block,
+        num_warps=_warps(block),
+    )
+    return out
+
+
+def layer_norm_jet(P: torch.Tensor, weight, bias, eps: float, *, stats: bool = False):
+    """Layer norm over the last dim of first-order planes ``P`` (2, *rows, n), contiguous, with the
+    formulas of ``_jet.layer_norm``: output planes, or (out, mean planes, rstd planes) with
+    ``stats``; None when the kernel does not apply."""
+    n = P.shape[-1]
+    if not _ok(P, n, weight, bias) or not P.is_contiguous() or eps <= 0:
+        return None
+    for t in (weight, bias):
+        if t is not None and (t.numel() != n or not t.is_contiguous() or t.device != P.device):
+            return None
+    R = P[0].numel() // n
+    out = torch.empty_like(P)
+    acc = torch.float64 if P.dtype == torch.float64 else torch.float32
+    st = torch.empty((4, R), dtype=acc, device=P.device) if stats else out
+    block = _block(n)
+    launch(
+        _layer_norm_jet_kernel,
+        (R,),
+        P,
+        weight if weight is not None else P,
+        bias if bias is not None else P,
+        out,
+        st,
+        R,
+        n,
+        float(eps),
+        HAS_W=weight is not None,
+        HAS_B=bias is not None,
+        STATS=stats,
+        ACC=_acc(P.dtype),
+        BLOCK=block,
+        num_warps=_warps(block),
+    )
+    if not stats:
+        return out
+    shape = (2, *P.shape[1:-1], 1)
+    return out, st[:2].view(shape), st[2:].view(shape)
+
+
+def _rows(P):
+    """(rows, rows_inner, stride_outer, stride_inner, plane_stride) addressing every row of both planes
+    of P (2, *rows, n), or None when the row dims do not follow that two-level pattern."""
+    dims = P.shape[1:-1]
+    strides = P.stride()[1:-1]
+    n = P.shape[-1]
+    if not dims:
+        return 1, 1, 0, 0, P.stride(0)
+    # the innermost row dim and everything outside it must each be regular
+    inner, si = dims[-1], strides[-1]
+    outer_dims, outer_strides = dims[:-1], strides[:-1]
+    so = outer_strides[-1] if outer_dims else 0
+    expect = so
+    for d, s in zip(reversed(outer_dims), reversed(outer_strides)):
+        if d != 1 and s != expect:
+            return None
+        expect = s * d
+    rows = inner
+    for d in outer_dims:
+        rows *= d
+    if si < n and inner > 1:
+        return None
+    return rows, inner, so, si, P.stride(0)
