@@ -56,6 +56,65 @@ def matmul(P, Q):
     return _add_to_plane(torch.matmul(P, Q[0]), 1, torch.matmul(P[0], Q[1]))
 
 
+def attention(Q, K, V, scale, mask=None):
+    """softmax(q·kᵀ·scale + mask)·v on first-order planes Q (2, *batch, L, E), K (2, *batch, S, E),
+    V (2, *batch, S, Ev), with a float additive ``mask`` broadcastable to (*batch, L, S). Returns the
+    output, attention-weight and (masked) score planes.
+
+    Eager on plain tensors the planes are *interleaved* per batch element — each element's ε⁰ rows
+    followed by its ε¹ rows, (N, 2L, ·) — so (a; b)·c is one batched GEMM and a·d one more, accumulated
+    in place into the ε¹ rows (the scale is the GEMMs' alpha); the softmax jet reads and writes that
+    layout. Two GEMMs per product, no broadcast copies, and no stacking."""
+    if torch.compiler.is_compiling() or any(_is_wrapped(t) for t in (Q, K, V, mask) if t is not None):
+        scores = matmul(Q * scale, K.transpose(-2, -1))
+        if mask is not None:
+            scores = torch.stack([scores[0] + mask, scores[1]])
+        attn = softmax(scores, -1)
+        return matmul(attn, V), attn, scores
+    batch, L, S = Q.shape[1:-2], Q.shape[-2], K.shape[-2]
+    scores = _interleaved_bmm(_interleaved(Q), _flat(K[0]).transpose(1, 2), _flat(K[1]).transpose(1, 2), scale)
+    scores = scores.view(*batch, 2, L, S).movedim(-3, 0)
+    if mask is not None:
+        scores[0].add_(mask)
+    attn = softmax(scores, -1)
+    o = _interleaved_bmm(_interleaved(attn), _flat(V[0]), _flat(V[1]))
+    return o.view(*batch, 2, L, -1).movedim(-3, 0), attn, scores
+
+
+def qkv_planes(Y, heads):
+    """The q, k, v planes (2, B, H, L, D) of an in-projection output Y (2, B, L, 3E), from one copy
+    into a (3, B, H, 2, L, D) buffer: q is then interleaved and k, v fold their batch dims (no further
+    copies in :func:`attention`)."""
+    _, B, L, E3 = Y.shape
+    D = E3 // (3 * heads)
+    buf = Y.view(2, B, L, 3, heads, D).permute(3, 1, 4, 0, 2, 5).contiguous()
+    return tuple(buf[i].movedim(-3, 0) for i in range(3))
+
+
+def _flat(t):
+    """(*batch, M, K) as (N, M, K): a view when the batch dims merge, else a copy."""
+    return t.reshape(-1, *t.shape[-2:])
+
+
+def _interleaved(P):
+    """Planes P (2, *batch, M, K) as (N, 2M, K) with each batch element's ε⁰ rows then its ε¹ rows:
+    a view for planes that are already interleaved, else one copy."""
+    return P.movedim(0, -3).reshape(-1, 2 * P.shape[-2], P.shape[-1])
+
+
+def _interleaved_bmm(Pcat, c, d, alpha=1.0):
+    """(a + bε)(c + dε) with a, b interleaved in Pcat (N, 2M, K): one GEMM gives a·c and b·c, a second
+    adds a·d into the ε¹ rows. Result interleaved, (N, 2M, Nc)."""
+    M = Pcat.shape[1] // 2
+    Y = torch.empty(Pcat.shape[0], 2 * M, c.shape[-1], dtype=Pcat.dtype, device=Pcat.device)
+    Y.baddbmm_(Pcat, c, beta=0, alpha=alpha)  # beta = 0: Y's uninitialised values are ignored
+    if Y.is_cuda:  # cuBLAS accumulates into the strided ε¹ rows directly
+        Y[:, M:].baddbmm_(Pcat[:, :M], d, alpha=alpha)
+    else:  # the CPU kernel would loop over the batch and copy: one bmm, one add instead
+        Y[:, M:].add_(torch.bmm(Pcat[:, :M], d), alpha=alpha)
+    return Y
+
+
 def softmax(P, dim):
     """softmax(a + bε) = s + s·(b − Σ s·b) ε with s = softmax(a)."""
     if dim in (-1, P.dim() - 2) and (fused := _fused.softmax_jet(P)) is not None:

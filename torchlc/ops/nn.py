@@ -534,14 +534,14 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
     S_ = Pk.shape[2]
     D = E // H
     if fused_qkv:
-        q, k, v = _jet.linear(Pq, qkv_w, qkv_b).chunk(3, dim=-1)
+        q, k, v = _jet.qkv_planes(_jet.linear(Pq, qkv_w, qkv_b), H)
     else:
         wq, wk, wv = qkv_w.chunk(3)
         bq, bk, bv = qkv_b.chunk(3) if qkv_b is not None else (None, None, None)
         q, k, v = _jet.linear(Pq, wq, bq), _jet.linear(Pk, wk, bk), _jet.linear(Pv, wv, bv)
-    q = q.reshape(2, B, L, H, D).transpose(2, 3)
-    k = k.reshape(2, B, S_, H, D).transpose(2, 3)
-    v = v.reshape(2, B, S_, H, D).transpose(2, 3)
+        q = q.reshape(2, B, L, H, D).transpose(2, 3)
+        k = k.reshape(2, B, S_, H, D).transpose(2, 3)
+        v = v.reshape(2, B, S_, H, D).transpose(2, 3)
     m = _expand_mask(mask, mask_type, B, H, L, S_)
     if m is not None and m.dtype == torch.bool:
         m = ~m  # MHA masks mark what to ignore; SDPA masks what to attend to
@@ -550,13 +550,12 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
 
 
 def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_rows=True):
-    """softmax(q·kᵀ·scale + mask)·v on first-order planes (2, …, L, E), as PyTorch's math SDPA (q and
-    k each scaled by √scale; a bool mask marks what to attend to; with ``zero_dead_rows``, rows that
-    are entirely masked give 0, like ``_safe_softmax``). Returns output and attention-weight planes and
-    the masked score planes."""
+    """softmax(q·kᵀ·scale + mask)·v on first-order planes (2, …, L, E), as PyTorch's math SDPA (a bool
+    mask marks what to attend to; with ``zero_dead_rows``, rows that are entirely masked give 0, like
+    ``_safe_softmax``; the scale multiplies the scores, where the math kernel scales q and k by √scale
+    each: equal up to rounding). Returns output and attention-weight planes and the masked score
+    planes."""
     E, L, S_ = Q.shape[-1], Q.shape[-2], K.shape[-2]
-    sf = (abs(scale) if scale is not None else 1.0 / E**0.5) ** 0.5
-    Q = Q * (-sf if scale is not None and scale < 0 else sf)
     if enable_gqa and Q.shape[-3] != K.shape[-3]:
         rep = Q.shape[-3] // K.shape[-3]
         K, V = K.repeat_interleave(rep, dim=-3), V.repeat_interleave(rep, dim=-3)
@@ -564,13 +563,12 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
         attn_mask = torch.ones(L, S_, dtype=torch.bool, device=Q.device).tril()
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = torch.zeros(attn_mask.shape, dtype=Q.dtype, device=Q.device).masked_fill(~attn_mask, float("-inf"))
-    scores = _jet.matmul(Q, (K * sf).transpose(-2, -1))
-    if attn_mask is not None:
-        scores = torch.stack([scores[0] + attn_mask, scores[1]])
-    attn = _jet.softmax(scores, -1)
+    o, attn, scores = _jet.attention(Q, K, V, scale if scale is not None else 1.0 / E**0.5, attn_mask)
     if zero_dead_rows:
-        attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
-    return _jet.matmul(attn, V), attn, scores
+        dead = (scores[0] == float("-inf")).all(-1, keepdim=True)
+        attn = attn.masked_fill(dead, 0.0)
+        o = o.masked_fill(dead, 0.0)  # a zero attention row averages nothing
+    return o, attn, scores
 
 
 def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
