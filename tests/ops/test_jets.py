@@ -350,3 +350,60 @@ def test_sdpa_cuda_kernels_on_lc(kernel, order):
         l0, l1 = torch.func.jvp(ref, (q, k), (dq, dk))
         torch.testing.assert_close(torchlc.coeff(res[1], 0), l0, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(torchlc.coeff(res[1], 1), l1, rtol=1e-12, atol=1e-12)
+
+
+# -- the attention jet: interleaved planes (eager) against the stacked formula (traced code) ----------
+
+
+def _stacked_attention(Q, K, V, scale, mask):
+    """The product-rule formula on stacked planes, written out (the reference for the jet)."""
+    a, b = Q * scale
+    c, d = K.transpose(-2, -1)
+    s0, s1 = a @ c, b @ c + a @ d
+    if mask is not None:
+        s0 = s0 + mask
+    p = torch.softmax(s0, -1)
+    p1 = p * (s1 - (p * s1).sum(-1, keepdim=True))
+    return torch.stack([p @ V[0], p1 @ V[0] + p @ V[1]]), torch.stack([p, p1])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("batch", [(3,), (2, 4)])
+def test_interleaved_attention_equals_the_product_rule(batch, masked):
+    from torchlc import _jet
+
+    g = torch.Generator().manual_seed(len(batch) + masked)
+    L, S, E, Ev = 5, 7, 6, 3
+    Q = torch.randn(2, *batch, L, E, generator=g, dtype=torch.float64)
+    K = torch.randn(2, *batch, S, E, generator=g, dtype=torch.float64)
+    V = torch.randn(2, *batch, S, Ev, generator=g, dtype=torch.float64)
+    mask = None
+    if masked:
+        mask = torch.zeros(L, S, dtype=torch.float64).masked_fill(torch.rand(L, S, generator=g) < 0.3, float("-inf"))
+        mask[:, 0] = 0.0  # no entirely masked row
+    o, attn, scores = _jet.attention(Q, K, V, 0.37, mask)
+    o_ref, attn_ref = _stacked_attention(Q, K, V, 0.37, mask)
+    assert o.shape == o_ref.shape and attn.shape == attn_ref.shape
+    torch.testing.assert_close(o, o_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(attn, attn_ref, rtol=1e-12, atol=1e-12)
+    # the traced-code formulation (no in-place, no interleaving) gives the same planes
+    torch.compiler.is_compiling, old = (lambda: True), torch.compiler.is_compiling
+    try:
+        o_t, attn_t, _ = _jet.attention(Q, K, V, 0.37, mask)
+    finally:
+        torch.compiler.is_compiling = old
+    torch.testing.assert_close(o_t, o_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(attn_t, attn_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_qkv_planes_split_heads_from_one_copy():
+    from torchlc import _jet
+
+    B, L, H, D = 2, 5, 3, 4
+    Y = torch.randn(2, B, L, 3 * H * D, dtype=torch.float64)
+    q, k, v = _jet.qkv_planes(Y, H)
+    for i, t in enumerate((q, k, v)):
+        want = Y[..., i * H * D : (i + 1) * H * D].reshape(2, B, L, H, D).transpose(2, 3)
+        assert torch.equal(t, want)
+    assert q.movedim(0, -3).is_contiguous()  # q interleaved: (B, H, 2, L, D) storage
+    assert k[0].reshape(B * H, L, D)._base is not None  # k's planes fold their batch dims without a copy
