@@ -18,8 +18,12 @@ import threading
 from fractions import Fraction
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
+from torch._subclasses.functional_tensor import FunctionalTensor
 
 from . import _support as S
+
+_TRACED = (FakeTensor, FunctionalTensor)
 
 __all__ = ["LCTensor", "Series", "series", "wrap", "RULES", "implements"]
 
@@ -138,7 +142,9 @@ def _inner_is_plain(t) -> bool:
     then rules must not look at data (no host syncs, no data-dependent supports)."""
     if torch.compiler.is_compiling() or getattr(_STATIC, "on", False):
         return False
-    return not torch._C._functorch.is_functorch_wrapped_tensor(t)
+    # AOTAutograd traces subclass rules on functional/fake tensors; torch 2.11 does not report that
+    # phase as compiling
+    return not (torch._C._functorch.is_functorch_wrapped_tensor(t) or isinstance(t, _TRACED))
 
 
 def _place_planes(p, sup, u):
