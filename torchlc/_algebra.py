@@ -175,9 +175,9 @@ def _product_plan(sa, sb, oa, ob, ea, eb):
     """Metadata of the truncated product of LC operands with supports sa, sb, orders oa, ob and
     exactness ea, eb: (order, out support, Cauchy groups, exactness). Pure exponent arithmetic on
     Fractions, cached: it cost more than the product's kernel for small tensors."""
-    order = max(o for o in (oa, ob) if o is not None) if (oa, ob) != (None, None) else None
-    out_sup, groups = S.product_groups(sa, sb, order)
     a, b = Series(None, sa, oa, ea), Series(None, sb, ob, eb)
+    order = result_order(a, b)
+    out_sup, groups = S.product_groups(sa, sb, order)
     return order, out_sup, groups, exact_mul(a, b, order, S.truncates(sa, sb, order))
 
 

@@ -162,8 +162,8 @@ def _layer_norm_fused(P, n_dims, weight, bias, eps, stats):
     if not P.is_contiguous():
         return None
     rows = P.shape[1 : P.dim() - n_dims]
-    flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
-    res = _fused.layer_norm_jet(P.view(2, *rows, -1), flat(weight), flat(bias), eps, stats=stats)
+    w, b = (None if t is None else t.reshape(-1) for t in (weight, bias))
+    res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats)
     if res is None or not stats:
         return res if res is None else res.view(P.shape)
     o, mean, rstd = res

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .elementwise import HAVE_TRITON, INTERPRET
+from .elementwise import _DTYPES, HAVE_TRITON, INTERPRET
 from .launch import launch
 
 MAX_ROW = 8192  # longer rows (a register-resident row would spill) use the torch formulas
@@ -116,7 +116,7 @@ def _ok(t: torch.Tensor, n: int, *params) -> bool:
     return (
         HAVE_TRITON
         and (t.is_cuda or (INTERPRET and t.device.type == "cpu"))
-        and t.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+        and t.dtype in _DTYPES
         and 0 < n <= MAX_ROW
         and _grad_free(t, *(p for p in params if p is not None))
     )
@@ -130,11 +130,11 @@ def _warps(block):
     return 1 if block <= 256 else (4 if block <= 2048 else 8)
 
 
-def softmax_jet(P: torch.Tensor, out_dtype=None):
+def softmax_jet(P: torch.Tensor):
     """softmax(a + bε) over the last dim = s + s·(b − Σ s·b)ε, s = softmax(a), computed in float32 (or
-    float64): output planes of ``P``'s shape in ``out_dtype`` (default ``P``'s), or None when the
-    kernel does not apply. ``P`` is (2, *rows, n) with contiguous rows; the planes may be a view
-    into an interleaved (…, 2, L, n) layout (see :func:`interleaved_rows`)."""
+    float64): output planes of ``P``'s shape and dtype, or None when the kernel does not apply. ``P``
+    is (2, *rows, n) with contiguous rows; the planes may be a view into an interleaved (…, 2, L, n)
+    layout (as ``torchlc._jet.attention`` builds), which the output keeps."""
     n = P.shape[-1]
     if not _ok(P, n) or P.stride(-1) != 1:
         return None
@@ -143,7 +143,7 @@ def softmax_jet(P: torch.Tensor, out_dtype=None):
         return None
     R, inner, so, si, ps = lay
     # same strides as P where P is dense (interleaved planes stay interleaved), else contiguous
-    out = torch.empty_like(P, dtype=out_dtype or P.dtype)
+    out = torch.empty_like(P)
     _, _, oso, osi, ops = _rows(out)
     block = _block(n)
     launch(

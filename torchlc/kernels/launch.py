@@ -32,7 +32,6 @@ try:
 except ImportError:  # pragma: no cover - triton is an optional extra
     triton = None
 
-_OPTIONS = frozenset({"num_warps", "num_stages", "num_ctas", "maxnreg"})
 _state = {"direct": None if os.environ.get("TORCHLC_TRITON_DIRECT", "1") != "0" else False}
 _compiled: dict = {}
 _layouts: dict = {}
@@ -47,7 +46,7 @@ def _arg_key(a):
 
 
 def _layout(kernel):
-    """The kernel's parameters: names in order and which of them are constexprs (cached per kernel)."""
+    """The kernel's parameter names and defaults, in signature order (cached per kernel)."""
     lay = _layouts.get(kernel)
     if lay is None:
         params = kernel.params
@@ -84,9 +83,8 @@ def launch(kernel, grid, *args, **kwargs):
         >>> launch(_relu2_kernel, (4,), p, o, 4096, BLOCK=1024)   # doctest: +SKIP
     """
     mode = _state["direct"]
-    if (
-        mode is False or not args[0].is_cuda
-    ):  # the interpreter (TRITON_INTERPRET=1) runs on CPU tensors
+    # CPU tensors: Triton's interpreter (TRITON_INTERPRET=1), through JITFunction.run
+    if mode is False or not args[0].is_cuda:
         return kernel[grid](*args, **kwargs)
     device = _current_device()
     key = (kernel, device, *map(_arg_key, args), *kwargs.items())
@@ -136,7 +134,8 @@ if triton is not None:
 def _modes():
     """Direct launch modes worth probing on this Triton: the launcher's argument list
     (grid, stream, function, packed metadata, launch metadata, two hooks, every parameter) is the one
-    of Triton 3.4–3.9 (checked on 3.6 and 3.9); older versions' runners took other arguments."""
+    of Triton 3.4–3.9 (run on 3.6, read in the source of 3.9); older versions' runners took other
+    arguments."""
     try:
         major, minor = (int(p) for p in triton.__version__.split(".")[:2])
     except (AttributeError, ValueError):
