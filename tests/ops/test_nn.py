@@ -142,6 +142,23 @@ def test_linear_runs_one_gemm_for_all_planes():
     assert torch.equal(torchlc.coeff(y, 1), v @ w.T)
 
 
+def test_lc_times_lc_matmul_is_two_gemms():
+    # (a0 + a1ε)(b0 + b1ε): [a0; a1]·b0 in one GEMM, a0·b1 accumulated into the ε¹ rows
+    a0, a1, b0, b1 = R(5, 3), R(5, 3, seed=1), R(3, 4, seed=2), R(3, 4, seed=3)
+    with torch.profiler.profile() as prof:
+        y = a0.nonstd(a1) @ b0.nonstd(b1)
+    gemms = [e.name for e in prof.events() if e.name in ("aten::mm", "aten::addmm", "aten::addmm_")]
+    assert gemms.count("aten::mm") == 2 and gemms.count("aten::addmm_") == 1  # LC-level mm, then 2 GEMMs
+    assert torch.equal(torchlc.coeff(y, 0), a0 @ b0)
+    assert_close(torchlc.coeff(y, 1), a1 @ b0 + a0 @ b1, **TOL)
+    assert (y._support, y._order) == ((0, 1), 1)
+    # with autograd recording, the out-of-place formula: gradients reach both factors' planes
+    w = b1.clone().requires_grad_()
+    y = a0.nonstd(a1) @ b0.nonstd(w)
+    torchlc.coeff(y, 1).sum().backward()
+    assert_close(w.grad, a0.T @ torch.ones(5, 4, dtype=a0.dtype), **TOL)
+
+
 def test_unsupported_ops_name_themselves():
     x = R(2, 3).nonstd()
     with pytest.raises(NotImplementedError, match="aten"):
