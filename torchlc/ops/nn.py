@@ -693,8 +693,8 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
                                   norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2,
                                   ffn_bias_2, mask=None, mask_type=None):
     """PyTorch's fused eval encoder layer. First-order inputs with plain weights: on the planes with
-    the jets (~45 plain kernels per layer instead of ~45 LC dispatches); otherwise the same math
-    through the LC rules."""
+    the jets (one LC dispatch and 22 CUDA kernels per layer instead of ~45 LC dispatches); otherwise
+    the same math through the LC rules."""
     import torch.nn.functional as F
 
     weights = (qkv_weight, qkv_bias, proj_weight, proj_bias, norm_weight_1, norm_bias_1, norm_weight_2,
