@@ -16,7 +16,15 @@ from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
 from . import _support as S
 from . import kernels
-from ._tensor import Series, _inner_is_plain, min_exact, result_order, speculation_record
+from ._tensor import (
+    Series,
+    _inner_is_plain,
+    _traced_tensor,
+    _tracing,
+    min_exact,
+    result_order,
+    speculation_record,
+)
 from .errors import DomainError, TruncationError, is_strict
 from .layouts.planes import broadcast_planes
 
@@ -25,10 +33,12 @@ FIRST_ORDER = (S.ZERO, Fraction(1))
 
 
 def _grad_free(*ts) -> bool:
-    """Whether in-place/out= kernels are allowed (no autograd recording needed, not traced)."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in ts):
+    """Whether in-place/out= kernels are allowed (no autograd recording needed, not traced). One loop
+    over the tensors: this runs several times per op."""
+    if _tracing():
         return False
-    return all(_inner_is_plain(t) for t in ts)
+    grad = torch.is_grad_enabled()
+    return not any((grad and t.requires_grad) or _traced_tensor(t) for t in ts)
 
 
 @functools.lru_cache(maxsize=8192)

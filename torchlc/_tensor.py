@@ -137,14 +137,25 @@ def speculation_record():
     return getattr(_STATIC, "rec", None)
 
 
+def _tracing() -> bool:
+    """Under torch.compile/export or inside :func:`static_mode` (torchlc.compile's trace)."""
+    return _is_compiling() or getattr(_STATIC, "on", False)
+
+
+def _traced_tensor(t) -> bool:
+    """A functorch wrapper (vmap/grad), or a functional/fake tensor of AOTAutograd's trace (torch 2.11
+    does not report that phase as compiling)."""
+    return _is_wrapped(t) or isinstance(t, _TRACED)
+
+
 def _inner_is_plain(t) -> bool:
     """False for functorch-wrapped (vmap/grad) tensors and when tracing (torch.compile, make_fx):
     then rules must not look at data (no host syncs, no data-dependent supports)."""
-    if torch.compiler.is_compiling() or getattr(_STATIC, "on", False):
-        return False
-    # AOTAutograd traces subclass rules on functional/fake tensors; torch 2.11 does not report that
-    # phase as compiling
-    return not (torch._C._functorch.is_functorch_wrapped_tensor(t) or isinstance(t, _TRACED))
+    return not (_tracing() or _traced_tensor(t))
+
+
+_is_compiling = torch.compiler.is_compiling
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
 def _place_planes(p, sup, u):
