@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from test_models import MODULES, R
+from test_models import MODULES, R, _module_params
 
 import torchlc
 
@@ -158,12 +158,6 @@ def test_views_alias_their_base_inside_inference_mode():
 
 
 # -- whole models: input built outside, run inside --------------------------------------------------
-
-
-def _module_params():
-    for name in MODULES:
-        for train in (True, False):
-            yield pytest.param(name, train, id=f"{name}-{'train' if train else 'eval'}")
 
 
 @pytest.mark.parametrize("name,train", list(_module_params()))

@@ -41,16 +41,12 @@ def interpret():
     assert triton_available("cpu")
 
 
-@pytest.mark.parametrize("shape,k,B,pattern", [((3, 4), 8, 66, "local"), ((3, 3), 3, 5, "hash")])
-def test_triton_layer_matches_reference(interpret, shape, k, B, pattern):
-    n = shape[0] * shape[1]
-    idx = build_connectivity(shape, k, pattern, seed=1)
-    layer = GeoSparseLinear(n, n, idx, compute_mode="triton")
-    x = torch.randn(B, n, requires_grad=True)
+def _assert_matches_dense(layer, x, idx, n):
+    """The layer's output and its gradients (input, weight, bias) against the dense reference."""
     y = layer(x)
+    x2 = x.detach().clone().requires_grad_(True)
     w = layer.weight.detach().clone().requires_grad_(True)
     b = layer.bias.detach().clone().requires_grad_(True)
-    x2 = x.detach().clone().requires_grad_(True)
     ref = dense_forward(x2, idx, w, b, n)
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
     gy = torch.randn_like(y)
@@ -58,6 +54,15 @@ def test_triton_layer_matches_reference(interpret, shape, k, B, pattern):
     exp = torch.autograd.grad(ref, [x2, w, b], gy)
     for a, e in zip(got, exp):
         torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape,k,B,pattern", [((3, 4), 8, 66, "local"), ((3, 3), 3, 5, "hash")])
+def test_triton_layer_matches_reference(interpret, shape, k, B, pattern):
+    n = shape[0] * shape[1]
+    idx = build_connectivity(shape, k, pattern, seed=1)
+    layer = GeoSparseLinear(n, n, idx, compute_mode="triton")
+    x = torch.randn(B, n, requires_grad=True)
+    _assert_matches_dense(layer, x, idx, n)
 
 
 def test_triton_ops_padding_and_bf16(interpret):
@@ -157,14 +162,4 @@ def test_launch_configs_and_batch_splits(interpret, fwd, wgrad, fused, monkeypat
     idx = build_connectivity(shape, 5, "random", seed=2)
     layer = GeoSparseLinear(n, n, idx, compute_mode="triton")
     x = torch.randn(B, n, requires_grad=True)
-    y = layer(x)
-    x2 = x.detach().clone().requires_grad_(True)
-    w = layer.weight.detach().clone().requires_grad_(True)
-    b = layer.bias.detach().clone().requires_grad_(True)
-    ref = dense_forward(x2, idx, w, b, n)
-    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
-    gy = torch.randn_like(y)
-    got = torch.autograd.grad(y, [x, layer.weight, layer.bias], gy)
-    exp = torch.autograd.grad(ref, [x2, w, b], gy)
-    for a, e in zip(got, exp):
-        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+    _assert_matches_dense(layer, x, idx, n)
