@@ -2,7 +2,7 @@
 
 ``relu`` of x = a + bε keeps x when its leading coefficient is positive: ``a > 0 or (a == 0 and
 b > 0)``; ``abs`` multiplies both planes by the sign of the leading coefficient. The torch formulas
-take 5 (relu) and 4 (abs) kernels with boolean temporaries; these read each plane once and write it
+take 6 (relu) and 4 (abs) kernels with boolean temporaries; these read each plane once and write it
 once.
 """
 
