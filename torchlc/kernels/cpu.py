@@ -24,8 +24,14 @@ def _abs2(p0, p1):
     return torch.stack([p0 * s, p1 * s])
 
 
+def relu_nonpos(p0, p1):
+    """Where relu of p0 + p1ε is 0: the leading coefficient (p1 where p0 == ±0, else p0) is ≤ 0, and
+    no plane is NaN there (a NaN anywhere stays NaN). The first-order relu formula of the rules too."""
+    return (torch.where(p0 == 0, p1, p0) <= 0) & (p1 == p1)
+
+
 def _relu2(p0, p1):
-    nonpos = ((p0 < 0) | ((p0 == 0) & (p1 <= 0))) & (p1 == p1)
+    nonpos = relu_nonpos(p0, p1)
     return torch.stack([torch.where(nonpos, 0.0, p0), torch.where(nonpos, 0.0, p1)])
 
 

@@ -144,9 +144,7 @@ def _relu_series(s: Series) -> Series:
     if s.support == A.FIRST_ORDER and (res := kernels.fused("relu", s.planes)) is not None:
         return Series(res, s.support, s.order, s.exact)
     if s.planes.shape[0] == 2:  # first order: 6 elementwise kernels instead of the general 9
-        p0, p1 = s.planes[0], s.planes[1]
-        # the leading coefficient is p1 where p0 == 0 (±0), else p0 (NaN included: it stays NaN)
-        nonpos = (torch.where(p0 == 0, p1, p0) <= 0) & (p1 == p1)  # a NaN anywhere stays NaN
+        nonpos = kernels.cpu.relu_nonpos(s.planes[0], s.planes[1])
     else:
         nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
     return Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact)
