@@ -15,6 +15,7 @@ import torch
 
 from . import datasets, layouts, nn, ops  # noqa: F401  (ops registers the rules)
 from ._compile import compile
+from ._graphs import set_cuda_graphs
 from ._tensor import LCTensor
 from .api import (
     coeff,
@@ -44,6 +45,7 @@ __all__ = [
     "LCTensor", "nonstd", "eps", "from_terms", "terms", "coeff", "coeffs", "support", "exact_through",
     "order", "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc", "DomainError",
     "TruncationError", "strict", "is_strict", "layouts", "compile", "register_linear_op", "smoothing", "nn", "datasets",
+    "set_cuda_graphs",
 ]
 
 

@@ -94,7 +94,8 @@ def compile(fn=None, **compile_kwargs):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         flat, spec = _flatten_inputs(args, kwargs)
-        key = (spec, tuple(_leaf_key(a) for a in flat))
+        grad = torch.is_grad_enabled()
+        key = (spec, grad, tuple(_leaf_key(a) for a in flat))
         entry = cache.get(key)
         tensor_pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor)]
         leaves = [flat[i]._planes_view() if isinstance(flat[i], LCTensor) else flat[i] for i in tensor_pos]
@@ -120,7 +121,11 @@ def compile(fn=None, **compile_kwargs):
                     return outs
                 return outs + [torch.cat(flags).any()]
 
-            with speculate() as spec_flags, torch.no_grad():
+            # with grad off nothing will differentiate the graph, so it is traced in inference mode: the
+            # composites (scaled_dot_product_attention, linear, ...) then reach the LC rules whole and
+            # trace to their jets (attention: two GEMMs per product) instead of to their decompositions
+            trace_mode = torch.no_grad() if grad else torch.inference_mode()
+            with speculate() as spec_flags, trace_mode:
                 gm = make_fx(inner)(*[t.detach().clone() for t in leaves])  # tracing must not mutate inputs
             lifted = _lift_grad_constants(gm)
             for t in lifted:

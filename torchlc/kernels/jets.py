@@ -228,3 +228,59 @@ def _rows(P):
     if si < n and inner > 1:
         return None
     return rows, inner, so, si, P.stride(0)
+
+
+# -- the same kernels as opaque ops in traced graphs ---------------------------------------------------
+# Under torch.compile the jets' torch formulas are fused by Inductor, but into ~4 kernels per layer
+# norm and ~3 per softmax that read the planes several times. When the graph will not be
+# differentiated (inference-mode traces, no_grad compiles) the rules emit these custom ops instead:
+# one Triton launch each, as in eager mode. Their outputs keep the input's strides, as the kernels'.
+
+
+@torch.library.custom_op("torchlc::softmax_jet", mutates_args=())
+def softmax_jet_op(P: torch.Tensor) -> torch.Tensor:
+    out = softmax_jet(P)
+    if out is None:
+        from .._jet import _softmax_formula  # noqa: PLC0415  (_jet imports this module)
+
+        out = torch.empty_like(P).copy_(_softmax_formula(P, -1))
+    return out
+
+
+@softmax_jet_op.register_fake
+def _(P):
+    return torch.empty_like(P)
+
+
+@torch.library.custom_op("torchlc::layer_norm_jet", mutates_args=())
+def layer_norm_jet_op(
+    P: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output planes and the statistics (mean planes; rstd planes) stacked as (4, *rows, 1)."""
+    res = layer_norm_jet(P, weight, bias, eps, stats=True)
+    if res is None:
+        from .._jet import _layer_norm_formula  # noqa: PLC0415  (_jet imports this module)
+
+        res = _layer_norm_formula(P, 1, weight, bias, eps, True)
+        return res[0].contiguous(), torch.cat([res[1], res[2]])
+    out, mean, _ = res
+    return out, mean._base.view(4, *mean.shape[1:])  # mean and rstd are views of one (4, R) buffer
+
+
+@layer_norm_jet_op.register_fake
+def _(P, weight, bias, eps):
+    acc = torch.float64 if P.dtype == torch.float64 else torch.float32
+    return torch.empty_like(P, memory_format=torch.contiguous_format), P.new_empty((4, *P.shape[1:-1], 1), dtype=acc)
+
+
+def opaque_ok(P: torch.Tensor, *params) -> bool:
+    """Whether a traced rule should emit the custom ops above: tracing for a graph that autograd will
+    not differentiate (inference mode, or torch.compile under no_grad), on CUDA, with no functorch
+    transform around (the ops have no vmap rule)."""
+    from .._tensor import _is_wrapped, _tracing  # noqa: PLC0415  (_tensor imports the kernels)
+
+    if not (HAVE_TRITON and P.is_cuda and P.dtype in _DTYPES and _tracing()):
+        return False
+    if not (torch.is_inference_mode_enabled() or (torch.compiler.is_compiling() and not torch.is_grad_enabled())):
+        return False
+    return not any(t is not None and (_is_wrapped(t) or t.requires_grad) for t in (P, *params))

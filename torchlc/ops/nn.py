@@ -7,7 +7,7 @@ import torch
 import torch._decomp
 
 from .. import _algebra as A
-from .. import _jet
+from .. import _graphs, _jet
 from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, implements, series, wrap
 from ._util import decomposed, first_order, out, upcast
@@ -710,8 +710,17 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
         def ln(w, b):
             return lambda X: _jet.layer_norm(X, 1, w, b, eps)
 
-        P = _residual_blocks(s.planes, lambda X: _mha_jet(X, X, X, *mha_args, True)[0], ff,
-                             ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), norm_first)
+        def layer(X, *m):
+            args = mha_args if not m else (*mha_args[:-2], m[0], mha_args[-1])
+            return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *args, True)[0], ff,
+                                    ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), norm_first)
+
+        # ~100 torch calls for ~20 kernels: on CUDA the host time is most of it, so from the second
+        # call with this signature the layer replays as a CUDA graph (torchlc/_graphs.py)
+        moving = (s.planes,) if mask is None else (s.planes, mask)
+        fixed = weights[:-1]
+        P = _graphs.graphed("encoder_layer", layer, moving, fixed,
+                            (embed_dim, num_heads, use_gelu, norm_first, eps, mask_type))
         return out(Series(P, s.support, s.order, A.min_exact(s.exact, s.order)))
 
     def ff(x):
