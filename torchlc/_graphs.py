@@ -23,6 +23,7 @@ with CUDA's sync debug mode set to error: a jet that syncs with the host is neve
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -116,7 +117,9 @@ def _first_call(key, fn, moving):
     cannot be captured (and a failed capture would leave torch's CUDA RNG in capture state), so it
     is never graphed and this call runs again normally."""
     old = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
+    with warnings.catch_warnings():  # torch warns once that the mode is a prototype: not the user's concern
+        warnings.simplefilter("ignore")
+        torch.cuda.set_sync_debug_mode("error")
     try:
         res = fn(*moving)
     except RuntimeError as e:

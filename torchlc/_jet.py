@@ -47,11 +47,12 @@ _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 def linear(P, weight, bias=None):
     """(a + bε)·Wᵀ + bias: one GEMM over both planes (planes fold into the batch), bias on ε⁰.
 
-    With a bias on CUDA (eager, no autograd) it is two GEMMs into one output instead: ε⁰ rows through
-    addmm, whose epilogue adds the bias, and ε¹ rows through mm. A separate bias pass would read and
-    write the whole ε⁰ plane once more; for the encoder layer's four linears that pass was a quarter
-    of the jet's GPU time."""
-    if bias is None or not P.is_cuda or not _grad_free(P, weight, bias):
+    With a bias on CUDA in half precision (eager, no autograd) it is two GEMMs into one output
+    instead: ε⁰ rows through addmm, whose epilogue adds the bias, and ε¹ rows through mm. A separate
+    bias pass reads and writes the whole ε⁰ plane once more: in the bf16 encoder layer on an H100
+    the split took the jet from 772 to 679 µs of GPU time. In float32 (no tensor cores) the two
+    half-height GEMMs cost more than the bias pass saves (2955 → 2986 µs), so float32 keeps one GEMM."""
+    if bias is None or not P.is_cuda or P.dtype not in _LOW_PRECISION or not _grad_free(P, weight, bias):
         Y = F.linear(P, weight)
         return Y if bias is None else _add_to_plane(Y, 0, bias)
     K, N = P.shape[-1], weight.shape[0]
@@ -129,15 +130,8 @@ def _interleaved_bmm(Pcat, c, d, alpha=1.0):
 
 def softmax(P, dim):
     """softmax(a + bε) = s + s·(b − Σ s·b) ε with s = softmax(a)."""
-    if dim in (-1, P.dim() - 2):
-        if _fused.opaque_ok(P) and P.shape[-1] <= _fused.MAX_ROW:
-            return torch.ops.torchlc.softmax_jet(P)
-        if (fused := _fused.softmax_jet(P)) is not None:
-            return fused
-    return _softmax_formula(P, dim)
-
-
-def _softmax_formula(P, dim):
+    if dim in (-1, P.dim() - 2) and (fused := _fused.softmax_jet(P)) is not None:
+        return fused
     a, b = upcast(P)
     s = torch.softmax(a, dim)
     return torch.stack([s, s * (b - (s * b).sum(dim, keepdim=True))]).to(P.dtype)
@@ -160,10 +154,6 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
     statistics are in the computation dtype (float32 for half/bfloat16), the output in P's."""
     if (fused := _layer_norm_fused(P, n_dims, weight, bias, eps, stats)) is not None:
         return fused
-    return _layer_norm_formula(P, n_dims, weight, bias, eps, stats)
-
-
-def _layer_norm_formula(P, n_dims, weight, bias, eps, stats):
     dt, P = P.dtype, upcast(P)
     dims = tuple(range(P.dim() - n_dims, P.dim()))
     mean = P.mean(dims, keepdim=True)
@@ -182,28 +172,16 @@ def _layer_norm_formula(P, n_dims, weight, bias, eps, stats):
 
 
 def _layer_norm_fused(P, n_dims, weight, bias, eps, stats):
+    if not P.is_contiguous():
+        return None
     rows = P.shape[1 : P.dim() - n_dims]
     w, b = (None if t is None else t.reshape(-1) for t in (weight, bias))
-    n = _prod(P.shape[P.dim() - n_dims :])
-    if _fused.opaque_ok(P, weight, bias) and eps > 0 and 0 < n <= _fused.MAX_ROW:
-        o, st = torch.ops.torchlc.layer_norm_jet(P.reshape(2, *rows, n), w, b, eps)
-        res = (o, st[:2], st[2:]) if stats else o
-    elif not P.is_contiguous():
-        return None
-    else:
-        res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats)
+    res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats)
     if res is None or not stats:
         return res if res is None else res.view(P.shape)
     o, mean, rstd = res
     ones = (1,) * n_dims
     return o.view(P.shape), mean.view(2, *rows, *ones), rstd.view(2, *rows, *ones)
-
-
-def _prod(dims):
-    n = 1
-    for d in dims:
-        n *= d
-    return n
 
 
 def _addcmul_to_plane(Y, i, a, b, value):

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torchlc
-from torchlc import _jet
 from torchlc._algebra import FIRST_ORDER
 from torchlc._tensor import wrap
 from torchlc.ops._util import decomposed
@@ -408,19 +407,3 @@ def test_qkv_planes_split_heads_from_one_copy():
         assert torch.equal(t, want)
     assert q.movedim(0, -3).is_contiguous()  # q interleaved: (B, H, 2, L, D) storage
     assert k[0].reshape(B * H, L, D)._base is not None  # k's planes fold their batch dims without a copy
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_jet_custom_ops_pass_opcheck_and_match_the_formulas(dtype):
-    """torchlc::softmax_jet and torchlc::layer_norm_jet (what traced no-grad graphs emit on CUDA):
-    fake and real implementations agree (torch.library.opcheck), and the values are the jets'."""
-    g = torch.Generator().manual_seed(0)
-    P = torch.randn(2, 3, 5, 7, generator=g).to(dtype)
-    w, b = torch.randn(7, generator=g).to(dtype), torch.randn(7, generator=g).to(dtype)
-    torch.library.opcheck(torch.ops.torchlc.softmax_jet.default, (P,))
-    torch.library.opcheck(torch.ops.torchlc.layer_norm_jet.default, (P, w, b, 1e-5))
-    torch.testing.assert_close(torch.ops.torchlc.softmax_jet(P), _jet._softmax_formula(P, -1), rtol=0, atol=0)
-    out, st = torch.ops.torchlc.layer_norm_jet(P, w, b, 1e-5)
-    ref = _jet._layer_norm_formula(P, 1, w, b, 1e-5, True)
-    torch.testing.assert_close(out, ref[0], rtol=0, atol=0)
-    torch.testing.assert_close(st, torch.cat([ref[1], ref[2]]), rtol=0, atol=0)

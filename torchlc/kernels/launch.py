@@ -147,7 +147,18 @@ def _modes():
 
 def _probe():
     """How to launch compiled kernels directly: "raw" (the launcher with no launch hooks), "runner"
-    (the compiled kernel's runner), or False (neither gives JITFunction.run's results here)."""
+    (the compiled kernel's runner), or False (neither gives JITFunction.run's results here). The
+    comparison syncs once, so CUDA's sync debug mode (a user's, or torchlc._graphs' check of a jet) is
+    off meanwhile: it would otherwise turn the probe into a failure and direct launches off for good."""
+    debug = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(0)
+    try:
+        return _probe_modes()
+    finally:
+        torch.cuda.set_sync_debug_mode(debug)
+
+
+def _probe_modes():
     for mode in _modes():
         try:
             x = torch.arange(1000, dtype=torch.float32, device="cuda")
