@@ -49,16 +49,21 @@ def set_cuda_graphs(enabled: bool) -> bool:
     global _enabled
     old, _enabled = _enabled, bool(enabled)
     if not _enabled:
-        _cache.clear()
-        _pools.clear()
+        clear()
     return old
 
 
-class _Graph:
-    __slots__ = ("graph", "inputs", "outputs")
+def clear():
+    """Free every captured graph and its memory pools."""
+    _cache.clear()
+    _pools.clear()
 
-    def __init__(self, graph, inputs, outputs):
-        self.graph, self.inputs, self.outputs = graph, inputs, outputs
+
+class _Graph:
+    __slots__ = ("graph", "inputs", "outputs", "stream")
+
+    def __init__(self, graph, inputs, outputs, stream):
+        self.graph, self.inputs, self.outputs, self.stream = graph, inputs, outputs, stream
 
 
 def _layout(t: torch.Tensor):
@@ -109,7 +114,12 @@ def graphed(name: str, fn, moving: tuple, fixed: tuple, consts: tuple):
 def _remember(key, value):
     _cache[key] = value
     while len(_cache) > MAX_GRAPHS:
-        _cache.popitem(last=False)
+        _, old = _cache.popitem(last=False)
+        if isinstance(old, _Graph) and not any(
+            isinstance(e, _Graph) and e.stream == old.stream for e in _cache.values()
+        ):
+            # torch releases a private pool with its last graph: its handle must not be reused
+            _pools.pop(old.stream, None)
 
 
 def _first_call(key, fn, moving):
@@ -143,6 +153,6 @@ def _capture(key, fn, moving):
         pool = _pools[stream] = torch.cuda.graph_pool_handle()
     with torch.cuda.graph(graph, pool=pool):
         outputs = fn(*inputs)
-    entry = _Graph(graph, inputs, outputs)
+    entry = _Graph(graph, inputs, outputs, stream)
     _remember(key, entry)
     return entry
