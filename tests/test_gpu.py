@@ -75,6 +75,22 @@ def test_transformer_encoder(fast_path):
     _check(y, _jvp(m, x, v), 1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
+    """The encoder layer's fused consumers give bit for bit what the separate adds then the kernels
+    give: relu(P + bias on ε⁰) and layer_norm(residual + (P + bias on ε⁰))."""
+    from torchlc import _jet
+    from torchlc.kernels import relu2
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    P, R = (torch.randn(2, 64, 96, device=DEV, dtype=dtype, generator=g) for _ in range(2))
+    bias, w, b = (torch.randn(96, device=DEV, dtype=dtype, generator=g) for _ in range(3))
+    biased = torch.stack([P[0] + bias, P[1]])
+    assert torch.equal(relu2(P, bias), relu2(biased))
+    got = _jet.layer_norm(P.clone(), 1, w, b, 1e-5, residual=R, bias0=bias)
+    assert torch.equal(got, _jet.layer_norm(R + biased, 1, w, b, 1e-5))
+
+
 @pytest.mark.parametrize("cls", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
 def test_recurrent_layers_with_autograd(cls):
     torch.manual_seed(0)

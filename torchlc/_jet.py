@@ -30,7 +30,7 @@ def upcast(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in _LOW_PRECISION else t
 
 
-def _add_to_plane(Y, i, T):
+def add_to_plane(Y, i, T):
     """Y[i] + T as planes: in place on plain tensors; out of place for functorch wrappers (vmap
     cannot write a batched value into an unbatched tensor)."""
     if _is_wrapped(Y) or _is_wrapped(T) or torch.compiler.is_compiling():
@@ -54,7 +54,7 @@ def linear(P, weight, bias=None):
     half-height GEMMs cost more than the bias pass saves (2955 → 2986 µs), so float32 keeps one GEMM."""
     if bias is None or not P.is_cuda or P.dtype not in _LOW_PRECISION or not _grad_free(P, weight, bias):
         Y = F.linear(P, weight)
-        return Y if bias is None else _add_to_plane(Y, 0, bias)
+        return Y if bias is None else add_to_plane(Y, 0, bias)
     K, N = P.shape[-1], weight.shape[0]
     Y = P.new_empty(2, P[0].numel() // K, N)
     wt = weight.t()
@@ -66,7 +66,7 @@ def linear(P, weight, bias=None):
 def matmul(P, Q):
     """(a + bε)(c + dε) = ac + (bc + ad)ε: one batched matmul for both planes of P against c, one
     more for a·d."""
-    return _add_to_plane(torch.matmul(P, Q[0]), 1, torch.matmul(P[0], Q[1]))
+    return add_to_plane(torch.matmul(P, Q[0]), 1, torch.matmul(P[0], Q[1]))
 
 
 def attention(Q, K, V, scale, mask=None):
@@ -94,13 +94,23 @@ def attention(Q, K, V, scale, mask=None):
     return o.view(*batch, 2, L, -1).movedim(-3, 0), attn, scores
 
 
-def qkv_planes(Y, heads):
+def qkv_planes(Y, heads, bias0=None):
     """The q, k, v planes (2, B, H, L, D) of an in-projection output Y (2, B, L, 3E), from one copy
     into a (3, B, H, 2, L, D) buffer: q is then interleaved and k, v fold their batch dims (no further
-    copies in :func:`attention`)."""
+    copies in :func:`attention`). The in-projection's ``bias0`` (3E) is added to the ε⁰ plane in that
+    copy when no autograd is recording."""
     _, B, L, E3 = Y.shape
     D = E3 // (3 * heads)
-    buf = Y.view(2, B, L, 3, heads, D).permute(3, 1, 4, 0, 2, 5).contiguous()
+    fused_bias = bias0 is not None and _grad_free(Y, bias0)
+    if bias0 is not None and not fused_bias:
+        Y = add_to_plane(Y, 0, bias0)
+    src = Y.view(2, B, L, 3, heads, D).permute(3, 1, 4, 0, 2, 5)
+    if not fused_bias:
+        buf = src.contiguous()
+    else:
+        buf = torch.empty(src.shape, dtype=Y.dtype, device=Y.device)
+        torch.add(src[:, :, :, 0], bias0.view(3, 1, heads, 1, D), out=buf[:, :, :, 0])
+        buf[:, :, :, 1].copy_(src[:, :, :, 1])
     return tuple(buf[i].movedim(-3, 0) for i in range(3))
 
 
@@ -144,16 +154,24 @@ def log_softmax(P, dim):
     return torch.stack([y, b - (y.exp() * b).sum(dim, keepdim=True)]).to(P.dtype)
 
 
-def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
+def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias0=None):
     """Layer norm over the last ``n_dims`` dims: the output planes, or (out, mean, rstd) planes with
     ``stats=True``.
 
     With centred c = c₀ + c₁ε and m = mean(c₀c₁): rstd = r₀ − q ε with r₀ = (mean(c₀²) + eps)^(-1/2)
     and q = r₀³·m, so out = c₀r₀ + (c₁r₀ − c₀q)ε. Needs eps > 0 (else a constant row's variance starts
     at ε²). One Triton launch on CUDA, else 12 kernels; the rstd planes only when asked for. The
-    statistics are in the computation dtype (float32 for half/bfloat16), the output in P's."""
-    if (fused := _layer_norm_fused(P, n_dims, weight, bias, eps, stats)) is not None:
+    statistics are in the computation dtype (float32 for half/bfloat16), the output in P's.
+
+    With ``residual`` planes and/or ``bias0`` (added to the ε⁰ plane: a linear layer's bias) it is the
+    layer norm of residual + (P + bias0), the add & norm of a transformer layer, in one launch on CUDA
+    with the same roundings as the separate adds."""
+    if (fused := _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual, bias0)) is not None:
         return fused
+    if bias0 is not None:
+        P = add_to_plane(P, 0, bias0)
+    if residual is not None:
+        P = residual + P
     dt, P = P.dtype, upcast(P)
     dims = tuple(range(P.dim() - n_dims, P.dim()))
     mean = P.mean(dims, keepdim=True)
@@ -165,18 +183,19 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False):
     if weight is not None:
         res = res * weight
     if bias is not None:
-        res = _add_to_plane(res, 0, bias)
+        res = add_to_plane(res, 0, bias)
     if not stats:
         return res.to(dt)
     return res.to(dt), mean, torch.stack([r0, -q])
 
 
-def _layer_norm_fused(P, n_dims, weight, bias, eps, stats):
-    if not P.is_contiguous():
+def _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual=None, bias0=None):
+    if not P.is_contiguous() or (residual is not None and not residual.is_contiguous()):
         return None
     rows = P.shape[1 : P.dim() - n_dims]
-    w, b = (None if t is None else t.reshape(-1) for t in (weight, bias))
-    res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats)
+    w, b, b0 = (None if t is None else t.reshape(-1) for t in (weight, bias, bias0))
+    R = None if residual is None else residual.view(2, *rows, -1)
+    res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats, residual=R, bias0=b0)
     if res is None or not stats:
         return res if res is None else res.view(P.shape)
     o, mean, rstd = res
@@ -185,18 +204,25 @@ def _layer_norm_fused(P, n_dims, weight, bias, eps, stats):
 
 
 def _addcmul_to_plane(Y, i, a, b, value):
-    """Y[i] + value·a·b as planes: one in-place kernel on plain tensors (else as _add_to_plane)."""
+    """Y[i] + value·a·b as planes: one in-place kernel on plain tensors (else as add_to_plane)."""
     if _is_wrapped(Y) or _is_wrapped(a) or _is_wrapped(b) or torch.compiler.is_compiling():
-        return _add_to_plane(Y, i, value * a * b)
+        return add_to_plane(Y, i, value * a * b)
     Y[i].addcmul_(a, b, value=value)
     return Y
 
 
-def relu(P):
-    """relu by the sign of the leading coefficient (the first-order rule of ``aten.relu``)."""
+def relu(P, bias0=None):
+    """relu by the sign of the leading coefficient (the first-order rule of ``aten.relu``); with
+    ``bias0``, of P with bias0 added to its ε⁰ plane (one Triton pass on CUDA)."""
     from ._tensor import Series  # noqa: PLC0415  (ops import this module)
+    from .kernels import relu2, usable  # noqa: PLC0415
     from .ops.discontinuous import _relu_series  # noqa: PLC0415
 
+    if bias0 is not None:
+        if (usable(P) and bias0.dtype == P.dtype and bias0.is_contiguous() and bias0.numel() == P.shape[-1]
+                and _grad_free(bias0)):
+            return relu2(P, bias0)
+        P = add_to_plane(P, 0, bias0)
     return _relu_series(Series(P, FIRST_ORDER)).planes
 
 

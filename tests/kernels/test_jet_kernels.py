@@ -14,6 +14,7 @@ pytest.importorskip("triton")
 CASES = r"""
 import torch
 from torchlc import _jet
+from torchlc import kernels
 from torchlc.kernels import jets
 
 def softmax_ref(P):
@@ -70,6 +71,31 @@ for dtype in (torch.float64, torch.float32, torch.bfloat16):
         torch.testing.assert_close(o.double(), ro, rtol=t, atol=t)
         torch.testing.assert_close(mean.double(), rmean, rtol=t, atol=t)
         torch.testing.assert_close(rstd.double(), rrstd, rtol=t, atol=t * 1e3)
+    # add & norm: residual + (X + bias on ε⁰), the sum rounded in the dtype as by the separate adds
+    Rr, b0 = torch.randn(X.shape, generator=g).to(dtype), torch.randn(50, generator=g).to(dtype)
+    S = torch.stack([X[0] + b0, X[1]])
+    S = Rr + S
+    for res, bias0, ref in ((Rr, b0, S), (None, b0, torch.stack([X[0] + b0, X[1]])), (Rr, None, Rr + X)):
+        o, mean, _ = jets.layer_norm_jet(X, w, b, 1e-5, stats=True, residual=res, bias0=bias0)
+        ro, rmean, _ = ln_ref(ref, w, b, 1e-5)
+        torch.testing.assert_close(o.double(), ro, rtol=t, atol=t)
+        torch.testing.assert_close(mean.double(), rmean, rtol=t, atol=t)
+        # and _jet.layer_norm's torch formula (where the kernel does not apply) agrees
+        jets.HAVE_TRITON = False
+        f = _jet.layer_norm(X.clone(), 1, w, b, 1e-5, residual=res, bias0=bias0)
+        jets.HAVE_TRITON = True
+        torch.testing.assert_close(f.double(), ro, rtol=t, atol=t)
+    # relu with a bias on ε⁰: exactly the torch formula on the biased planes (ties, zeros and NaN
+    # too); bfloat16 on the GPU only (tests/test_gpu.py): the interpreter mis-stores bfloat16 here
+    if dtype != torch.bfloat16:
+        Z = torch.randn(2, 6, 13, generator=g).to(dtype)
+        Z[0, 0] = 0.0
+        Z[1, 0, :4] = torch.tensor([1.0, -1.0, 0.0, float("nan")])
+        bz = torch.randn(13, generator=g).to(dtype)
+        bz[:4] = 0.0
+        want = _jet.relu(torch.stack([Z[0] + bz, Z[1]]))
+        got = kernels.relu2(Z, bz)
+        assert torch.equal(got.nan_to_num(7.5), want.nan_to_num(7.5))
     # the jets route here and agree with their torch formulas over several trailing dims
     Y = torch.randn(2, 3, 4, 5, generator=g).to(dtype)
     o = _jet.layer_norm(Y, 2, None, None, 1e-5)

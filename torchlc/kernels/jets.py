@@ -65,12 +65,16 @@ if HAVE_TRITON:
         b_ptr,
         o_ptr,
         stats_ptr,
+        res_ptr,
+        bias0_ptr,
         R,
         n,
         eps,
         HAS_W: tl.constexpr,
         HAS_B: tl.constexpr,
         STATS: tl.constexpr,
+        HAS_RES: tl.constexpr,
+        HAS_BIAS0: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
@@ -79,8 +83,18 @@ if HAVE_TRITON:
         m = cols < n
         base = r.to(tl.int64) * n
         plane = R.to(tl.int64) * n
-        x0 = tl.load(p_ptr + base + cols, mask=m, other=0.0).to(ACC)
-        x1 = tl.load(p_ptr + plane + base + cols, mask=m, other=0.0).to(ACC)
+        x0 = tl.load(p_ptr + base + cols, mask=m, other=0.0)
+        x1 = tl.load(p_ptr + plane + base + cols, mask=m, other=0.0)
+        # the encoder layer's  res + (P + bias on ε⁰)  before the norm, rounded in the planes' dtype
+        # at each add as the separate torch adds would be
+        # at each add as the separate torch adds would be (in ACC: float32 for half types, like torch)
+        if HAS_BIAS0:
+            x0 = (x0.to(ACC) + tl.load(bias0_ptr + cols, mask=m, other=0.0).to(ACC)).to(x0.dtype)
+        if HAS_RES:
+            x0 = (tl.load(res_ptr + base + cols, mask=m, other=0.0).to(ACC) + x0.to(ACC)).to(x0.dtype)
+            x1 = (tl.load(res_ptr + plane + base + cols, mask=m, other=0.0).to(ACC) + x1.to(ACC)).to(x1.dtype)
+        x0 = x0.to(ACC)
+        x1 = x1.to(ACC)
         m0 = tl.sum(x0, 0) / n
         m1 = tl.sum(x1, 0) / n
         c0 = tl.where(m, x0 - m0, 0.0)
@@ -166,14 +180,18 @@ def softmax_jet(P: torch.Tensor):
     return out
 
 
-def layer_norm_jet(P: torch.Tensor, weight, bias, eps: float, *, stats: bool = False):
+def layer_norm_jet(P: torch.Tensor, weight, bias, eps: float, *, stats: bool = False, residual=None, bias0=None):
     """Layer norm over the last dim of first-order planes ``P`` (2, *rows, n), contiguous, with the
     formulas of ``_jet.layer_norm``: output planes, or (out, mean planes, rstd planes) with
-    ``stats``; None when the kernel does not apply."""
+    ``stats``; None when the kernel does not apply. With ``residual`` planes (P's shape) and/or a
+    ``bias0`` of n values it normalises residual + (P + bias0 on the ε⁰ plane), the sum rounded in
+    P's dtype as by separate adds, without writing it out (the encoder layer's add & norm)."""
     n = P.shape[-1]
-    if not _ok(P, n, weight, bias) or not P.is_contiguous() or eps <= 0:
+    if not _ok(P, n, weight, bias, residual, bias0) or not P.is_contiguous() or eps <= 0:
         return None
-    for t in (weight, bias):
+    if residual is not None and (residual.shape != P.shape or residual.dtype != P.dtype or not residual.is_contiguous()):
+        return None
+    for t in (weight, bias, bias0):
         if t is not None and (t.numel() != n or not t.is_contiguous() or t.device != P.device):
             return None
     R = P[0].numel() // n
@@ -189,12 +207,16 @@ def layer_norm_jet(P: torch.Tensor, weight, bias, eps: float, *, stats: bool = F
         bias if bias is not None else P,
         out,
         st,
+        residual if residual is not None else P,
+        bias0 if bias0 is not None else P,
         R,
         n,
         float(eps),
         HAS_W=weight is not None,
         HAS_B=bias is not None,
         STATS=stats,
+        HAS_RES=residual is not None,
+        HAS_BIAS0=bias0 is not None,
         ACC=_acc(P.dtype),
         BLOCK=block,
         num_warps=_warps(block),

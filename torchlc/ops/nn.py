@@ -529,12 +529,13 @@ def _mha_math(query, key, value, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_
 
 
 def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fused_qkv):
-    """_mha_math on first-order planes (2, B, L, E) with plain weights: plain torch ops throughout."""
+    """_mha_math on first-order planes (2, B, L, E) with plain weights: plain torch ops throughout.
+    With ``proj_b`` None the output projection's bias is left to the caller (to fuse)."""
     _, B, L, _ = Pq.shape
     S_ = Pk.shape[2]
     D = E // H
-    if fused_qkv:
-        q, k, v = _jet.qkv_planes(_jet.linear(Pq, qkv_w, qkv_b), H)
+    if fused_qkv:  # the in-projection's bias is added in the copy that splits the heads
+        q, k, v = _jet.qkv_planes(_jet.linear(Pq, qkv_w), H, bias0=qkv_b)
     else:
         wq, wk, wv = qkv_w.chunk(3)
         bq, bk, bv = qkv_b.chunk(3) if qkv_b is not None else (None, None, None)
@@ -712,8 +713,17 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
 
         def layer(X, *m):
             args = mha_args if not m else (*mha_args[:-2], m[0], mha_args[-1])
-            return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *args, True)[0], ff,
-                                    ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), norm_first)
+            if norm_first:
+                return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *args, True)[0], ff,
+                                        ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), True)
+            # post-norm: each linear's bias goes into the kernel that consumes its output (the
+            # add & norm, the relu), which also adds the residual: no separate passes over the planes
+            sa = _mha_jet(X, X, X, *args[:5], None, *args[6:], True)[0]
+            X1 = _jet.layer_norm(sa, 1, norm_weight_1, norm_bias_1, eps, residual=X, bias0=proj_bias)
+            h = _jet.linear(X1, ffn_weight_1)
+            h = _jet.gelu(_jet.add_to_plane(h, 0, ffn_bias_1)) if use_gelu else _jet.relu(h, bias0=ffn_bias_1)
+            Y = _jet.linear(h, ffn_weight_2)
+            return _jet.layer_norm(Y, 1, norm_weight_2, norm_bias_2, eps, residual=X1, bias0=ffn_bias_2)
 
         # ~100 torch calls for ~20 kernels: on CUDA the host time is most of it, so from the second
         # call with this signature the layer replays as a CUDA graph (torchlc/_graphs.py)
