@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._algebra import FIRST_ORDER, _grad_free
+from ._tensor import _tracing
 from .kernels import jets as _fused
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -33,7 +34,7 @@ def upcast(t: torch.Tensor) -> torch.Tensor:
 def add_to_plane(Y, i, T):
     """Y[i] + T as planes: in place on plain tensors; out of place for functorch wrappers (vmap
     cannot write a batched value into an unbatched tensor)."""
-    if _is_wrapped(Y) or _is_wrapped(T) or torch.compiler.is_compiling():
+    if _is_wrapped(Y) or _is_wrapped(T) or _tracing():
         planes = list(Y.unbind(0))
         planes[i] = planes[i] + T
         return torch.stack(planes)
@@ -69,10 +70,11 @@ def matmul(P, Q):
     return add_to_plane(torch.matmul(P, Q[0]), 1, torch.matmul(P[0], Q[1]))
 
 
-def attention(Q, K, V, scale, mask=None):
+def attention(Q, K, V, scale, mask=None, *, zero_dead_rows=False):
     """softmax(q·kᵀ·scale + mask)·v on first-order planes Q (2, *batch, L, E), K (2, *batch, S, E),
     V (2, *batch, S, Ev), with a float additive ``mask`` broadcastable to (*batch, L, S). Returns the
-    output, attention-weight and (masked) score planes.
+    output, attention-weight and (masked) score planes. With ``zero_dead_rows`` a row whose scores are
+    all −inf gets zero attention weights (as PyTorch's ``_safe_softmax``), so its output is 0·v.
 
     Eager on plain tensors the planes are *interleaved* per batch element — each element's ε⁰ rows
     followed by its ε¹ rows, (N, 2L, ·) — so (a; b)·c is one batched GEMM and a·d one more, accumulated
@@ -83,6 +85,8 @@ def attention(Q, K, V, scale, mask=None):
         if mask is not None:
             scores = torch.stack([scores[0] + mask, scores[1]])
         attn = softmax(scores, -1)
+        if zero_dead_rows:
+            attn = attn.masked_fill((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
         return matmul(attn, V), attn, scores
     batch, L, S = Q.shape[1:-2], Q.shape[-2], K.shape[-2]
     scores = _interleaved_bmm(_interleaved(Q), _flat(K[0]).transpose(1, 2), _flat(K[1]).transpose(1, 2), scale)
@@ -90,6 +94,8 @@ def attention(Q, K, V, scale, mask=None):
     if mask is not None:
         scores[0].add_(mask)
     attn = softmax(scores, -1)
+    if zero_dead_rows:  # in place: attn is this function's own (interleaved) buffer
+        attn.masked_fill_((scores[0] == float("-inf")).all(-1, keepdim=True), 0.0)
     o = _interleaved_bmm(_interleaved(attn), _flat(V[0]), _flat(V[1]))
     return o.view(*batch, 2, L, -1).movedim(-3, 0), attn, scores
 
@@ -205,7 +211,7 @@ def _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual=None, bias0=
 
 def _addcmul_to_plane(Y, i, a, b, value):
     """Y[i] + value·a·b as planes: one in-place kernel on plain tensors (else as add_to_plane)."""
-    if _is_wrapped(Y) or _is_wrapped(a) or _is_wrapped(b) or torch.compiler.is_compiling():
+    if _is_wrapped(Y) or _is_wrapped(a) or _is_wrapped(b) or _tracing():
         return add_to_plane(Y, i, value * a * b)
     Y[i].addcmul_(a, b, value=value)
     return Y

@@ -564,12 +564,9 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
         attn_mask = torch.ones(L, S_, dtype=torch.bool, device=Q.device).tril()
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = torch.zeros(attn_mask.shape, dtype=Q.dtype, device=Q.device).masked_fill(~attn_mask, float("-inf"))
-    o, attn, scores = _jet.attention(Q, K, V, scale if scale is not None else 1.0 / E**0.5, attn_mask)
-    if zero_dead_rows:
-        dead = (scores[0] == float("-inf")).all(-1, keepdim=True)
-        attn = attn.masked_fill(dead, 0.0)
-        o = o.masked_fill(dead, 0.0)  # a zero attention row averages nothing
-    return o, attn, scores
+    # only an explicit mask can leave a row entirely −inf on finite inputs (a causal one never does)
+    dead_rows = zero_dead_rows and attn_mask is not None and not is_causal
+    return _jet.attention(Q, K, V, scale if scale is not None else 1.0 / E**0.5, attn_mask, zero_dead_rows=dead_rows)
 
 
 def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
