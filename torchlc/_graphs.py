@@ -130,18 +130,17 @@ def _first_call(key, fn, moving):
     with warnings.catch_warnings():  # torch warns once that the mode is a prototype: not the user's concern
         warnings.simplefilter("ignore")
         torch.cuda.set_sync_debug_mode("error")
+    syncs = False
     try:
         res = fn(*moving)
     except RuntimeError as e:
         if "synchroniz" not in str(e):
             raise
-        _remember(key, _FAILED)
-        torch.cuda.set_sync_debug_mode(old)
-        return fn(*moving)
+        syncs = True
     finally:
         torch.cuda.set_sync_debug_mode(old)
-    _remember(key, _SEEN)
-    return res
+    _remember(key, _FAILED if syncs else _SEEN)
+    return fn(*moving) if syncs else res
 
 
 def _capture(key, fn, moving):

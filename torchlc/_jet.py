@@ -171,7 +171,8 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
 
     With ``residual`` planes and/or ``bias0`` (added to the ε⁰ plane: a linear layer's bias) it is the
     layer norm of residual + (P + bias0), the add & norm of a transformer layer, in one launch on CUDA
-    with the same roundings as the separate adds."""
+    with the same roundings as the separate adds (elsewhere bias0 is added to P in place: P is a fresh
+    GEMM output of the caller's)."""
     if (fused := _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual, bias0)) is not None:
         return fused
     if bias0 is not None:
@@ -219,7 +220,8 @@ def _addcmul_to_plane(Y, i, a, b, value):
 
 def relu(P, bias0=None):
     """relu by the sign of the leading coefficient (the first-order rule of ``aten.relu``); with
-    ``bias0``, of P with bias0 added to its ε⁰ plane (one Triton pass on CUDA)."""
+    ``bias0``, of P with bias0 added to its ε⁰ plane (one Triton pass on CUDA; elsewhere bias0 is
+    added to P in place: P is a fresh GEMM output of the caller's)."""
     from ._tensor import Series  # noqa: PLC0415  (ops import this module)
     from .kernels import relu2, usable  # noqa: PLC0415
     from .ops.discontinuous import _relu_series  # noqa: PLC0415

@@ -696,10 +696,10 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
     import torch.nn.functional as F
 
     weights = (qkv_weight, qkv_bias, proj_weight, proj_bias, norm_weight_1, norm_bias_1, norm_weight_2,
-               norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, mask)
+               norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2)
     mha_args = (embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, mask, mask_type)
     s = first_order(src)
-    if s is not None and eps > 0 and _plain_weights(*weights):
+    if s is not None and eps > 0 and _plain_weights(*weights, mask):
 
         def ff(X):
             h = _jet.linear(X, ffn_weight_1, ffn_bias_1)
@@ -708,14 +708,13 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
         def ln(w, b):
             return lambda X: _jet.layer_norm(X, 1, w, b, eps)
 
-        def layer(X, *m):
-            args = mha_args if not m else (*mha_args[:-2], m[0], mha_args[-1])
+        def layer(X, m=None):  # m: the graph's copy of the mask
             if norm_first:
-                return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *args, True)[0], ff,
+                return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *mha_args[:6], m, mask_type, True)[0], ff,
                                         ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), True)
             # post-norm: each linear's bias goes into the kernel that consumes its output (the
             # add & norm, the relu), which also adds the residual: no separate passes over the planes
-            sa = _mha_jet(X, X, X, *args[:5], None, *args[6:], True)[0]
+            sa = _mha_jet(X, X, X, *mha_args[:5], None, m, mask_type, True)[0]  # out-projection's bias: below
             X1 = _jet.layer_norm(sa, 1, norm_weight_1, norm_bias_1, eps, residual=X, bias0=proj_bias)
             h = _jet.linear(X1, ffn_weight_1)
             h = _jet.gelu(_jet.add_to_plane(h, 0, ffn_bias_1)) if use_gelu else _jet.relu(h, bias0=ffn_bias_1)
@@ -725,8 +724,7 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
         # ~100 torch calls for ~20 kernels: on CUDA the host time is most of it, so from the second
         # call with this signature the layer replays as a CUDA graph (torchlc/_graphs.py)
         moving = (s.planes,) if mask is None else (s.planes, mask)
-        fixed = weights[:-1]
-        P = _graphs.graphed("encoder_layer", layer, moving, fixed,
+        P = _graphs.graphed("encoder_layer", layer, moving, weights,
                             (embed_dim, num_heads, use_gelu, norm_first, eps, mask_type))
         return out(Series(P, s.support, s.order, A.min_exact(s.exact, s.order)))
 
