@@ -120,3 +120,29 @@ def test_the_cache_is_bounded(monkeypatch):
     t = torch.ones(5, device="cuda")
     for _ in range(2):
         assert torch.equal(_graphs.graphed("n", lambda a: a + 1, (t,), (), ()), t + 1)
+
+
+@cuda
+def test_no_warning_reaches_the_user():
+    """torch warns once per process when the sync debug mode is first set ("a prototype feature"):
+    torchlc's own uses (the launch probe, the graphs' sync check) must not show it. A fresh process,
+    warnings as errors."""
+    import subprocess
+    import sys
+
+    code = """
+import warnings
+import torch
+import torchlc
+warnings.simplefilter("error")
+x = torch.randn(4, 8, device="cuda")
+torch.relu(x.nonstd(torch.randn_like(x)))
+layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+m = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).cuda().eval()
+with torch.no_grad():
+    for _ in range(3):
+        m(torch.randn(2, 5, 32, device="cuda").nonstd())
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

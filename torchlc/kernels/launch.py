@@ -151,6 +151,8 @@ def _probe():
     comparison syncs once, so CUDA's sync debug mode (a user's, or torchlc._graphs' check of a jet) is
     off meanwhile: it would otherwise turn the probe into a failure and direct launches off for good."""
     debug = torch.cuda.get_sync_debug_mode()
+    if not debug:  # the common case; setting the mode at all makes torch warn that it is a prototype
+        return _probe_modes()
     torch.cuda.set_sync_debug_mode(0)
     try:
         return _probe_modes()
