@@ -180,11 +180,31 @@ def exact_mul(a: Series, b: Series, order, truncated: bool):
     return min_exact(*bounds)
 
 
-@functools.lru_cache(maxsize=4096)
+_PLANS_BY_ID: dict = {}
+
+
 def _product_plan(sa, sb, oa, ob, ea, eb):
     """Metadata of the truncated product of LC operands with supports sa, sb, orders oa, ob and
     exactness ea, eb: (order, out support, Cauchy groups, exactness). Pure exponent arithmetic on
-    Fractions, cached: it cost more than the product's kernel for small tensors."""
+    Fractions, cached: it cost more than the product's kernel for small tensors.
+
+    Looked up by the identity of the metadata objects first: they are nearly always the same objects
+    (module constants, or earlier plans' results), and hashing the Fractions for the value-keyed cache
+    took ~6 Python-level ``Fraction.__hash__`` calls per product. An entry keeps its key objects
+    alive, so their ids cannot be reused while it exists."""
+    key = (id(sa), id(sb), id(oa), id(ob), id(ea), id(eb))
+    hit = _PLANS_BY_ID.get(key)
+    if hit is not None and hit[0] is sa and hit[1] is sb and hit[2] is oa and hit[3] is ob and hit[4] is ea and hit[5] is eb:
+        return hit[6]
+    plan = _product_plan_by_value(sa, sb, oa, ob, ea, eb)
+    if len(_PLANS_BY_ID) >= 4096:
+        _PLANS_BY_ID.clear()
+    _PLANS_BY_ID[key] = (sa, sb, oa, ob, ea, eb, plan)
+    return plan
+
+
+@functools.lru_cache(maxsize=4096)
+def _product_plan_by_value(sa, sb, oa, ob, ea, eb):
     a, b = Series(None, sa, oa, ea), Series(None, sb, ob, eb)
     order = result_order(a, b)
     out_sup, groups = S.product_groups(sa, sb, order)
