@@ -181,6 +181,8 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
         P = residual + P
     dt, P = P.dtype, upcast(P)
     dims = tuple(range(P.dim() - n_dims, P.dim()))
+    if P.is_cuda and _tracing() and not _is_wrapped(P):
+        return _layer_norm_traced(P, dims, weight, bias, eps, stats, dt)
     mean = P.mean(dims, keepdim=True)
     C = P - mean
     m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c₀²), mean(c₀c₁)]
@@ -194,6 +196,26 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
     if not stats:
         return res.to(dt)
     return res.to(dt), mean, torch.stack([r0, -q])
+
+
+def _layer_norm_traced(P, dims, weight, bias, eps, stats, dt):
+    """The same formulas on the two planes as separate tensors, for Inductor on CUDA: every reduction
+    is then over one (rows, n) tensor and fuses better (the 4-layer encoder's compiled LC forward on
+    an H100: 114 → 100–105 kernels, bf16 GPU time −4%; on CPU Inductor it made more kernels, so CPU
+    traces keep the stacked form)."""
+    a, b = P.unbind(0)
+    rd = tuple(d - 1 for d in dims)
+    ma, mb = a.mean(rd, keepdim=True), b.mean(rd, keepdim=True)
+    ca, cb = a - ma, b - mb
+    r0 = ((ca * ca).mean(rd, keepdim=True) + eps).rsqrt()
+    q = r0.pow(3) * (ca * cb).mean(rd, keepdim=True)
+    o0, o1 = ca * r0, cb * r0 - ca * q
+    if weight is not None:
+        o0, o1 = o0 * weight, o1 * weight
+    if bias is not None:
+        o0 = o0 + bias
+    res = torch.stack([o0, o1]).to(dt)
+    return res if not stats else (res, torch.stack([ma, mb]), torch.stack([r0, -q]))
 
 
 def _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual=None, bias0=None):

@@ -407,3 +407,18 @@ def test_qkv_planes_split_heads_from_one_copy():
         assert torch.equal(t, want)
     assert q.movedim(0, -3).is_contiguous()  # q interleaved: (B, H, 2, L, D) storage
     assert k[0].reshape(B * H, L, D)._base is not None  # k's planes fold their batch dims without a copy
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_traced_layer_norm_formula_equals_the_stacked_one(affine):
+    """The planes-as-separate-tensors layer norm that CUDA traces use gives the stacked formula's
+    output and statistics."""
+    from torchlc import _jet
+
+    g = torch.Generator().manual_seed(5)
+    P = torch.randn(2, 3, 4, 6, generator=g, dtype=torch.float64)
+    w, b = (torch.randn(4, 6, generator=g, dtype=torch.float64) if affine else None for _ in range(2))
+    got = _jet._layer_norm_traced(P, (2, 3), w, b, 1e-5, True, P.dtype)
+    want = _jet.layer_norm(P.clone(), 2, w, b, 1e-5, stats=True)
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
