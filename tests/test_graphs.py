@@ -88,6 +88,15 @@ def test_replay_reads_weights_updated_in_place_and_masks_by_value():
 
 
 @cuda
+def test_inference_mode_and_no_grad_calls_mix():
+    model = _encoder()
+    x = torch.randn(3, 5, 32, device="cuda").nonstd(torch.randn(3, 5, 32, device="cuda"))
+    for ctx in (torch.inference_mode, torch.inference_mode, torch.no_grad, torch.no_grad, torch.inference_mode):
+        with ctx():
+            _assert_same(model(x), _eager(model, x))
+
+
+@cuda
 def test_a_host_sync_falls_back_to_eager():
     from torchlc.kernels import launch, relu2
 

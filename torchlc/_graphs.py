@@ -8,7 +8,8 @@ the second captures the jet into a graph, and later calls copy the moving inputs
 static buffers, replay it, and return copies of its static outputs. The kernels and their numbers are
 the same as eager; only the host work goes.
 
-What a graph may bake in is in its key: the shapes, strides and dtypes of the copied inputs; the
+What a graph may bake in is in its key: the stream, whether inference mode is on (its static buffers
+are inference tensors or not), the shapes, strides and dtypes of the copied inputs; the
 *addresses* (and shapes, strides, dtypes) of the fixed tensors (weights), which the graph reads in
 place, so weights updated in place are seen and a weight at a new address gets a new graph; and every
 Python constant. Jets passed here must not sync with the host or branch on data.
@@ -93,6 +94,8 @@ def graphed(name: str, fn, moving: tuple, fixed: tuple, consts: tuple):
     key = (
         name,
         stream,
+        # buffers made under inference_mode cannot be written outside it (and vice versa for views)
+        torch.is_inference_mode_enabled(),
         tuple(_layout(t) for t in moving),
         tuple(None if t is None else (t.data_ptr(), *_layout(t)) for t in fixed),
         consts,
