@@ -46,25 +46,14 @@ def usable(*planes: torch.Tensor) -> bool:
 if HAVE_TRITON:
 
     @triton.jit
-    def _relu2_kernel(p_ptr, o_ptr, n, BLOCK: tl.constexpr):
+    def _relu2_kernel(p_ptr, bias_ptr, o_ptr, n, row, HAS_BIAS: tl.constexpr, OP: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         m = offs < n
         a = tl.load(p_ptr + offs, mask=m)
+        if HAS_BIAS:  # a + bias computed in OP (float32 for half types, like torch), rounded to the dtype
+            a = (a.to(OP) + tl.load(bias_ptr + offs % row, mask=m).to(OP)).to(a.dtype)
         b = tl.load(p_ptr + n + offs, mask=m)
         nonpos = ((a < 0) | ((a == 0) & (b <= 0))) & (b == b)  # a NaN anywhere stays NaN
-        zero = tl.zeros_like(a)
-        tl.store(o_ptr + offs, tl.where(nonpos, zero, a), mask=m)
-        tl.store(o_ptr + n + offs, tl.where(nonpos, zero, b), mask=m)
-
-    @triton.jit
-    def _bias_relu2_kernel(p_ptr, bias_ptr, o_ptr, n, row, OP: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        m = offs < n
-        a = tl.load(p_ptr + offs, mask=m)
-        # a + bias computed in OP (float32 for half types, like torch) and rounded to the planes' dtype
-        a = (a.to(OP) + tl.load(bias_ptr + offs % row, mask=m).to(OP)).to(a.dtype)
-        b = tl.load(p_ptr + n + offs, mask=m)
-        nonpos = ((a < 0) | ((a == 0) & (b <= 0))) & (b == b)
         zero = tl.zeros_like(a)
         tl.store(o_ptr + offs, tl.where(nonpos, zero, a), mask=m)
         tl.store(o_ptr + n + offs, tl.where(nonpos, zero, b), mask=m)
@@ -161,10 +150,9 @@ def _launch(kernel, out, *inputs, row=None, **constexprs):
 def relu2(planes: torch.Tensor, bias0: torch.Tensor | None = None) -> torch.Tensor:
     """Fused first-order relu on planes (2, *shape); with ``bias0`` (the last dim's length, same dtype,
     contiguous), relu of the planes with bias0 added to the ε⁰ plane (a linear layer's bias)."""
-    if bias0 is None:
-        return _launch(_relu2_kernel, torch.empty_like(planes), planes)
-    op = tl.float64 if planes.dtype == torch.float64 else tl.float32
-    return _launch(_bias_relu2_kernel, torch.empty_like(planes), planes, bias0, row=planes.shape[-1], OP=op)
+    op = tl.float64 if bias0 is not None and planes.dtype == torch.float64 else tl.float32
+    return _launch(_relu2_kernel, torch.empty_like(planes), planes, planes if bias0 is None else bias0,
+                   row=planes.shape[-1], HAS_BIAS=bias0 is not None, OP=op)
 
 
 def abs2(planes: torch.Tensor) -> torch.Tensor:

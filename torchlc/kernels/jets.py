@@ -86,8 +86,7 @@ if HAVE_TRITON:
         x0 = tl.load(p_ptr + base + cols, mask=m, other=0.0)
         x1 = tl.load(p_ptr + plane + base + cols, mask=m, other=0.0)
         # the encoder layer's  res + (P + bias on ε⁰)  before the norm, rounded in the planes' dtype
-        # at each add as the separate torch adds would be
-        # at each add as the separate torch adds would be (in ACC: float32 for half types, like torch)
+        # at each add as the separate torch adds would be (computed in ACC: float32 for half types)
         if HAS_BIAS0:
             x0 = (x0.to(ACC) + tl.load(bias0_ptr + cols, mask=m, other=0.0).to(ACC)).to(x0.dtype)
         if HAS_RES:

@@ -80,7 +80,8 @@ def launch(kernel, grid, *args, **kwargs):
         >>> from torchlc.kernels.elementwise import _relu2_kernel
         >>> p = torch.randn(2, 4096, device="cuda")               # doctest: +SKIP
         >>> o = torch.empty_like(p)                               # doctest: +SKIP
-        >>> launch(_relu2_kernel, (4,), p, o, 4096, BLOCK=1024)   # doctest: +SKIP
+        >>> launch(_relu2_kernel, (4,), p, p, o, 4096, 4096, HAS_BIAS=False, OP=tl.float32,
+        ...        BLOCK=1024)                                   # doctest: +SKIP
     """
     mode = _state["direct"]
     # CPU tensors: Triton's interpreter (TRITON_INTERPRET=1), through JITFunction.run
