@@ -2,6 +2,7 @@
 speculated supports fall back to eager, in-place mutation of inputs is kept, cache keys carry
 the rule hash."""
 
+import pytest
 import torch
 
 import torchlc
@@ -79,3 +80,113 @@ def test_flatten_context_carries_the_rule_hash():
     assert torchlc.ops.RULES_HASH in ctx
     y = torchlc.LCTensor.__tensor_unflatten__({n: getattr(x, n) for n in names}, ctx, x.shape, x.stride())
     assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(x))
+
+
+# -- fused eval encoder layers: traced as eager runs them ---------------------------------------------
+
+
+def _encoder(norm_first=False, activation="relu", dtype=f64):
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                             activation=activation)
+    return torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(dtype).eval()
+
+
+class _Recording:
+    """A torch.compile backend that keeps the graphs it is given and runs them as they are."""
+
+    def __init__(self):
+        self.graphs = []
+
+    def __call__(self, gm, example_inputs):
+        self.graphs.append(gm)
+        return gm.forward
+
+    def targets(self):
+        return {str(n.target) for g in self.graphs for n in g.graph.nodes if n.op == "call_function"}
+
+
+def _fast_path_traced() -> bool:
+    from torchlc._compile import _FAST_PATH_OPTIONS
+
+    return bool(_FAST_PATH_OPTIONS)
+
+
+@pytest.mark.skipif(not _fast_path_traced(), reason="this torch's make_fx cannot trace without its function mode")
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("padding", [False, True])
+def test_encoder_layers_trace_to_one_opaque_op_each(monkeypatch, norm_first, activation, padding):
+    """Where hand-fused kernels exist (CUDA; forced here on the CPU), each fused eval encoder layer is
+    one torchlc::encoder_layer_jet call in the traced graph, which runs the eager jet: the compiled
+    result is the eager result bit for bit."""
+    from torchlc.ops import nn as lc_nn
+
+    monkeypatch.setattr(lc_nn, "OPAQUE_ENCODER_DEVICES", {"cpu"})
+    model = _encoder(norm_first, activation)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 16, dtype=f64, generator=g)
+    v = torch.randn(3, 5, 16, dtype=f64, generator=g)
+    kw = {}
+    if padding:
+        mask = torch.zeros(3, 5, dtype=torch.bool)
+        mask[1, 3:] = True
+        kw = {"src_key_padding_mask": mask}
+    backend = _Recording()
+    f = torchlc.compile(lambda t: model(t, **kw), backend=backend)
+    with torch.no_grad():
+        for _ in range(2):
+            y, ref = f(x.nonstd(v)), model(x.nonstd(v), **kw)
+            assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))
+    assert len(backend.graphs) == 1
+    calls = [n for n in backend.graphs[0].graph.nodes if n.target is torch.ops.torchlc.encoder_layer_jet.default]
+    assert len(calls) == 2
+    assert not {"aten.mm.default", "aten.bmm.default", "aten.baddbmm.default"} & backend.targets()
+
+
+def test_encoder_layers_on_cpu_trace_the_composite_path(monkeypatch):
+    """On the CPU the trace runs torch.nn's composite path, whose formulas Inductor compiles better
+    there than the fused layer's jet."""
+    from torchlc.ops import nn as lc_nn
+
+    jets = []
+    eager_jet = lc_nn._encoder_layer_jet
+    monkeypatch.setattr(lc_nn, "_encoder_layer_jet", lambda *a, **k: jets.append(1) or eager_jet(*a, **k))
+    model = _encoder()
+    x = torch.randn(3, 5, 16, dtype=f64).nonstd(torch.randn(3, 5, 16, dtype=f64))
+    backend = _Recording()
+    with torch.no_grad():
+        y = torchlc.compile(model, backend=backend)(x)
+        assert not jets
+        ref = model(x)
+        assert len(jets) == 2  # eager takes the fused path
+    torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(ref), rtol=1e-12, atol=1e-12)
+    assert "torchlc.encoder_layer_jet.default" not in backend.targets()
+
+
+def test_encoder_layer_op_passes_opcheck():
+    """Schema, fake (meta) implementation and dynamic-shape tracing of the opaque op agree with its
+    implementation."""
+    layer = _encoder().layers[0]
+    sa = layer.self_attn
+    weights = [t.detach() for t in (sa.in_proj_weight, sa.in_proj_bias, sa.out_proj.weight, sa.out_proj.bias,
+                                    layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias,
+                                    layer.linear1.weight, layer.linear1.bias, layer.linear2.weight, layer.linear2.bias)]
+    planes = torch.randn(2, 3, 5, 16, dtype=f64)
+    for mask in (None, torch.zeros(3, 5, dtype=torch.bool)):
+        args = (planes, mask, weights, 16, 2, False, False, 1e-5, None if mask is None else 1)
+        torch.library.opcheck(torch.ops.torchlc.encoder_layer_jet.default, args)
+
+
+def test_one_lc_argument_keys_on_its_metadata():
+    """The single-LC-argument fast path keys on support, order, shape, dtype: each signature gets its
+    own graph and the results equal eager."""
+    m = _mlp()
+    backend = _Recording()
+    f = torchlc.compile(m, backend=backend)
+    x, v = torch.randn(4, 3, dtype=f64), torch.randn(4, 3, dtype=f64)
+    with torch.no_grad():
+        inputs = [x.nonstd(v), x.nonstd(v, order=2), x[:2].nonstd(v[:2]), x.nonstd(v)]
+        for t in inputs:
+            assert torch.equal(torchlc.coeffs(f(t)), torchlc.coeffs(m(t)))
+    assert len(backend.graphs) == 3

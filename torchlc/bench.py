@@ -124,6 +124,8 @@ class Config:
     tf_ff: int = 2048
     compile: bool = True
     dtypes: tuple = ("float32", "bfloat16")
+    models: tuple = ()  # model names to run (default: all)
+    modes: tuple = ()  # model modes to run, e.g. "compiled, CUDA graphs" (default: all)
     notes: list = field(default_factory=list)
     extra_notes: tuple = ()
 
@@ -157,6 +159,8 @@ class Config:
             c.compile = args.compile
         if args.dtypes:
             c.dtypes = tuple(args.dtypes.split(","))
+        c.models = tuple(m.strip() for m in (args.models or "").split(",") if m.strip())
+        c.modes = tuple(m.strip() for m in (args.modes or "").split(";") if m.strip())
         return c
 
 
@@ -749,11 +753,13 @@ def bench_models(cfg: Config, log=print):
     rows, data = [], []
     for mname, make in (("MLP", make_mlp), ("TransformerEncoder", make_transformer)):
         graphs = cfg.compile and cfg.device == "cuda"  # CUDA graphs: torch.compile(mode="reduce-overhead")
-        if mname == "MLP":
-            modes = ["eager"] + (["compiled"] if cfg.compile else []) + (["compiled, CUDA graphs"] if graphs else [])
-        else:
-            modes = ["eager", "eager, math path"] + (["compiled, math path"] if cfg.compile else [])
-            modes += ["compiled, CUDA graphs, math path"] if graphs else []
+        if cfg.models and mname not in cfg.models:
+            continue
+        modes = ["eager"] + (["compiled"] if cfg.compile else []) + (["compiled, CUDA graphs"] if graphs else [])
+        if mname != "MLP":  # the encoder's fused eval kernels have no forward AD: jvp runs the math path
+            modes += [m + ", math path" for m in modes]
+        if cfg.modes:
+            modes = [m for m in modes if m in cfg.modes]
         for dname in cfg.dtypes:
             dtype = getattr(torch, dname)
             torch.manual_seed(0)
@@ -911,6 +917,8 @@ def main(argv=None) -> int:
         help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})",
     )
     p.add_argument("--dtypes", default=None, help="model dtypes (default float32,bfloat16)")
+    p.add_argument("--models", default=None, help="models to run, comma-separated (MLP,TransformerEncoder)")
+    p.add_argument("--modes", default=None, help='model modes to run, ";"-separated (e.g. "eager;compiled")')
     p.add_argument("--n", type=int, default=None, help="elements for the core ops (default 10**6)")
     p.add_argument("--min-run-time", type=float, default=None, help="seconds per blocked_autorange")
     p.add_argument("--note", action="append", help="a line for the environment notes (repeatable)")
