@@ -158,3 +158,20 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_encoder_runs_the_eager_jet(mode, dtype):
+    """Under torchlc.compile each fused layer is one opaque op running the eager jet (its own CUDA
+    graph in default mode; kernels captured into Inductor's graph under reduce-overhead): results
+    are the eager results bit for bit."""
+    model = _encoder(dtype)
+    f = torchlc.compile(model, mode=mode)
+    with torch.no_grad():
+        for seed in range(4):  # warm-up, capture, replay
+            g = torch.Generator(device="cuda").manual_seed(seed)
+            x = torch.randn(3, 5, 32, device="cuda", dtype=dtype, generator=g)
+            v = torch.randn(3, 5, 32, device="cuda", dtype=dtype, generator=g)
+            _assert_same(f(x.nonstd(v)), _eager(model, x.nonstd(v)))
