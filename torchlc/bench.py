@@ -698,7 +698,9 @@ class _Floor(torch.Tensor):
 
 def _variants(model, x, v, batch_dim, cfg, compiled, cuda_graphs=False):
     x2 = torch.cat([x, x], dim=batch_dim)
-    kw = {"mode": "reduce-overhead"} if cuda_graphs else {}
+    # static shapes: the plain model's second input shape (2×rows) would otherwise recompile with
+    # dynamic shapes, which the fused eval encoder kernel cannot trace, and LC graphs are static too
+    kw = {"mode": "reduce-overhead", "dynamic": False} if cuda_graphs else {"dynamic": False}
 
     def plain():
         return model(x)
