@@ -91,6 +91,23 @@ def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
     assert torch.equal(got, _jet.layer_norm(R + biased, 1, w, b, 1e-5))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_head_split_and_merge_copies_are_exact(dtype):
+    """The attention jet's tiled head split (with the in-projection's bias on ε⁰) and merge give
+    torch's copies and add bit for bit."""
+    from torchlc import _jet
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    Y = torch.randn(2, 8, 33, 3 * 4 * 64, device=DEV, dtype=dtype, generator=g)
+    bias = torch.randn(3 * 4 * 64, device=DEV, dtype=dtype, generator=g)
+    Yb = torch.stack([Y[0] + bias, Y[1]]).view(2, 8, 33, 3, 4, 64)
+    for i, t in enumerate(_jet.qkv_planes(Y, 4, bias)):
+        assert torch.equal(t, Yb[:, :, :, i].transpose(2, 3))
+    Po = torch.randn(8 * 4, 2 * 33, 64, device=DEV, dtype=dtype, generator=g).view(8, 4, 2, 33, 64)
+    Po = Po.permute(2, 0, 1, 3, 4)
+    assert torch.equal(_jet.merge_heads(Po), Po.transpose(2, 3).reshape(2, 8, 33, 256))
+
+
 @pytest.mark.parametrize("cls", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
 def test_recurrent_layers_with_autograd(cls):
     torch.manual_seed(0)

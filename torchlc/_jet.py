@@ -111,13 +111,22 @@ def qkv_planes(Y, heads, bias0=None):
     if bias0 is not None and not fused_bias:
         Y = add_to_plane(Y, 0, bias0)
     src = Y.view(2, B, L, 3, heads, D).permute(3, 1, 4, 0, 2, 5)
-    if not fused_bias:
+    buf = _fused.contiguous_rows(src, bias0.view(3, 1, heads, 1, 1, D) if fused_bias else None, plane_dim=3)
+    if buf is None and not fused_bias:
         buf = src.contiguous()
-    else:
+    elif buf is None:
         buf = torch.empty(src.shape, dtype=Y.dtype, device=Y.device)
         torch.add(src[:, :, :, 0], bias0.view(3, 1, heads, 1, D), out=buf[:, :, :, 0])
         buf[:, :, :, 1].copy_(src[:, :, :, 1])
     return tuple(buf[i].movedim(-3, 0) for i in range(3))
+
+
+def merge_heads(P):
+    """Attention output planes (2, B, H, L, D) as (2, B, L, H·D), the out-projection's input: one copy."""
+    _, B, H, L, D = P.shape
+    T = P.transpose(2, 3)
+    merged = _fused.contiguous_rows(T)
+    return (T if merged is None else merged).reshape(2, B, L, H * D)
 
 
 def _flat(t):

@@ -101,11 +101,30 @@ for dtype in (torch.float64, torch.float32, torch.bfloat16):
     o = _jet.layer_norm(Y, 2, None, None, 1e-5)
     ro = ln_ref(Y.reshape(2, 3, 20), None, None, 1e-5)[0].reshape(Y.shape)
     torch.testing.assert_close(o.double(), ro, rtol=t, atol=t)
+    # head split (with the in-projection's bias on the ε⁰ plane) and merge: torch's copies exactly
+    Y = torch.randn(2, 3, 5, 3 * 4 * 16, generator=g).to(dtype)
+    bq = torch.randn(3 * 4 * 16, generator=g).to(dtype)
+    if dtype != torch.bfloat16:  # bfloat16 on the GPU (tests/test_gpu.py): the interpreter mis-stores it
+        src = Y.view(2, 3, 5, 3, 4, 16).permute(3, 1, 4, 0, 2, 5)
+        assert torch.equal(jets.contiguous_rows(src), src.contiguous())
+        want = src.contiguous()
+        want[:, :, :, 0] = src[:, :, :, 0] + bq.view(3, 1, 4, 1, 16)
+        assert torch.equal(jets.contiguous_rows(src, bq.view(3, 1, 4, 1, 1, 16), plane_dim=3), want)
+        q, k, v = _jet.qkv_planes(Y, 4, bq)
+        Yb = torch.stack([Y[0] + bq, Y[1]]).view(2, 3, 5, 3, 4, 16)
+        for i, t in enumerate((q, k, v)):
+            assert torch.equal(t, Yb[:, :, :, i].transpose(2, 3))
+        O = torch.randn(3 * 4, 2 * 5, 16, generator=g).to(dtype).view(3, 4, 2, 5, 16).permute(2, 0, 1, 3, 4)
+        assert torch.equal(_jet.merge_heads(O), O.transpose(2, 3).reshape(2, 3, 5, 64))
+        X7 = torch.randn(7, 33, generator=g).to(dtype)[:, :20]  # 2-d, rows not a power of two
+        assert torch.equal(jets.contiguous_rows(X7), X7.contiguous())
 # what the kernels decline: rows that are too long, eps = 0, autograd recording
 assert jets.softmax_jet(torch.zeros(2, 1, jets.MAX_ROW + 1)) is None
 assert jets.layer_norm_jet(torch.zeros(2, 1, 8), None, None, 0.0) is None
 w = torch.ones(8, requires_grad=True)
 assert jets.layer_norm_jet(torch.zeros(2, 1, 8), w, None, 1e-5) is None
+assert jets.contiguous_rows(torch.zeros(4, 8).t()) is None  # last dim not contiguous
+assert jets.contiguous_rows(torch.zeros(2, 8), w) is None
 print("ok")
 """
 

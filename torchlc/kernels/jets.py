@@ -117,6 +117,64 @@ if HAVE_TRITON:
             tl.store(stats_ptr + 3 * R + r, (-q).to(stats_ptr.dtype.element_ty))
 
 
+    @triton.jit
+    def _rows_copy_kernel(
+        src_ptr,
+        dst_ptr,
+        bias_ptr,
+        R,
+        D,
+        n1,
+        n2,
+        n3,
+        n4,
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        c0,
+        c1,
+        c2,
+        c3,
+        c4,
+        HAS_BIAS: tl.constexpr,
+        PLANE_DIM: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_R: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+    ):
+        # destination row r (contiguous, D values) is source row (i0, …, i4) of a 5-d strided view
+        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        q = r.to(tl.int64)
+        i4 = q % n4
+        q = q // n4
+        i3 = q % n3
+        q = q // n3
+        i2 = q % n2
+        q = q // n2
+        i1 = q % n1
+        i0 = q // n1
+        d = tl.arange(0, BLOCK_D)
+        m = (r < R)[:, None] & (d < D)[None, :]
+        x = tl.load(src_ptr + (i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3 + i4 * s4)[:, None] + d[None, :], mask=m)
+        if HAS_BIAS:  # + bias on the rows of the ε⁰ plane, rounded once as torch's add
+            if PLANE_DIM == 0:
+                plane = i0
+            elif PLANE_DIM == 1:
+                plane = i1
+            elif PLANE_DIM == 2:
+                plane = i2
+            elif PLANE_DIM == 3:
+                plane = i3
+            else:
+                plane = i4
+            bm = m & (plane == 0)[:, None]
+            boff = (i0 * c0 + i1 * c1 + i2 * c2 + i3 * c3 + i4 * c4)[:, None] + d[None, :]
+            b = tl.load(bias_ptr + boff, mask=bm, other=0.0)
+            x = tl.where(bm, (x.to(ACC) + b.to(ACC)).to(x.dtype), x)
+        tl.store(dst_ptr + r.to(tl.int64)[:, None] * D + d[None, :], x, mask=m)
+
 def _acc(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -249,3 +307,51 @@ def _rows(P):
     if si < n and inner > 1:
         return None
     return rows, inner, so, si, P.stride(0)
+
+
+def contiguous_rows(src: torch.Tensor, bias=None, plane_dim: int = 0):
+    """``src.contiguous()`` for a strided view of up to 6 dims whose last dim is contiguous, in one
+    tiled copy. torch copies such permuted views (an attention layer's head split and merge) with its
+    generic unvectorised kernel, at about a third of the bandwidth on an H100. With ``bias``
+    (broadcastable to ``src``'s shape) it adds the bias, rounded once as torch's add, where index
+    ``plane_dim`` of ``src`` is 0: on the ε⁰ plane. None when the kernel does not apply."""
+    D, nd = src.shape[-1], src.dim()
+    params = () if bias is None else (bias,)
+    if not _ok(src, D, *params) or src.stride(-1) != 1 or not 2 <= nd <= 6:
+        return None
+    pad = 6 - nd
+    outer = (1,) * pad + tuple(src.shape[:-1])
+    strides = (0,) * pad + tuple(src.stride()[:-1])
+    bstrides = (0,) * 5
+    if bias is not None:
+        if bias.dtype != src.dtype or bias.device != src.device:
+            return None
+        b = bias.expand(src.shape)
+        if b.stride(-1) != 1:
+            return None
+        bstrides = (0,) * pad + tuple(b.stride()[:-1])
+    dst = torch.empty(src.shape, dtype=src.dtype, device=src.device)
+    R = dst.numel() // max(D, 1)
+    if R == 0 or D == 0:
+        return dst
+    block_d = max(16, triton.next_power_of_2(D))
+    block_r = max(1, min(64, 4096 // block_d))
+    launch(
+        _rows_copy_kernel,
+        (triton.cdiv(R, block_r),),
+        src,
+        dst,
+        bias if bias is not None else src,
+        R,
+        D,
+        *outer[1:],
+        *strides,
+        *bstrides,
+        HAS_BIAS=bias is not None,
+        PLANE_DIM=plane_dim + pad,
+        ACC=_acc(src.dtype),
+        BLOCK_R=block_r,
+        BLOCK_D=block_d,
+        num_warps=4,
+    )
+    return dst

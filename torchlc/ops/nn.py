@@ -549,7 +549,7 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
     if m is not None and m.dtype == torch.bool:
         m = ~m  # MHA masks mark what to ignore; SDPA masks what to attend to
     o, attn, _ = _sdpa_jet(q, k, v, m, False, None, False, zero_dead_rows=m is not None and m.dtype == torch.bool)
-    return _jet.linear(o.transpose(2, 3).reshape(2, B, L, E), proj_w, proj_b), attn
+    return _jet.linear(_jet.merge_heads(o), proj_w, proj_b), attn
 
 
 def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_rows=True):
