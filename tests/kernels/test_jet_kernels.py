@@ -1,7 +1,7 @@
 """The softmax and layer-norm jet kernels (``torchlc.kernels.jets``) under the Triton interpreter give
 the torch formulas' numbers (up to rounding: the kernels reduce in a different order), for stacked and
 head-interleaved planes, rows that are not a power of two, masked (−inf) entries, float64, float32 and
-bfloat16, and the layer-norm statistics."""
+bfloat16, and the layer-norm statistics; the head split and merge copies give torch's copies exactly."""
 
 import os
 import subprocess

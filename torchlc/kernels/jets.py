@@ -1,4 +1,5 @@
-"""One-launch row kernels for the first-order softmax and layer-norm jets (``torchlc._jet``).
+"""One-launch row kernels for the first-order softmax and layer-norm jets (``torchlc._jet``), and a
+tiled row copy for the attention jet's head split and merge (:func:`contiguous_rows`).
 
 The torch formulas of these jets take 6 (softmax) and 12 (layer norm) kernels, each a Python call
 that costs more host time than the kernel's GPU time at transformer sizes; the encoder layer's jet ran
