@@ -336,7 +336,9 @@ def contiguous_rows(src: torch.Tensor, bias=None, plane_dim: int = 0):
     if R == 0 or D == 0:
         return dst
     block_d = max(16, triton.next_power_of_2(D))
-    block_r = max(1, min(64, 4096 // block_d))
+    # ~1024 values per program with 2 warps: on the H100, bf16 head split of the benchmark's encoder
+    # 7.3 µs (torch's copy and add: 22 µs; 4096 values and 4 warps: 17.6 µs), head merge 3.8 µs (7.8)
+    block_r = max(1, 1024 // block_d)
     launch(
         _rows_copy_kernel,
         (triton.cdiv(R, block_r),),
@@ -353,6 +355,6 @@ def contiguous_rows(src: torch.Tensor, bias=None, plane_dim: int = 0):
         ACC=_acc(src.dtype),
         BLOCK_R=block_r,
         BLOCK_D=block_d,
-        num_warps=4,
+        num_warps=2,
     )
     return dst
