@@ -108,6 +108,20 @@ def test_head_split_and_merge_copies_are_exact(dtype):
     assert torch.equal(_jet.merge_heads(Po), Po.transpose(2, 3).reshape(2, 8, 33, 256))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flash_attention_jet_matches_the_formulas(dtype):
+    """The flash-style attention jet (one kernel, heads merged) against the torch formulas in float64."""
+    from torchlc import _jet
+    from torchlc.kernels import jets
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    Q, K, V = (torch.randn(2, 4, 4, 130, 64, device=DEV, generator=g).to(dtype) for _ in range(3))
+    got = jets.attention_merged(Q, K, V, 0.125)
+    want = _jet.merge_heads(_jet.attention(Q.double(), K.double(), V.double(), 0.125)[0])
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("cls", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
 def test_recurrent_layers_with_autograd(cls):
     torch.manual_seed(0)

@@ -1,7 +1,8 @@
 """The softmax and layer-norm jet kernels (``torchlc.kernels.jets``) under the Triton interpreter give
 the torch formulas' numbers (up to rounding: the kernels reduce in a different order), for stacked and
 head-interleaved planes, rows that are not a power of two, masked (−inf) entries, float64, float32 and
-bfloat16, and the layer-norm statistics; the head split and merge copies give torch's copies exactly."""
+bfloat16, and the layer-norm statistics; the head split and merge copies give torch's copies exactly;
+the flash-style attention jet gives the attention jet's formulas."""
 
 import os
 import subprocess
@@ -118,6 +119,19 @@ for dtype in (torch.float64, torch.float32, torch.bfloat16):
         assert torch.equal(_jet.merge_heads(O), O.transpose(2, 3).reshape(2, 3, 5, 64))
         X7 = torch.randn(7, 33, generator=g).to(dtype)[:, :20]  # 2-d, rows not a power of two
         assert torch.equal(jets.contiguous_rows(X7), X7.contiguous())
+# flash-style attention jet, heads merged: the torch formulas' numbers (float32 products in full
+# precision; float64 and half types are not taken: float64 keeps the GEMMs, half types run on the GPU)
+for B, H, L, S, D in ((2, 3, 70, 70, 16), (1, 2, 64, 130, 32), (2, 1, 5, 9, 16)):
+    Q = torch.randn(2, B, H, L, D, generator=g)
+    K = torch.randn(2, B, H, S, D, generator=g)
+    V = torch.randn(2, B, H, S, D, generator=g)
+    got = jets.attention_merged(Q, K, V, D**-0.5)
+    want = _jet.merge_heads(_jet.attention(Q.double(), K.double(), V.double(), D**-0.5)[0])
+    assert got is not None and got.shape == (2, B, L, H * D)
+    torch.testing.assert_close(got.double(), want, rtol=5e-6, atol=5e-6)
+    torch.testing.assert_close(_jet.attention_output(Q, K, V, D**-0.5).double(), want, rtol=5e-6, atol=5e-6)
+assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 24) for _ in range(3)), 1.0) is None  # head dim 24
+assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 16, dtype=torch.float64) for _ in range(3)), 1.0) is None
 # what the kernels decline: rows that are too long, eps = 0, autograd recording
 assert jets.softmax_jet(torch.zeros(2, 1, jets.MAX_ROW + 1)) is None
 assert jets.layer_norm_jet(torch.zeros(2, 1, 8), None, None, 0.0) is None

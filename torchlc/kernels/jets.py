@@ -176,6 +176,84 @@ if HAVE_TRITON:
             x = tl.where(bm, (x.to(ACC) + b.to(ACC)).to(x.dtype), x)
         tl.store(dst_ptr + r.to(tl.int64)[:, None] * D + d[None, :], x, mask=m)
 
+    @triton.jit
+    def _attention_jet_kernel(
+        q_ptr,
+        k_ptr,
+        v_ptr,
+        o_ptr,
+        L,
+        S,
+        H,
+        scale,
+        sq_bh,
+        sq_p,
+        sq_r,
+        sk_bh,
+        sk_p,
+        sk_r,
+        sv_bh,
+        sv_p,
+        sv_r,
+        so_p,
+        so_b,
+        so_h,
+        so_r,
+        D: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # One (batch·head, block of query rows): the flash-attention loop over key blocks with the
+        # first-order tangent carried along. With p = exp(s₀ − m) (online max m), l = Σp, u = Σ p·s₁:
+        #   O₀ = Σ p v₀ / l,   O₁ = (Σ (p·s₁) v₀ + Σ p v₁) / l − (u / l)·O₀
+        # which is softmax's jet s(b − Σ s·b) pushed through the second product, without writing
+        # the score or weight planes out.
+        bh = tl.program_id(1)
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        d = tl.arange(0, D)
+        rm = rows < L
+        qb = q_ptr + bh.to(tl.int64) * sq_bh + rows[:, None].to(tl.int64) * sq_r + d[None, :]
+        q0 = tl.load(qb, mask=rm[:, None], other=0.0)
+        q1 = tl.load(qb + sq_p, mask=rm[:, None], other=0.0)
+        m = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+        l_sum = tl.zeros((BLOCK_M,), tl.float32)
+        u = tl.zeros((BLOCK_M,), tl.float32)
+        acc0 = tl.zeros((BLOCK_M, D), tl.float32)
+        acc1 = tl.zeros((BLOCK_M, D), tl.float32)
+        for start in range(0, S, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            cm = cols < S
+            kb = k_ptr + bh.to(tl.int64) * sk_bh + cols[:, None].to(tl.int64) * sk_r + d[None, :]
+            vb = v_ptr + bh.to(tl.int64) * sv_bh + cols[:, None].to(tl.int64) * sv_r + d[None, :]
+            k0 = tl.load(kb, mask=cm[:, None], other=0.0)
+            k1 = tl.load(kb + sk_p, mask=cm[:, None], other=0.0)
+            v0 = tl.load(vb, mask=cm[:, None], other=0.0)
+            v1 = tl.load(vb + sv_p, mask=cm[:, None], other=0.0)
+            s0 = tl.dot(q0, tl.trans(k0), input_precision=PREC) * scale
+            s1 = (tl.dot(q1, tl.trans(k0), input_precision=PREC) + tl.dot(q0, tl.trans(k1), input_precision=PREC)) * scale
+            s0 = tl.where(cm[None, :], s0, float("-inf"))
+            s1 = tl.where(cm[None, :], s1, 0.0)
+            m_new = tl.maximum(m, tl.max(s0, 1))
+            alpha = tl.exp(m - m_new)
+            p = tl.exp(s0 - m_new[:, None])
+            ps1 = p * s1
+            l_sum = l_sum * alpha + tl.sum(p, 1)
+            u = u * alpha + tl.sum(ps1, 1)
+            pv = p.to(v0.dtype)
+            acc0 = acc0 * alpha[:, None] + tl.dot(pv, v0, input_precision=PREC)
+            acc1 = acc1 * alpha[:, None] + tl.dot(ps1.to(v0.dtype), v0, input_precision=PREC) + tl.dot(
+                pv, v1, input_precision=PREC
+            )
+            m = m_new
+        o0 = acc0 / l_sum[:, None]
+        o1 = acc1 / l_sum[:, None] - (u / l_sum)[:, None] * o0
+        b = bh // H
+        h = bh % H
+        ob = o_ptr + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h + rows[:, None].to(tl.int64) * so_r + d[None, :]
+        tl.store(ob, o0.to(o_ptr.dtype.element_ty), mask=rm[:, None])
+        tl.store(ob + so_p, o1.to(o_ptr.dtype.element_ty), mask=rm[:, None])
+
 def _acc(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -358,3 +436,52 @@ def contiguous_rows(src: torch.Tensor, bias=None, plane_dim: int = 0):
         num_warps=2,
     )
     return dst
+
+
+_ATTENTION_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def attention_merged(Q, K, V, scale: float):
+    """First-order softmax(q·kᵀ·scale)·v without a mask, heads merged: planes Q (2, B, H, L, D), K and
+    V (2, B, H, S, D) with contiguous rows, to output planes (2, B, L, H·D), the out-projection's
+    input. One flash-style launch: the score and weight planes never reach memory (the torch path
+    writes both, and runs the softmax jet and a head merge between its GEMMs). None when the kernel
+    does not apply (then use :func:`torchlc._jet.attention`)."""
+    _, B, H, L, D = Q.shape
+    S = K.shape[-2]
+    if not (_ok(Q, D, K, V) and Q.dtype in _ATTENTION_DTYPES and K.dtype == Q.dtype == V.dtype):
+        return None
+    if D not in (16, 32, 64, 128) or K.shape != (2, B, H, S, D) or V.shape != K.shape:
+        return None
+    strides = []
+    for t in (Q, K, V):
+        st = t.stride()
+        # (batch, head) must fold into one stride, rows and the head dim must be dense
+        if st[-1] != 1 or st[1] != H * st[2]:
+            return None
+        strides += [st[2], st[0], st[3]]
+    out = torch.empty(2, B, L, H * D, dtype=Q.dtype, device=Q.device)
+    block_m = 64
+    launch(
+        _attention_jet_kernel,
+        (triton.cdiv(L, block_m), B * H),
+        Q,
+        K,
+        V,
+        out,
+        L,
+        S,
+        H,
+        float(scale),
+        *strides,
+        out.stride(0),
+        out.stride(1),
+        D,
+        out.stride(2),
+        D=D,
+        BLOCK_M=block_m,
+        BLOCK_N=64,
+        PREC="ieee" if Q.dtype == torch.float32 else "tf32",  # float32 products in full precision, as torch's
+        num_warps=4,
+    )
+    return out

@@ -530,9 +530,11 @@ def _mha_math(query, key, value, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_
     return F.linear(o, proj_w, proj_b), attn
 
 
-def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fused_qkv):
+def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fused_qkv, need_weights=True):
     """_mha_math on first-order planes (2, B, L, E) with plain weights: plain torch ops throughout.
-    With ``proj_b`` None the output projection's bias is left to the caller (to fuse)."""
+    With ``proj_b`` None the output projection's bias is left to the caller (to fuse). Without
+    ``need_weights`` (the attention weights come back as None) and without a mask, attention is one
+    flash-style kernel on CUDA."""
     _, B, L, _ = Pq.shape
     S_ = Pk.shape[2]
     D = E // H
@@ -546,6 +548,8 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
         k = k.reshape(2, B, S_, H, D).transpose(2, 3)
         v = v.reshape(2, B, S_, H, D).transpose(2, 3)
     m = _expand_mask(mask, mask_type, B, H, L, S_)
+    if m is None and not need_weights:
+        return _jet.linear(_jet.attention_output(q, k, v, 1.0 / D**0.5), proj_w, proj_b), None
     if m is not None and m.dtype == torch.bool:
         m = ~m  # MHA masks mark what to ignore; SDPA masks what to attend to
     o, attn, _ = _sdpa_jet(q, k, v, m, False, None, False, zero_dead_rows=m is not None and m.dtype == torch.bool)
@@ -704,11 +708,11 @@ def _encoder_layer_jet(weights, consts, X, mask=None):
         def ln(w, b):
             return lambda Y: _jet.layer_norm(Y, 1, w, b, eps)
 
-        return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *mha, proj_bias, mask, mask_type, True)[0], ff,
+        return _residual_blocks(X, lambda Y: _mha_jet(Y, Y, Y, *mha, proj_bias, mask, mask_type, True, False)[0], ff,
                                 ln(norm_weight_1, norm_bias_1), ln(norm_weight_2, norm_bias_2), True)
     # post-norm: each linear's bias goes into the kernel that consumes its output (the add & norm,
     # the relu), which also adds the residual: no separate passes over the planes
-    sa = _mha_jet(X, X, X, *mha, None, mask, mask_type, True)[0]  # out-projection's bias: below
+    sa = _mha_jet(X, X, X, *mha, None, mask, mask_type, True, False)[0]  # out-projection's bias: below
     X1 = _jet.layer_norm(sa, 1, norm_weight_1, norm_bias_1, eps, residual=X, bias0=proj_bias)
     h = _jet.linear(X1, ffn_weight_1)
     h = _jet.gelu(_jet.add_to_plane(h, 0, ffn_bias_1)) if use_gelu else _jet.relu(h, bias0=ffn_bias_1)
