@@ -117,9 +117,11 @@ def test_flash_attention_jet_matches_the_formulas(dtype):
     g = torch.Generator(device=DEV).manual_seed(0)
     Q, K, V = (torch.randn(2, 4, 4, 130, 64, device=DEV, generator=g).to(dtype) for _ in range(3))
     got = jets.attention_merged(Q, K, V, 0.125)
+    if dtype == torch.float32:  # full-precision float32 products stay on cuBLAS
+        assert got is None
+        return
     want = _jet.merge_heads(_jet.attention(Q.double(), K.double(), V.double(), 0.125)[0])
-    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
-    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+    torch.testing.assert_close(got.double(), want, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("cls", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
