@@ -119,8 +119,8 @@ for dtype in (torch.float64, torch.float32, torch.bfloat16):
         assert torch.equal(_jet.merge_heads(O), O.transpose(2, 3).reshape(2, 3, 5, 64))
         X7 = torch.randn(7, 33, generator=g).to(dtype)[:, :20]  # 2-d, rows not a power of two
         assert torch.equal(jets.contiguous_rows(X7), X7.contiguous())
-# flash-style attention jet, heads merged: the torch formulas' numbers (float32 products in full
-# precision; float64 and half types are not taken: float64 keeps the GEMMs, half types run on the GPU)
+# flash-style attention jet, heads merged: the torch formulas' numbers (float32, which the kernel takes
+# under the interpreter only, with full-precision products; on a GPU it runs half types: tests/test_gpu.py)
 for B, H, L, S, D in ((2, 3, 70, 70, 16), (1, 2, 64, 130, 32), (2, 1, 5, 9, 16)):
     Q = torch.randn(2, B, H, L, D, generator=g)
     K = torch.randn(2, B, H, S, D, generator=g)
