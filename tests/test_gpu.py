@@ -75,6 +75,23 @@ def test_transformer_encoder(fast_path):
     _check(y, _jvp(m, x, v), 1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_half_precision_encoder_matches_jvp(dtype, norm_first):
+    """The fused half-precision encoder (flash-style attention jet, tiled head copies, fused biases)
+    against torch.func.jvp of the float32 model, at half-precision tolerance."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True, norm_first=norm_first)
+    m = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(DEV).eval()
+    x = torch.randn(3, 70, 64, device=DEV)
+    v = torch.randn_like(x)
+    ref = _jvp(m, x, v)
+    with torch.no_grad():
+        y = m.to(dtype)(x.to(dtype).nonstd(v.to(dtype)))
+    for k in (0, 1):
+        torch.testing.assert_close(torchlc.coeff(y, k).float(), ref[k], rtol=6e-2, atol=6e-2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
     """The encoder layer's fused consumers give bit for bit what the separate adds then the kernels

@@ -456,7 +456,7 @@ def attention_merged(Q, K, V, scale: float):
     interpreted = Q.device.type == "cpu" and Q.dtype == torch.float32
     if not (_ok(Q, D, K, V) and (Q.dtype in _ATTENTION_DTYPES or interpreted) and K.dtype == Q.dtype == V.dtype):
         return None
-    if D not in (16, 32, 64, 128) or K.shape != (2, B, H, S, D) or V.shape != K.shape:
+    if D not in (16, 32, 64, 128) or L == 0 or S == 0 or K.shape != (2, B, H, S, D) or V.shape != K.shape:
         return None
     strides = []
     for t in (Q, K, V):
