@@ -24,6 +24,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ._tensor import LCTensor, speculate, wrap
+from .ops import nn as _nn_rules
 
 __all__ = ["compile"]
 
@@ -41,9 +42,8 @@ _FAST_PATH_OPTIONS = (
 
 
 def _make_fx_options(leaves) -> dict:
-    from .ops.nn import OPAQUE_ENCODER_DEVICES  # noqa: PLC0415  (ops import this module's users)
-
-    return _FAST_PATH_OPTIONS if any(t.device.type in OPAQUE_ENCODER_DEVICES for t in leaves) else {}
+    opaque = _nn_rules.OPAQUE_ENCODER_DEVICES
+    return _FAST_PATH_OPTIONS if any(t.device.type in opaque for t in leaves) else {}
 
 
 def _meta(x: LCTensor):
