@@ -103,6 +103,37 @@ def test_half_precision_encoder_is_as_accurate_as_the_formulas(monkeypatch, dtyp
         assert f <= 1.5 * t + 1e-3, (fused, formulas)
 
 
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_half_precision_self_attention_is_as_accurate_as_the_formulas(monkeypatch, need_weights):
+    """MultiheadAttention in bf16 (eval, self-attention): without weights it takes the flash-style
+    jet, and is as close to jvp of the float32 module as the formulas; with weights they are returned."""
+    from torchlc.kernels import jets
+
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(64, 4, batch_first=True).to(DEV).eval()
+    x = torch.randn(3, 70, 64, device=DEV)
+    v = torch.randn_like(x)
+    ref = _jvp(lambda t: mha(t, t, t, need_weights=False)[0], x, v)
+    mha = mha.to(torch.bfloat16)
+    calls = []
+    fused = jets.attention_merged
+    monkeypatch.setattr(jets, "attention_merged", lambda *a: calls.append(1) or fused(*a))
+
+    def errors():
+        with torch.no_grad():
+            t = x.to(torch.bfloat16).nonstd(v.to(torch.bfloat16))
+            y, w = mha(t, t, t, need_weights=need_weights)
+        assert (w is not None and w.shape == (3, 70, 70)) == need_weights
+        return [(torchlc.coeff(y, k).float() - ref[k]).abs().max().item() for k in (0, 1)]
+
+    got = errors()
+    assert bool(calls) != need_weights
+    monkeypatch.setattr(jets, "attention_merged", lambda *a: None)
+    formulas = errors()
+    for f, t in zip(got, formulas):
+        assert f <= 1.5 * t + 1e-3, (got, formulas)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
     """The encoder layer's fused consumers give bit for bit what the separate adds then the kernels

@@ -670,9 +670,9 @@ def native_multi_head_attention(func, query, key, value, embed_dim, num_head, qk
     if None not in (sq, sk, sv) and _plain_weights(qkv_weight, qkv_bias, proj_weight, proj_bias, mask):
         exact = A.min_exact(sq.exact, sk.exact, sv.exact, sq.order)
         o, attn = _mha_jet(sq.planes, sk.planes, sv.planes, embed_dim, num_head, qkv_weight, qkv_bias,
-                           proj_weight, proj_bias, mask, mask_type, query is key and key is value)
+                           proj_weight, proj_bias, mask, mask_type, query is key and key is value, need_weights)
         o = out(Series(o, sq.support, sq.order, exact))
-        attn = out(Series(attn, sq.support, sq.order, exact))
+        attn = None if attn is None else out(Series(attn, sq.support, sq.order, exact))
     else:
         o, attn = _mha_math(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
                             proj_bias, mask, mask_type)
