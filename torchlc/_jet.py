@@ -100,14 +100,6 @@ def attention(Q, K, V, scale, mask=None, *, zero_dead_rows=False):
     return o.view(*batch, 2, L, -1).movedim(-3, 0), attn, scores
 
 
-def attention_output(Q, K, V, scale):
-    """softmax(q·kᵀ·scale)·v without a mask and without the weights, heads merged: planes Q
-    (2, B, H, L, D), K, V (2, B, H, S, D) to (2, B, L, H·D). One flash-style Triton kernel on CUDA
-    (the score and weight planes never reach memory), else :func:`attention` and :func:`merge_heads`."""
-    merged = _fused.attention_merged(Q, K, V, scale)
-    return merged if merged is not None else merge_heads(attention(Q, K, V, scale)[0])
-
-
 def qkv_planes(Y, heads, bias0=None):
     """The q, k, v planes (2, B, H, L, D) of an in-projection output Y (2, B, L, 3E), from one copy
     into a (3, B, H, 2, L, D) buffer: q is then interleaved and k, v fold their batch dims (no further

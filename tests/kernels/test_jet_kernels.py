@@ -129,7 +129,18 @@ for B, H, L, S, D in ((2, 3, 70, 70, 16), (1, 2, 64, 130, 32), (2, 1, 5, 9, 16))
     want = _jet.merge_heads(_jet.attention(Q.double(), K.double(), V.double(), D**-0.5)[0])
     assert got is not None and got.shape == (2, B, L, H * D)
     torch.testing.assert_close(got.double(), want, rtol=5e-6, atol=5e-6)
-    torch.testing.assert_close(_jet.attention_output(Q, K, V, D**-0.5).double(), want, rtol=5e-6, atol=5e-6)
+    # MultiheadAttention's masks: bool marks what to ignore (a row left empty gives 0), float is added
+    ignore = torch.rand(B, 1, 1, S, generator=g) < 0.3
+    ignore[0, 0, 0, :] = True  # batch element 0 attends to nothing: its rows give 0
+    add = torch.randn(B, H, L, S, generator=g)
+    add[..., 1] = float("-inf")
+    for mask in (ignore, add, ignore.expand(B, H, L, S).clone()):
+        fmask = torch.zeros(mask.shape, dtype=torch.float64).masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else mask.double()
+        want = _jet.attention(Q.double(), K.double(), V.double(), D**-0.5, fmask, zero_dead_rows=mask.dtype == torch.bool)[0]
+        want = _jet.merge_heads(want)
+        got = jets.attention_merged(Q, K, V, D**-0.5, mask)
+        torch.testing.assert_close(got.double(), want, rtol=5e-6, atol=5e-6)
+    assert not jets.attention_merged(Q, K, V, D**-0.5, ignore)[:, 0].any()
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 24) for _ in range(3)), 1.0) is None  # head dim 24
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 16, dtype=torch.float64) for _ in range(3)), 1.0) is None
 # what the kernels decline: rows that are too long, eps = 0, autograd recording

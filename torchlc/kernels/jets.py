@@ -199,17 +199,28 @@ if HAVE_TRITON:
         so_b,
         so_h,
         so_r,
+        mask_ptr,
+        sm_b,
+        sm_h,
+        sm_r,
+        sm_c,
         D: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         PREC: tl.constexpr,
+        HAS_MASK: tl.constexpr,
+        MASK_BOOL: tl.constexpr,
     ):
         # One (batch·head, block of query rows): the flash-attention loop over key blocks with the
         # first-order tangent carried along. With p = exp(s₀ − m) (online max m), l = Σp, u = Σ p·s₁:
         #   O₀ = Σ p v₀ / l,   O₁ = (Σ (p·s₁) v₀ + Σ p v₁) / l − (u / l)·O₀
         # which is softmax's jet s(b − Σ s·b) pushed through the second product, without writing
-        # the score or weight planes out.
+        # the score or weight planes out. A float mask is added to s₀; a bool mask marks what to
+        # ignore, and a row with nothing left gives 0 (as torch's _safe_softmax), where a float mask
+        # of −inf throughout gives NaN (as softmax).
         bh = tl.program_id(1)
+        b = bh // H
+        h = bh % H
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         d = tl.arange(0, D)
         rm = rows < L
@@ -232,11 +243,21 @@ if HAVE_TRITON:
             v1 = tl.load(vb + sv_p, mask=cm[:, None], other=0.0)
             s0 = tl.dot(q0, tl.trans(k0), input_precision=PREC) * scale
             s1 = (tl.dot(q1, tl.trans(k0), input_precision=PREC) + tl.dot(q0, tl.trans(k1), input_precision=PREC)) * scale
+            if HAS_MASK:
+                mb = (mask_ptr + b.to(tl.int64) * sm_b + h.to(tl.int64) * sm_h + rows[:, None].to(tl.int64) * sm_r
+                      + cols[None, :].to(tl.int64) * sm_c)
+                mv = tl.load(mb, mask=rm[:, None] & cm[None, :], other=0)
+                if MASK_BOOL:
+                    s0 = tl.where(mv != 0, float("-inf"), s0)
+                else:
+                    s0 = s0 + mv.to(tl.float32)
             s0 = tl.where(cm[None, :], s0, float("-inf"))
             s1 = tl.where(cm[None, :], s1, 0.0)
             m_new = tl.maximum(m, tl.max(s0, 1))
-            alpha = tl.exp(m - m_new)
-            p = tl.exp(s0 - m_new[:, None])
+            # rows with no score yet keep a finite reference, so that exp(−inf − ref) = 0 (not NaN)
+            m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp(m - m_ref)
+            p = tl.exp(s0 - m_ref[:, None])
             ps1 = p * s1
             l_sum = l_sum * alpha + tl.sum(p, 1)
             u = u * alpha + tl.sum(ps1, 1)
@@ -248,8 +269,9 @@ if HAVE_TRITON:
             m = m_new
         o0 = acc0 / l_sum[:, None]
         o1 = acc1 / l_sum[:, None] - (u / l_sum)[:, None] * o0
-        b = bh // H
-        h = bh % H
+        if MASK_BOOL:
+            o0 = tl.where((l_sum > 0)[:, None], o0, 0.0)
+            o1 = tl.where((l_sum > 0)[:, None], o1, 0.0)
         ob = o_ptr + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h + rows[:, None].to(tl.int64) * so_r + d[None, :]
         tl.store(ob, o0.to(o_ptr.dtype.element_ty), mask=rm[:, None])
         tl.store(ob + so_p, o1.to(o_ptr.dtype.element_ty), mask=rm[:, None])
@@ -441,12 +463,13 @@ def contiguous_rows(src: torch.Tensor, bias=None, plane_dim: int = 0):
 _ATTENTION_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def attention_merged(Q, K, V, scale: float):
-    """First-order softmax(q·kᵀ·scale)·v without a mask, heads merged: planes Q (2, B, H, L, D), K and
-    V (2, B, H, S, D) with contiguous rows, to output planes (2, B, L, H·D), the out-projection's
-    input. One flash-style launch: the score and weight planes never reach memory (the torch path
-    writes both, and runs the softmax jet and a head merge between its GEMMs). None when the kernel
-    does not apply (then use :func:`torchlc._jet.attention`).
+def attention_merged(Q, K, V, scale: float, mask=None):
+    """First-order softmax(q·kᵀ·scale + mask)·v, heads merged: planes Q (2, B, H, L, D), K and V
+    (2, B, H, S, D) with contiguous rows, to output planes (2, B, L, H·D), the out-projection's input.
+    ``mask`` (broadcastable to (B, H, L, S)) is MultiheadAttention's: bool marks what to ignore (a row
+    with nothing left gives 0), float is added to the scores. One flash-style launch: the score and
+    weight planes never reach memory (the torch path writes both, and runs the softmax jet and a head
+    merge between its GEMMs). None when the kernel does not apply (then use the torch path).
 
     Half precision only on a GPU: float32 products in full precision (torch's default) run on FMA
     units in Triton, and the encoder benchmark's float32 forward took 14.0 ms instead of 2.8 ms with
@@ -465,6 +488,13 @@ def attention_merged(Q, K, V, scale: float):
         if st[-1] != 1 or st[1] != H * st[2]:
             return None
         strides += [st[2], st[0], st[3]]
+    if mask is not None:
+        if mask.device != Q.device or not (mask.dtype == torch.bool or mask.dtype.is_floating_point):
+            return None
+        try:
+            mask = mask.expand(B, H, L, S)
+        except RuntimeError:
+            return None
     out = torch.empty(2, B, L, H * D, dtype=Q.dtype, device=Q.device)
     block_m = 64
     launch(
@@ -483,10 +513,14 @@ def attention_merged(Q, K, V, scale: float):
         out.stride(1),
         D,
         out.stride(2),
+        mask if mask is not None else Q,
+        *(mask.stride() if mask is not None else (0, 0, 0, 0)),
         D=D,
         BLOCK_M=block_m,
         BLOCK_N=64,
         PREC="ieee" if Q.dtype == torch.float32 else "tf32",  # float32 products in full precision, as torch's
+        HAS_MASK=mask is not None,
+        MASK_BOOL=mask is not None and mask.dtype == torch.bool,
         num_warps=4,
     )
     return out

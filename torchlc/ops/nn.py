@@ -12,6 +12,7 @@ from .. import _algebra as A
 from .. import _graphs, _jet
 from .. import _support as S
 from .._tensor import RULES, LCTensor, Series, _is_wrapped, _tracing, implements, series, wrap
+from ..kernels import jets as _jet_kernels
 from ._util import decomposed, first_order, out, upcast
 
 aten = torch.ops.aten
@@ -533,8 +534,8 @@ def _mha_math(query, key, value, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_
 def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fused_qkv, need_weights=True):
     """_mha_math on first-order planes (2, B, L, E) with plain weights: plain torch ops throughout.
     With ``proj_b`` None the output projection's bias is left to the caller (to fuse). Without
-    ``need_weights`` (the attention weights come back as None) and without a mask, attention is one
-    flash-style kernel on CUDA."""
+    ``need_weights`` (the attention weights come back as None) attention is one flash-style kernel
+    in half precision on CUDA."""
     _, B, L, _ = Pq.shape
     S_ = Pk.shape[2]
     D = E // H
@@ -548,8 +549,8 @@ def _mha_jet(Pq, Pk, Pv, E, H, qkv_w, qkv_b, proj_w, proj_b, mask, mask_type, fu
         k = k.reshape(2, B, S_, H, D).transpose(2, 3)
         v = v.reshape(2, B, S_, H, D).transpose(2, 3)
     m = _expand_mask(mask, mask_type, B, H, L, S_)
-    if m is None and not need_weights:
-        return _jet.linear(_jet.attention_output(q, k, v, 1.0 / D**0.5), proj_w, proj_b), None
+    if not need_weights and (o := _jet_kernels.attention_merged(q, k, v, 1.0 / D**0.5, m)) is not None:
+        return _jet.linear(o, proj_w, proj_b), None
     if m is not None and m.dtype == torch.bool:
         m = ~m  # MHA masks mark what to ignore; SDPA masks what to attend to
     o, attn, _ = _sdpa_jet(q, k, v, m, False, None, False, zero_dead_rows=m is not None and m.dtype == torch.bool)
