@@ -141,6 +141,11 @@ for B, H, L, S, D in ((2, 3, 70, 70, 16), (1, 2, 64, 130, 32), (2, 1, 5, 9, 16))
         got = jets.attention_merged(Q, K, V, D**-0.5, mask)
         torch.testing.assert_close(got.double(), want, rtol=5e-6, atol=5e-6)
     assert not jets.attention_merged(Q, K, V, D**-0.5, ignore)[:, 0].any()
+    Qn = Q.clone()
+    # a NaN query (head 0) under a bool mask gives a NaN row, not a zeroed one, even where the mask
+    # empties the row (batch element 0 when B = 1): NaN + −inf is NaN, as in torch's math SDPA
+    Qn[0, B - 1, 0, 2] = float("nan")
+    assert jets.attention_merged(Qn, K, V, D**-0.5, ignore)[:, B - 1, 2, :D].isnan().all()
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 24) for _ in range(3)), 1.0) is None  # head dim 24
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 16, dtype=torch.float64) for _ in range(3)), 1.0) is None
 # what the kernels decline: rows that are too long, eps = 0, autograd recording

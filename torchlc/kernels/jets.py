@@ -247,8 +247,8 @@ if HAVE_TRITON:
                 mb = (mask_ptr + b.to(tl.int64) * sm_b + h.to(tl.int64) * sm_h + rows[:, None].to(tl.int64) * sm_r
                       + cols[None, :].to(tl.int64) * sm_c)
                 mv = tl.load(mb, mask=rm[:, None] & cm[None, :], other=0)
-                if MASK_BOOL:
-                    s0 = tl.where(mv != 0, float("-inf"), s0)
+                if MASK_BOOL:  # added as −inf, not substituted: a NaN score stays NaN, as in torch
+                    s0 = s0 + tl.where(mv != 0, float("-inf"), 0.0)
                 else:
                     s0 = s0 + mv.to(tl.float32)
             s0 = tl.where(cm[None, :], s0, float("-inf"))
@@ -269,9 +269,9 @@ if HAVE_TRITON:
             m = m_new
         o0 = acc0 / l_sum[:, None]
         o1 = acc1 / l_sum[:, None] - (u / l_sum)[:, None] * o0
-        if MASK_BOOL:
-            o0 = tl.where((l_sum > 0)[:, None], o0, 0.0)
-            o1 = tl.where((l_sum > 0)[:, None], o1, 0.0)
+        if MASK_BOOL:  # only rows with no score left: a NaN row (NaN inputs) stays NaN
+            o0 = tl.where((l_sum == 0)[:, None], 0.0, o0)
+            o1 = tl.where((l_sum == 0)[:, None], 0.0, o1)
         ob = o_ptr + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h + rows[:, None].to(tl.int64) * so_r + d[None, :]
         tl.store(ob, o0.to(o_ptr.dtype.element_ty), mask=rm[:, None])
         tl.store(ob + so_p, o1.to(o_ptr.dtype.element_ty), mask=rm[:, None])
