@@ -190,3 +190,74 @@ def test_one_lc_argument_keys_on_its_metadata():
         for t in inputs:
             assert torch.equal(torchlc.coeffs(f(t)), torchlc.coeffs(m(t)))
     assert len(backend.graphs) == 3
+
+
+def test_key_carries_strides_grad_autocast_and_strict():
+    """A compiled graph is reused only for inputs it was traced for: other strides, a tangent that
+    requires grad, autocast and strict mode each trace anew, and each result is eager's."""
+    m = _mlp()
+    backend = _Recording()
+    f = torchlc.compile(lambda t: m(t.t()), backend=backend)
+    x, v = torch.randn(3, 4, dtype=f64), torch.randn(3, 4, dtype=f64)
+    lx = x.nonstd(v)
+    transposed = x.t().contiguous().nonstd(v.t().contiguous()).t()  # same shape, other strides
+    with torch.no_grad():
+        for t in (lx, transposed):
+            assert torch.equal(torchlc.coeffs(f(t)), torchlc.coeffs(m(t.t())))
+        with torchlc.strict():
+            assert torch.equal(torchlc.coeffs(f(lx)), torchlc.coeffs(m(lx.t())))
+    assert len(backend.graphs) == 3
+    w = v.clone().requires_grad_()
+    y = f(x.nonstd(w))
+    assert len(backend.graphs) == 4
+    (g,) = torch.autograd.grad(torchlc.coeff(y, 1).sum(), w)
+    (ref,) = torch.autograd.grad(torchlc.coeff(m(x.nonstd(w).t()), 1).sum(), w)
+    torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+    m32 = torch.nn.Linear(4, 2)
+    f32 = torchlc.compile(m32, backend=_Recording())
+    x32 = torch.randn(3, 4).nonstd(torch.randn(3, 4))
+    with torch.no_grad():
+        assert f32(x32).dtype == torch.float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, ref = f32(x32), m32(x32)
+    assert y.dtype == ref.dtype == torch.bfloat16
+    assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))
+
+
+def test_inductor_compiles_the_trace_without_dynamo(monkeypatch):
+    """With Inductor (torch.compile's default) and no CUDA graphs the traced graph is compiled
+    directly: the wrapper's key is its guard, so Dynamo's per-call frame evaluation is skipped.
+    Values and gradients match eager; CUDA graphs and other backends still go through
+    torch.compile."""
+    from torchlc import _compile
+
+    real_compile = torch.compile
+    via_dynamo = []
+    monkeypatch.setattr(_compile.torch, "compile", lambda fn, **kw: via_dynamo.append(kw) or real_compile(fn, **kw))
+    m = _mlp()
+    x, v = torch.randn(4, 3, dtype=f64), torch.randn(4, 3, dtype=f64)
+    f = torchlc.compile(m)
+    with torch.no_grad():
+        y, ref = f(x.nonstd(v)), m(x.nonstd(v))
+    torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(ref), rtol=1e-12, atol=1e-12)
+    grads = []
+    for fn in (f, m):
+        m.zero_grad()
+        (torchlc.coeff(fn(x.nonstd(v)), 1) ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert not via_dynamo
+    with torch.no_grad():
+        torchlc.compile(m, mode="reduce-overhead")(x.nonstd(v))
+        torchlc.compile(m, backend="aot_eager")(x.nonstd(v))
+    assert [kw.get("mode") or kw.get("backend") for kw in via_dynamo] == ["reduce-overhead", "aot_eager"]
+
+
+def test_compile_arguments():
+    m = _mlp()
+    x = torch.randn(4, 3, dtype=f64).nonstd()
+    with torch.no_grad():
+        assert torch.equal(torchlc.coeffs(torchlc.compile(m, disable=True)(x)), torchlc.coeffs(m(x)))
+    with pytest.raises(TypeError, match="unexpected arguments \\['fulgraph'\\]"):
+        torchlc.compile(m, fulgraph=True)
