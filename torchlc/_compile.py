@@ -185,6 +185,11 @@ _COMPILE_ARGUMENTS = {"backend", "mode", "options", "fullgraph", "dynamic", "dis
 def compile(fn=None, **compile_kwargs):
     """``torch.compile`` ``fn`` (LC tensors in and out) so that it can be trained through.
 
+    Takes ``torch.compile``'s arguments (``backend``, ``mode``, ``options``, ``fullgraph``, ``dynamic``,
+    ``disable``). ``fn`` is traced once per input signature (supports, shapes, strides, dtypes,
+    devices, requires_grad), grad mode, autocast state and strict mode; with Inductor and no CUDA
+    graphs the trace is compiled by Inductor directly, without Dynamo's per-call guards.
+
     Example:
         >>> import torch, torchlc
         >>> lin = torch.nn.Linear(3, 2)
