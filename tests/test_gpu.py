@@ -146,6 +146,46 @@ def test_half_precision_self_attention_is_as_accurate_as_the_formulas(monkeypatc
         assert f <= 1.5 * t + 1e-3, (got, formulas)
 
 
+@pytest.mark.parametrize("case", ["causal", "bool mask", "float mask", "grouped heads"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_sdpa_takes_the_flash_jet(monkeypatch, case, dtype):
+    """F.scaled_dot_product_attention on half-precision LC q, k, v (views of (B, L, H, D) projections,
+    as models write them) reaches a CUDA kernel's rule, which runs the flash-style jet: as close to
+    jvp of the float32 call as the formulas in the same precision."""
+    from torchlc.kernels import jets
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    B, L, H, D = 3, 150, 4, 64
+    Hk = 2 if case == "grouped heads" else H
+    x = [torch.randn(B, L, h, D, device=DEV, generator=g).transpose(1, 2) for h in (H, Hk, Hk)]
+    t = [torch.randn_like(a) for a in x]
+    kw = {"causal": {"is_causal": True}, "grouped heads": {"is_causal": True, "enable_gqa": True}}.get(case, {})
+    if case == "bool mask":  # what to attend to (no row left empty: there the CUDA kernels' masks, which
+        # are finite for cuDNN, and the math kernel's _safe_softmax disagree, for plain tensors too)
+        kw = {"attn_mask": torch.rand(B, 1, L, L, device=DEV, generator=g) < 0.7}
+    elif case == "float mask":
+        kw = {"attn_mask": torch.randn(B, H, L, L, device=DEV, generator=g)}
+    f = lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)  # noqa: E731
+    with sdpa_kernel(SDPBackend.MATH):
+        ref = torch.func.jvp(f, tuple(x), tuple(t))
+    calls = []
+    fused = jets.flash_attention
+    monkeypatch.setattr(jets, "flash_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+
+    def errors():
+        with torch.no_grad():
+            y = f(*(a.to(dtype).nonstd(b.to(dtype)) for a, b in zip(x, t)))
+        assert y.shape == (B, H, L, D) and y.dtype == dtype
+        return [(torchlc.coeff(y, k).float() - ref[k]).abs().max().item() for k in (0, 1)]
+
+    got = errors()
+    assert calls  # the flash-style jet ran
+    monkeypatch.setattr(jets, "flash_attention", lambda *a, **k: None)
+    formulas = errors()
+    for e, r in zip(got, formulas):
+        assert e <= 1.5 * r + 1e-3, (got, formulas)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
     """The encoder layer's fused consumers give bit for bit what the separate adds then the kernels

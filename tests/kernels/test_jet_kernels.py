@@ -2,7 +2,8 @@
 the torch formulas' numbers (up to rounding: the kernels reduce in a different order), for stacked and
 head-interleaved planes, rows that are not a power of two, masked (−inf) entries, float64, float32 and
 bfloat16, and the layer-norm statistics; the head split and merge copies give torch's copies exactly;
-the flash-style attention jet gives the attention jet's formulas."""
+the flash-style attention jet gives the attention jet's formulas, in MultiheadAttention's layout (heads
+merged) and in SDPA's (causal, grouped-query heads, logsumexp), also through the SDPA kernels' rules."""
 
 import os
 import subprocess
@@ -14,6 +15,7 @@ pytest.importorskip("triton")
 
 CASES = r"""
 import torch
+import torchlc
 from torchlc import _jet
 from torchlc import kernels
 from torchlc.kernels import jets
@@ -146,6 +148,48 @@ for B, H, L, S, D in ((2, 3, 70, 70, 16), (1, 2, 64, 130, 32), (2, 1, 5, 9, 16))
     # empties the row (batch element 0 when B = 1): NaN + −inf is NaN, as in torch's math SDPA
     Qn[0, B - 1, 0, 2] = float("nan")
     assert jets.attention_merged(Qn, K, V, D**-0.5, ignore)[:, B - 1, 2, :D].isnan().all()
+# SDPA's layout: heads not merged, q/k/v as views of (B, L, H, D) projections (batch and head strides
+# do not fold), causal (top-left, L = S, L < S, L > S), grouped-query heads, logsumexp; against the
+# formulas of the SDPA rule (_sdpa_jet) in float64
+from torchlc.ops import nn as lc_nn
+for B, H, Hk, L, S, D, causal in ((2, 4, 4, 70, 70, 16, True), (1, 4, 2, 40, 130, 32, True),
+                                  (2, 2, 1, 130, 40, 16, True), (2, 4, 2, 33, 65, 16, False)):
+    Q = torch.randn(2, B, L, H, D, generator=g).transpose(2, 3)
+    K = torch.randn(2, B, S, Hk, D, generator=g).transpose(2, 3)
+    V = torch.randn(2, B, S, Hk, D, generator=g).transpose(2, 3)
+    o, lse = jets.flash_attention(Q, K, V, 0.3, is_causal=causal, logsumexp=True)
+    wo, wattn, wscores = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), None, causal, 0.3, Hk != H)
+    assert o.shape == (2, B, H, L, D) and lse.shape == (2, B, H, L) and lse.dtype == torch.float32
+    torch.testing.assert_close(o.double(), wo, rtol=5e-6, atol=5e-6)
+    wlse = torch.stack([torch.logsumexp(wscores[0], -1), (wattn[0] * wscores[1].masked_fill(wattn[0] == 0, 0)).sum(-1)])
+    torch.testing.assert_close(lse.double(), wlse, rtol=5e-6, atol=5e-6)
+# SDPA's float mask (added; a row of −inf gives 0 with zero_dead_rows, as the math kernel's _safe_softmax)
+Q, K, V = (torch.randn(2, 2, 3, n, 16, generator=g) for n in (20, 30, 30))
+add = torch.randn(2, 1, 20, 30, generator=g)
+add[1, 0, 4] = float("-inf")
+o, lse = jets.flash_attention(Q, K, V, 0.25, add, zero_dead_rows=True, logsumexp=True)
+wo, wattn, wscores = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), add.double(), False, 0.25, False)
+torch.testing.assert_close(o.double(), wo, rtol=5e-6, atol=5e-6)
+assert not o[:, 1, :, 4].any() and lse[0, 1, :, 4].eq(float("-inf")).all() and not lse[1, 1, :, 4].any()
+# the CUDA SDPA kernels' rules take it (here under the interpreter, in float32): output and
+# logsumexp as the formulas
+calls = []
+fused = jets.flash_attention
+jets.flash_attention = lambda *a, **k: calls.append(k) or fused(*a, **k)
+aten = torch.ops.aten
+Q, K, V = (torch.randn(2, 2, 4, 50, 32, generator=g) for _ in range(3))
+lq, lk, lv = (torchlc.nonstd(t[0], t[1]) for t in (Q, K, V))
+res = aten._scaled_dot_product_flash_attention.default(lq, lk, lv, 0.0, True)
+bias = torch.randn(2, 1, 50, 50, generator=g).expand(2, 4, 50, 50)
+res2 = aten._scaled_dot_product_efficient_attention.default(lq, lk, lv, bias, True)
+jets.flash_attention = fused
+assert [k["is_causal"] for k in calls] == [True, False]
+wo, wattn, wscores = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), None, True, None, False)
+torch.testing.assert_close(torchlc.coeffs(res[0]).double(), wo, rtol=5e-6, atol=5e-6)
+torch.testing.assert_close(torchlc.coeff(res[1], 1).double(), (wattn[0] * wscores[1]).sum(-1), rtol=5e-6, atol=5e-6)
+wo = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), bias.double(), False, None, False)[0]
+torch.testing.assert_close(torchlc.coeffs(res2[0]).double(), wo, rtol=5e-6, atol=5e-6)
+assert jets.flash_attention(*(torch.zeros(2, 1, 3, 4, 16) for _ in range(2)), torch.zeros(2, 1, 2, 4, 16), 1.0) is None
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 24) for _ in range(3)), 1.0) is None  # head dim 24
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 16, dtype=torch.float64) for _ in range(3)), 1.0) is None
 # what the kernels decline: rows that are too long, eps = 0, autograd recording

@@ -614,16 +614,31 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
     gqa = query.shape[-3] != key.shape[-3]
     qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
     if qkv is not None:
-        o, attn, scores = _sdpa_jet(*(t.planes for t in qkv), attn_mask, is_causal, scale, gqa)
-        lse0 = torch.logsumexp(scores[0], -1)
-        lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
+        planes = [t.planes for t in qkv]
+        fused = _flash_jet(*planes, attn_mask, is_causal, scale)
+        if fused is not None:
+            o, lse = fused
+        else:
+            o, attn, scores = _sdpa_jet(*planes, attn_mask, is_causal, scale, gqa)
+            lse0 = torch.logsumexp(scores[0], -1)
+            lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
+            lse = upcast(torch.stack([lse0, lse1]))
         sq = qkv[0]
         exact = A.min_exact(*(s.exact for s in qkv), sq.order)
-        return (out(Series(o, sq.support, sq.order, exact)),
-                out(Series(upcast(torch.stack([lse0, lse1])), sq.support, sq.order, exact)))
+        return out(Series(o, sq.support, sq.order, exact)), out(Series(lse, sq.support, sq.order, exact))
     o, _ = aten._scaled_dot_product_attention_math.default(
         query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=gqa)
     return o, None
+
+
+def _flash_jet(Q, K, V, attn_mask, is_causal, scale):
+    """The fused kernels' attention as one flash-style launch, with the logsumexp (None where the
+    kernel does not apply: then the formulas of _sdpa_jet, to which it is equal up to rounding)."""
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = ~attn_mask  # SDPA's bool masks mark what to attend to, the kernel's what to ignore
+    return _jet_kernels.flash_attention(
+        Q, K, V, scale if scale is not None else Q.shape[-1] ** -0.5, attn_mask, is_causal=is_causal,
+        zero_dead_rows=attn_mask is not None and not is_causal, logsumexp=True)
 
 
 @implements([aten._scaled_dot_product_efficient_attention.default])
