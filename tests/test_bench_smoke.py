@@ -23,12 +23,14 @@ def test_bench_quick_runs_and_writes_markdown(tmp_path, capsys):
         "Peak memory",
         "Small-tensor per-op overhead",
         "Models",
+        "Attention (F.scaled_dot_product_attention)",
     ):
         assert f"### {heading}" in text
     for op in ("add", "mul", "sin", "abs", "floor", "heaviside"):
         assert f"| {op} | " in text
     assert "| MLP | float32 | eager |" in text
     assert "| TransformerEncoder |" in text
+    assert "| 1, 2, 8, 16 | " in text
     assert "torch" in text and "CPU count" in text
     # every core-op row has a PASS/FAIL/n/a verdict
     core = text.split("### Core ops")[1].split("###")[0]

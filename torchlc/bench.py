@@ -20,6 +20,10 @@ Sections (``--only`` picks some of them):
   forward under ``no_grad`` in eval mode: plain, plain on twice the rows (the two-plane bound),
   ``torch.func.jvp`` and LC (``model(x.nonstd(v))``), fp32 and bf16, eager and ``torch.compile``
   (``fullgraph=True``; a failure is reported as ``n/a: <reason>``).
+* ``attention`` — causal ``F.scaled_dot_product_attention`` on first-order q, k, v (views of (B, L, H,
+  D) projections), bf16 on CUDA (float32 on CPU): plain, 2×rows, ``torch.func.jvp`` (math backend,
+  the only one with forward AD), LC, and LC with the flash-style jet turned off (the formulas, which
+  write the score and weight planes), with peak memory on CUDA.
 
 Sizes: ``--quick`` is tiny (CI smoke test); the default on CPU shrinks the model batches (MLP batch
 1024 instead of 4096, Transformer batch 8 instead of 32) so the run finishes in minutes on 2 cores;
@@ -53,7 +57,7 @@ from torch.utils.benchmark import Timer
 
 import torchlc
 
-SECTIONS = ("core", "bytes", "memory", "small", "models")
+SECTIONS = ("core", "bytes", "memory", "small", "models", "attention")
 
 # Ops that only create views, allocate or read metadata: not counted as kernels.
 _NON_KERNELS = {
@@ -122,6 +126,7 @@ class Config:
     tf_seq: int = 128
     tf_batch: int = 32
     tf_ff: int = 2048
+    attention: tuple = ((8, 16, 1024, 64), (4, 16, 4096, 64))  # (B, H, L, D)
     compile: bool = True
     dtypes: tuple = ("float32", "bfloat16")
     models: tuple = ()  # model names to run (default: all)
@@ -140,13 +145,15 @@ class Config:
             c.small = 8
             c.mlp_width, c.mlp_batch = 32, 16
             c.tf_d, c.tf_layers, c.tf_heads, c.tf_seq, c.tf_batch, c.tf_ff = 16, 1, 2, 8, 2, 32
+            c.attention = ((1, 2, 8, 16),)
             c.compile = False
             c.notes.append("--quick: tiny sizes for the CI smoke test; numbers are not meaningful")
         elif c.device == "cpu":
             c.mlp_batch, c.tf_batch = 1024, 8
+            c.attention = ((2, 8, 512, 64),)
             c.notes.append(
-                "CPU: MLP batch 1024 (not 4096) and Transformer batch 8 (not 32) so the run finishes "
-                "in minutes; every other size is as in the issues"
+                "CPU: MLP batch 1024 (not 4096), Transformer batch 8 (not 32) and attention B 2, H 8, "
+                "L 512 so the run finishes in minutes; every other size is as in the issues"
             )
         c.extra_notes = tuple(args.note or ())
         if args.rounds is not None:
@@ -324,7 +331,8 @@ def environment(cfg: Config) -> str:
         ("load average", " ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at start)"),
         (
             "dtype",
-            "float32 for core/bytes/memory/small; " + " and ".join(cfg.dtypes) + " for models",
+            "float32 for core/bytes/memory/small; " + " and ".join(cfg.dtypes) + " for models; "
+            + ("bfloat16" if cfg.device == "cuda" else "float32") + " for attention",
         ),
         (
             "timer",
@@ -859,6 +867,78 @@ def _model_bar(cfg, mode, lc, r2, jv):
 
 
 # -------------------------------------------------------------------------------------------------
+# attention
+
+
+@contextlib.contextmanager
+def _no_flash_jet():
+    """The SDPA rules' formulas instead of the flash-style jet."""
+    from torchlc.kernels import jets
+
+    fused = jets.flash_attention
+    jets.flash_attention = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        jets.flash_attention = fused
+
+
+def _peak_mib(fn, device):
+    if device != "cuda":
+        return "n/a"
+    try:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return f"{(torch.cuda.max_memory_allocated() - base) / 2**20:.0f}"
+    except Exception as e:  # e.g. out of memory: a result, not a crash
+        return _reason(e)
+
+
+def _attention_row(cfg: Config, B, H, L, D, dtype):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    g = torch.Generator().manual_seed(5)
+    q, k, v, dq, dk, dv = (torch.randn(B, L, H, D, generator=g).to(cfg.device, dtype).transpose(1, 2) for _ in range(6))
+    q2, k2, v2 = (torch.cat([t, t]) for t in (q, k, v))
+    lq, lk, lv = q.nonstd(dq), k.nonstd(dk), v.nonstd(dv)
+
+    def f(a, b, c):
+        return torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True)
+
+    def jvp():
+        with sdpa_kernel(SDPBackend.MATH):
+            return torch.func.jvp(f, (q, k, v), (dq, dk, dv))
+
+    def formulas():
+        with _no_flash_jet():
+            return f(lq, lk, lv)
+
+    with torch.no_grad():
+        fns = [lambda: f(q, k, v), lambda: f(q2, k2, v2), jvp, lambda: f(lq, lk, lv), formulas]
+        tp, t2, tj, tl, tf = time_many(fns, cfg)
+        mem = [_peak_mib(fn, cfg.device) for fn in (fns[1], fns[3], fns[4])]
+    return (f"{B}, {H}, {L}, {D}", _ms(tp), _ms(t2), _ms(tj), _ms(tl), _ms(tf), _ratio(tl, t2), _ratio(tl, tj), *mem)
+
+
+def bench_attention(cfg: Config):
+    dtype = torch.bfloat16 if cfg.device == "cuda" else torch.float32
+    rows = [_attention_row(cfg, *case, dtype) for case in cfg.attention]
+    head = ["B, H, L, D", "plain ms", "2×rows ms", "jvp ms", "LC ms", "LC formulas ms", "LC/2×rows", "LC/jvp",
+            "peak MiB 2×rows", "peak MiB LC", "peak MiB LC formulas"]
+    note = (
+        f"Causal scaled_dot_product_attention, {str(dtype).replace('torch.', '')}, no_grad; q, k, v are "
+        "transposed views of (B, L, H, D) tensors. `jvp`: torch.func.jvp under the math backend (the "
+        "fused backends have no forward AD). `LC formulas`: the flash-style jet turned off, so the SDPA "
+        "rule runs its torch formulas (score and weight planes in memory). Peak memory: CUDA only, "
+        "inputs excluded."
+    )
+    return note + "\n\n" + md_table(head, rows)
+
+
+# -------------------------------------------------------------------------------------------------
 # markdown output
 
 
@@ -885,6 +965,7 @@ def run(cfg: Config, only, log=print) -> tuple[str, dict]:
         "memory": "Peak memory",
         "small": "Small-tensor per-op overhead",
         "models": "Models",
+        "attention": "Attention (F.scaled_dot_product_attention)",
     }
     for sec in SECTIONS:
         if sec not in only:
@@ -899,6 +980,8 @@ def run(cfg: Config, only, log=print) -> tuple[str, dict]:
             text, results["memory"] = bench_memory(cfg)
         elif sec == "small":
             text = bench_small(cfg)
+        elif sec == "attention":
+            text = bench_attention(cfg)
         else:
             text, results["models"] = bench_models(cfg, log)
         log(text + f"\n\n({time.perf_counter() - t0:.1f} s)\n")
