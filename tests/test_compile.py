@@ -261,3 +261,44 @@ def test_compile_arguments():
         assert torch.equal(torchlc.coeffs(torchlc.compile(m, disable=True)(x)), torchlc.coeffs(m(x)))
     with pytest.raises(TypeError, match="unexpected arguments \\['fulgraph'\\]"):
         torchlc.compile(m, fulgraph=True)
+
+
+@pytest.mark.parametrize("case", ["causal", "bool mask", "grouped heads"])
+def test_sdpa_traces_to_one_opaque_op(monkeypatch, case):
+    """Traced with grad off on CUDA (forced here on the CPU, where the op runs the formulas), a fused
+    SDPA kernel's call on LC q, k, v is one torchlc::flash_attention_jet op: the compiled result is the
+    eager result bit for bit. With grad on the trace keeps the formulas (the op has no backward)."""
+    from torchlc.kernels import jets
+    from torchlc.ops import nn as lc_nn
+
+    monkeypatch.setattr(lc_nn, "OPAQUE_ATTENTION_DEVICES", {"cpu"})
+    monkeypatch.setattr(jets, "attention_applies", lambda *a: True)
+    g = torch.Generator().manual_seed(2)
+    Hk = 1 if case == "grouped heads" else 2
+    q, k, v = (torch.randn(3, h, 7, 16, dtype=f64, generator=g) for h in (2, Hk, Hk))
+    kw = {"is_causal": True, "enable_gqa": case == "grouped heads"}
+    if case == "bool mask":
+        mask = torch.rand(3, 1, 7, 7, generator=g) < 0.6
+        mask[1, 0, 2] = False  # a row with nothing to attend to gives 0
+        kw = {"attn_mask": mask}
+
+    def f(a):
+        return torch.nn.functional.scaled_dot_product_attention(a, a[:, :Hk] * 2, a[:, :Hk] - 1, **kw)
+
+    x = q.nonstd(torch.randn(q.shape, dtype=f64, generator=g))
+    backend = _Recording()
+    with torch.no_grad():
+        y, ref = torchlc.compile(f, backend=backend)(x), f(x)
+    assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))
+    assert "torchlc.flash_attention_jet.default" in backend.targets()
+    training = _Recording()
+    torchlc.compile(f, backend=training)(x)
+    assert "torchlc.flash_attention_jet.default" not in training.targets()
+
+
+def test_flash_attention_op_passes_opcheck():
+    g = torch.Generator().manual_seed(3)
+    Q, K, V = (torch.randn(2, 2, 2, 5, 16, dtype=f64, generator=g) for _ in range(3))
+    ignore = torch.rand(2, 1, 5, 5, generator=g) < 0.3
+    for args in ((Q, K, V, None, 0.25, True, False), (Q, K, V, ignore, 0.25, False, True)):
+        torch.library.opcheck(torch.ops.torchlc.flash_attention_jet.default, args)

@@ -186,6 +186,25 @@ def test_half_precision_sdpa_takes_the_flash_jet(monkeypatch, case, dtype):
         assert e <= 1.5 * r + 1e-3, (got, formulas)
 
 
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_compiled_sdpa_runs_the_flash_jet(mode):
+    """torchlc.compile with grad off: the SDPA call is one opaque op running the same kernel as eager,
+    so the compiled result is the eager one bit for bit (Inductor alone, and under CUDA graphs)."""
+    g = torch.Generator(device=DEV).manual_seed(1)
+    q, k, v, dq, dk, dv = (torch.randn(2, 96, 4, 64, device=DEV, dtype=torch.bfloat16, generator=g).transpose(1, 2)
+                           for _ in range(6))
+
+    def f(a, b, c):
+        return torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True)
+
+    cf = torchlc.compile(f, mode=mode)
+    with torch.no_grad():
+        for _ in range(3):  # trace, (record,) replay
+            y = cf(q.nonstd(dq), k.nonstd(dk), v.nonstd(dv))
+        ref = f(q.nonstd(dq), k.nonstd(dk), v.nonstd(dv))
+    assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
     """The encoder layer's fused consumers give bit for bit what the separate adds then the kernels

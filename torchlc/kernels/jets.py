@@ -499,6 +499,31 @@ def attention_merged(Q, K, V, scale: float, mask=None):
     return None if res is None else res[0]
 
 
+def attention_applies(Q, K, V, mask=None) -> bool:
+    """Whether :func:`flash_attention` takes these planes, from their metadata alone (so traced code
+    can decide too); autograd recording is checked separately."""
+    if not (HAVE_TRITON and Q.dim() == K.dim() == V.dim() == 5):
+        return False
+    _, B, H, L, D = Q.shape
+    Hk, S = K.shape[2], K.shape[3]
+    interpreted = INTERPRET and Q.device.type == "cpu" and Q.dtype == torch.float32
+    if not ((Q.is_cuda and Q.dtype in _ATTENTION_DTYPES) or interpreted) or not K.dtype == Q.dtype == V.dtype:
+        return False
+    if D not in (16, 32, 64, 128) or L == 0 or S == 0 or K.shape != (2, B, Hk, S, D) or V.shape != K.shape:
+        return False
+    if Hk == 0 or H % Hk or B * H > 65535 or any(t.stride(-1) != 1 for t in (Q, K, V)):  # grid's y limit
+        return False
+    if mask is not None:
+        if mask.device != Q.device or not (mask.dtype == torch.bool or mask.dtype.is_floating_point):
+            return False
+        try:  # the mask must expand to the scores' shape (not merely broadcast with it)
+            if torch.broadcast_shapes(mask.shape, (B, H, L, S)) != (B, H, L, S):
+                return False
+        except RuntimeError:
+            return False
+    return True
+
+
 def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_heads=False,
                     zero_dead_rows=False, logsumexp=False):
     """First-order softmax(q·kᵀ·scale + mask)·v in one flash-style launch: planes Q (2, B, H, L, D), K
@@ -516,24 +541,12 @@ def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_
     Half precision only on a GPU: float32 products in full precision (torch's default) run on FMA
     units in Triton, and the encoder benchmark's float32 forward took 14.0 ms instead of 2.8 ms with
     cuBLAS. Under the CPU interpreter float32 is taken too, so that tests can check the kernel."""
-    if Q.dim() != 5 or K.dim() != 5 or V.dim() != 5:
+    if not (attention_applies(Q, K, V, mask) and _ok(Q, Q.shape[-1], K, V, mask)):
         return None
     _, B, H, L, D = Q.shape
     Hk, S = K.shape[2], K.shape[3]
-    interpreted = Q.device.type == "cpu" and Q.dtype == torch.float32
-    if not (_ok(Q, D, K, V) and (Q.dtype in _ATTENTION_DTYPES or interpreted) and K.dtype == Q.dtype == V.dtype):
-        return None
-    if D not in (16, 32, 64, 128) or L == 0 or S == 0 or K.shape != (2, B, Hk, S, D) or V.shape != K.shape:
-        return None
-    if Hk == 0 or H % Hk or B * H > 65535 or any(t.stride(-1) != 1 for t in (Q, K, V)):  # grid's y limit
-        return None
     if mask is not None:
-        if mask.device != Q.device or not (mask.dtype == torch.bool or mask.dtype.is_floating_point):
-            return None
-        try:
-            mask = mask.expand(B, H, L, S)
-        except RuntimeError:
-            return None
+        mask = mask.expand(B, H, L, S)
     if merge_heads:
         out = torch.empty(2, B, L, H * D, dtype=Q.dtype, device=Q.device)
         so = (out.stride(0), out.stride(1), D, out.stride(2))

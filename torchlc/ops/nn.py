@@ -633,12 +633,51 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
 
 def _flash_jet(Q, K, V, attn_mask, is_causal, scale):
     """The fused kernels' attention as one flash-style launch, with the logsumexp (None where the
-    kernel does not apply: then the formulas of _sdpa_jet, to which it is equal up to rounding)."""
+    kernel does not apply: then the formulas of _sdpa_jet, to which it is equal up to rounding).
+    Traced with grad off (torchlc.compile's inference trace) on CUDA: the opaque op below."""
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = ~attn_mask  # SDPA's bool masks mark what to attend to, the kernel's what to ignore
-    return _jet_kernels.flash_attention(
-        Q, K, V, scale if scale is not None else Q.shape[-1] ** -0.5, attn_mask, is_causal=is_causal,
-        zero_dead_rows=attn_mask is not None and not is_causal, logsumexp=True)
+    scale = scale if scale is not None else Q.shape[-1] ** -0.5
+    zero_dead_rows = attn_mask is not None and not is_causal
+    if _tracing():
+        if (Q.device.type in OPAQUE_ATTENTION_DEVICES and torch.is_inference_mode_enabled()
+                and not any(_is_wrapped(t) for t in (Q, K, V)) and _jet_kernels.attention_applies(Q, K, V, attn_mask)):
+            return torch.ops.torchlc.flash_attention_jet(Q, K, V, attn_mask, scale, is_causal, zero_dead_rows)
+        return None
+    return _jet_kernels.flash_attention(Q, K, V, scale, attn_mask, is_causal=is_causal, zero_dead_rows=zero_dead_rows,
+                                        logsumexp=True)
+
+
+@torch.library.custom_op("torchlc::flash_attention_jet", mutates_args=())
+def flash_attention_jet(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, ignore: torch.Tensor | None,
+                        scale: float, is_causal: bool, zero_dead_rows: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flash-style attention jet as one opaque op in graphs traced with grad off on CUDA, where
+    Inductor would otherwise compile the formulas (score and weight planes in memory). Planes Q (2, B,
+    H, L, D), K and V (2, B, Hk, S, D), ``ignore`` a bool mask of what to ignore or a float mask to add;
+    returns output planes (2, B, H, L, D) and logsumexp planes (2, B, H, L) in float32 (float64 for
+    float64 planes, which only the formulas below take)."""
+    res = _jet_kernels.flash_attention(Q, K, V, scale, ignore, is_causal=is_causal, zero_dead_rows=zero_dead_rows,
+                                       logsumexp=True)
+    if res is not None:
+        return res
+    # inputs the kernel does not take at run time (it was chosen from the traced metadata): the formulas
+    mask = ignore
+    if ignore is not None and ignore.dtype == torch.bool:
+        mask = torch.zeros(ignore.shape, dtype=Q.dtype, device=Q.device).masked_fill(ignore, float("-inf"))
+    o, attn, scores = _sdpa_jet(Q, K, V, mask, is_causal, scale, Q.shape[2] != K.shape[2],
+                                zero_dead_rows=zero_dead_rows)
+    lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
+    lse = torch.stack([torch.logsumexp(scores[0], -1), lse1])
+    return o.contiguous(), lse.to(torch.promote_types(Q.dtype, torch.float32))
+
+
+@flash_attention_jet.register_fake
+def _flash_attention_jet_fake(Q, K, V, ignore, scale, is_causal, zero_dead_rows):
+    return Q.new_empty(Q.shape), Q.new_empty(Q.shape[:-1], dtype=torch.promote_types(Q.dtype, torch.float32))
+
+
+# devices on which graphs traced with grad off call the attention jet as the opaque op above
+OPAQUE_ATTENTION_DEVICES = {"cuda"}
 
 
 @implements([aten._scaled_dot_product_efficient_attention.default])
