@@ -186,6 +186,20 @@ def test_half_precision_sdpa_takes_the_flash_jet(monkeypatch, case, dtype):
         assert e <= 1.5 * r + 1e-3, (got, formulas)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_linear_planes_equal_the_plain_layer(dtype):
+    """In half precision nn.Linear on x.nonstd(v) adds the bias in the ε⁰ GEMM's epilogue, as the plain
+    layer does: the ε⁰ plane is lin(x) and the ε¹ plane v·Wᵀ, bit for bit (2-d and 3-d inputs)."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(96, 80).to(DEV, dtype)
+    for shape in ((50, 96), (3, 17, 96)):
+        x, v = torch.randn(shape, device=DEV, dtype=dtype), torch.randn(shape, device=DEV, dtype=dtype)
+        with torch.no_grad():
+            y = lin(x.nonstd(v))
+            assert torch.equal(torchlc.coeff(y, 0), lin(x))
+            assert torch.equal(torchlc.coeff(y, 1), torch.nn.functional.linear(v, lin.weight))
+
+
 @pytest.mark.parametrize("mode", [None, "reduce-overhead"])
 def test_compiled_sdpa_runs_the_flash_jet(mode):
     """torchlc.compile with grad off: the SDPA call is one opaque op running the same kernel as eager,

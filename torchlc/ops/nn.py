@@ -49,6 +49,9 @@ def addmm(func, bias, a, b, *, beta=1, alpha=1):
     P = _planes_of(a)
     if P is not None and beta == 1 and alpha == 1 and _plain_tensor(b) and _plain_tensor(bias):
         # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
+        if a._support == A.FIRST_ORDER and _jet.splits_bias(P, b, bias):
+            # half precision on CUDA: the bias in the ε⁰ GEMM's epilogue, as the plain addmm has it
+            return out(Series(_jet.split_bias_gemm(P, b, bias), a._support, a._order, a._exact))
         T, M, K = P.shape
         Y = torch.mm(P.reshape(T * M, K), b).view(T, M, -1)
         res = A.add_bias(Series(Y, a._support, a._order, a._exact), bias)
