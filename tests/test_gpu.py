@@ -186,6 +186,37 @@ def test_half_precision_sdpa_takes_the_flash_jet(monkeypatch, case, dtype):
         assert e <= 1.5 * r + 1e-3, (got, formulas)
 
 
+def test_half_precision_decoder_layer_takes_the_flash_jet(monkeypatch):
+    """A bf16 TransformerDecoderLayer (eval, causal self-attention, cross-attention to a memory) runs
+    both attentions through SDPA's kernels, so the flash-style jet: as close to jvp of the float32
+    layer as the formulas in bf16."""
+    from torchlc.kernels import jets
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerDecoderLayer(64, 4, 128, dropout=0.0, batch_first=True).to(DEV).eval()
+    x, mem = torch.randn(3, 40, 64, device=DEV), torch.randn(3, 70, 64, device=DEV)
+    v = torch.randn_like(x)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(40, device=DEV)
+    ref = _jvp(lambda t: layer(t, mem, tgt_mask=causal, tgt_is_causal=True), x, v)
+    layer = layer.to(torch.bfloat16)
+    calls = []
+    fused = jets.flash_attention
+    monkeypatch.setattr(jets, "flash_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+
+    def errors():
+        with torch.no_grad():
+            y = layer(x.to(torch.bfloat16).nonstd(v.to(torch.bfloat16)), mem.to(torch.bfloat16),
+                      tgt_mask=causal.to(torch.bfloat16), tgt_is_causal=True)
+        return [(torchlc.coeff(y, k).float() - ref[k]).abs().max().item() for k in (0, 1)]
+
+    got = errors()
+    assert len(calls) == 2  # self- and cross-attention
+    monkeypatch.setattr(jets, "flash_attention", lambda *a, **k: None)
+    formulas = errors()
+    for e, r in zip(got, formulas):
+        assert e <= 1.5 * r + 1e-3, (got, formulas)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_linear_planes_equal_the_plain_layer(dtype):
     """In half precision nn.Linear on x.nonstd(v) adds the bias in the ε⁰ GEMM's epilogue, as the plain

@@ -6,6 +6,7 @@ exactness, its coefficients up to rounding, and torch.func.jvp's tangent; inputs
 (higher order, eps = 0, LC weights, half_to_float) must take the general path.
 """
 
+import contextlib
 from fractions import Fraction
 
 import pytest
@@ -293,6 +294,34 @@ def test_sdpa_jet(mode, case):
     torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
     if case == "bool_mask":
         assert torchlc.coeffs(y)[:, :, :, 0].abs().max() == 0
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "math_inference_mode"])
+@pytest.mark.parametrize("plain", ["kv", "q"])
+def test_sdpa_with_plain_operands_takes_the_jet(monkeypatch, mode, plain):
+    """Cross-attention to a plain memory (plain k, v) or a plain query: the plain operands join the jet
+    with a zero ε¹ plane, and the result is jvp's with zero tangents for them."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from torchlc.ops import nn as lc_nn
+
+    jets_run = []
+    jet = lc_nn._sdpa_jet
+    monkeypatch.setattr(lc_nn, "_sdpa_jet", lambda *a, **k: jets_run.append(1) or jet(*a, **k))
+    F = torch.nn.functional
+    primals, tangents, kw = _sdpa_inputs("float_mask")
+    lc = (0,) if plain == "kv" else (1, 2)
+    tangents = tuple(t if i in lc else torch.zeros_like(t) for i, t in enumerate(tangents))
+    args = [p.nonstd(t) if i in lc else p for i, (p, t) in enumerate(zip(primals, tangents))]
+    ctx = torch.no_grad if mode == "no_grad" else torch.inference_mode
+    backend = sdpa_kernel(SDPBackend.MATH) if mode.startswith("math") else contextlib.nullcontext()
+    with ctx(), backend:
+        y = F.scaled_dot_product_attention(*args, **kw)
+    assert jets_run
+    with sdpa_kernel(SDPBackend.MATH):
+        y0, y1 = torch.func.jvp(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, **kw), primals, tangents)
+    torch.testing.assert_close(torchlc.coeff(y, 0), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torchlc.coeff(y, 1), y1, rtol=1e-12, atol=1e-12)
 
 
 def test_sdpa_cpu_kernel_logsumexp():

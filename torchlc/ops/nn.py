@@ -580,11 +580,18 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
 
 
 def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
-    """The first-order series of q, k, v when the SDPA jet applies (else None)."""
-    sq, sk, sv = first_order(query), first_order(key), first_order(value)
-    if None in (sq, sk, sv) or dropout_p > 0.0 or _lc(attn_mask):
+    """The first-order series of q, k, v when the SDPA jet applies (else None). A plain operand (a
+    plain memory in cross-attention) joins with a zero ε¹ plane: it is exactly itself + 0ε."""
+    qkv = [first_order(t) for t in (query, key, value)]
+    lc = [s for s in qkv if s is not None]
+    if not lc or dropout_p > 0.0 or _lc(attn_mask):
         return None
-    return sq, sk, sv
+    for i, t in enumerate((query, key, value)):
+        if qkv[i] is None:
+            if isinstance(t, LCTensor):  # another support or order: the general path
+                return None
+            qkv[i] = Series(torch.stack([t, torch.zeros_like(t)]), lc[0].support, lc[0].order, None)
+    return tuple(qkv)
 
 
 @implements([aten._scaled_dot_product_attention_math.default])
