@@ -630,15 +630,20 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
             o, lse = fused
         else:
             o, attn, scores = _sdpa_jet(*planes, attn_mask, is_causal, scale, gqa)
-            lse0 = torch.logsumexp(scores[0], -1)
-            lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
-            lse = upcast(torch.stack([lse0, lse1]))
+            lse = upcast(_logsumexp_planes(attn, scores))
         sq = qkv[0]
         exact = A.min_exact(*(s.exact for s in qkv), sq.order)
         return out(Series(o, sq.support, sq.order, exact)), out(Series(lse, sq.support, sq.order, exact))
     o, _ = aten._scaled_dot_product_attention_math.default(
         query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=gqa)
     return o, None
+
+
+def _logsumexp_planes(attn, scores):
+    """The logsumexp's jet over the last dim from the attention jet's weight and score planes: its ε¹
+    plane is Σ softmax·s₁ (masked entries, with zero weight, contribute nothing)."""
+    lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
+    return torch.stack([torch.logsumexp(scores[0], -1), lse1])
 
 
 def _flash_jet(Q, K, V, attn_mask, is_causal, scale):
@@ -671,14 +676,10 @@ def flash_attention_jet(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, ignor
     if res is not None:
         return res
     # inputs the kernel does not take at run time (it was chosen from the traced metadata): the formulas
-    mask = ignore
-    if ignore is not None and ignore.dtype == torch.bool:
-        mask = torch.zeros(ignore.shape, dtype=Q.dtype, device=Q.device).masked_fill(ignore, float("-inf"))
-    o, attn, scores = _sdpa_jet(Q, K, V, mask, is_causal, scale, Q.shape[2] != K.shape[2],
+    attend = ~ignore if ignore is not None and ignore.dtype == torch.bool else ignore
+    o, attn, scores = _sdpa_jet(Q, K, V, attend, is_causal, scale, Q.shape[2] != K.shape[2],
                                 zero_dead_rows=zero_dead_rows)
-    lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
-    lse = torch.stack([torch.logsumexp(scores[0], -1), lse1])
-    return o.contiguous(), lse.to(torch.promote_types(Q.dtype, torch.float32))
+    return o.contiguous(), _logsumexp_planes(attn, scores).to(torch.promote_types(Q.dtype, torch.float32))
 
 
 @flash_attention_jet.register_fake
