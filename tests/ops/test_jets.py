@@ -338,6 +338,18 @@ def test_sdpa_cpu_kernel_logsumexp():
     torch.testing.assert_close(torchlc.coeff(lse, 1), l1, rtol=1e-12, atol=1e-12)
 
 
+def test_sdpa_logsumexp_of_a_masked_row():
+    """The CPU flash kernel's logsumexp under a mask: −inf (and a zero ε¹ coefficient) for a row that
+    attends to nothing, torch.logsumexp of the masked scores elsewhere."""
+    (q, k, v), (dq, dk, dv), kw = _sdpa_inputs("bool_mask")
+    mask = torch.zeros(kw["attn_mask"].shape, dtype=torch.float64).masked_fill(~kw["attn_mask"], float("-inf"))
+    _, lse = aten._scaled_dot_product_flash_attention_for_cpu.default(q.nonstd(dq), k.nonstd(dk), v.nonstd(dv),
+                                                                     attn_mask=mask)
+    assert torchlc.coeff(lse, 0)[..., 0].eq(float("-inf")).all() and not torchlc.coeff(lse, 1)[..., 0].any()
+    want = torch.logsumexp(q @ k.transpose(-2, -1) / 8**0.5 + mask, -1)
+    torch.testing.assert_close(torchlc.coeff(lse, 0)[..., 1:], want[..., 1:], rtol=1e-12, atol=1e-12)
+
+
 def test_sdpa_general_inputs_take_the_decomposition():
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

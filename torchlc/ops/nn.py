@@ -641,9 +641,14 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
 
 def _logsumexp_planes(attn, scores):
     """The logsumexp's jet over the last dim from the attention jet's weight and score planes: its ε¹
-    plane is Σ softmax·s₁ (masked entries, with zero weight, contribute nothing)."""
+    plane is Σ softmax·s₁ (masked entries, with zero weight, contribute nothing). The ε⁰ plane is read
+    off the softmax already computed: its largest weight is exp(max s₀ − lse), so lse = max s₀ − log
+    of it (two max passes instead of logsumexp's four passes with an exp; a quarter of the CPU causal
+    attention's time). A row without weight (every score −inf) has lse −inf; NaN stays NaN."""
+    top_s, top_w = scores[0].amax(-1), attn[0].amax(-1)
+    lse0 = torch.where(top_w > 0, top_s - top_w.log(), top_s)
     lse1 = (attn[0] * scores[1].masked_fill(attn[0] == 0, 0.0)).sum(-1)
-    return torch.stack([torch.logsumexp(scores[0], -1), lse1])
+    return torch.stack([lse0, lse1])
 
 
 def _flash_jet(Q, K, V, attn_mask, is_causal, scale):
