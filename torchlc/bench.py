@@ -332,7 +332,7 @@ def environment(cfg: Config) -> str:
         (
             "dtype",
             "float32 for core/bytes/memory/small; " + " and ".join(cfg.dtypes) + " for models; "
-            + ("bfloat16" if cfg.device == "cuda" else "float32") + " for attention",
+            + str(_attention_dtype(cfg)).removeprefix("torch.") + " for attention",
         ),
         (
             "timer",
@@ -923,13 +923,18 @@ def _attention_row(cfg: Config, B, H, L, D, dtype):
     return (f"{B}, {H}, {L}, {D}", _ms(tp), _ms(t2), _ms(tj), _ms(tl), _ms(tf), _ratio(tl, t2), _ratio(tl, tj), *mem)
 
 
+def _attention_dtype(cfg: Config):
+    """bf16 on CUDA, where the flash-style jet runs (half precision only); float32 on CPU."""
+    return torch.bfloat16 if cfg.device == "cuda" else torch.float32
+
+
 def bench_attention(cfg: Config):
-    dtype = torch.bfloat16 if cfg.device == "cuda" else torch.float32
+    dtype = _attention_dtype(cfg)
     rows = [_attention_row(cfg, *case, dtype) for case in cfg.attention]
     head = ["B, H, L, D", "plain ms", "2×rows ms", "jvp ms", "LC ms", "LC formulas ms", "LC/2×rows", "LC/jvp",
             "peak MiB 2×rows", "peak MiB LC", "peak MiB LC formulas"]
     note = (
-        f"Causal scaled_dot_product_attention, {str(dtype).replace('torch.', '')}, no_grad; q, k, v are "
+        f"Causal scaled_dot_product_attention, {str(dtype).removeprefix('torch.')}, no_grad; q, k, v are "
         "transposed views of (B, L, H, D) tensors. `jvp`: torch.func.jvp under the math backend (the "
         "fused backends have no forward AD). `LC formulas`: the flash-style jet turned off, so the SDPA "
         "rule runs its torch formulas (score and weight planes in memory). Peak memory: CUDA only, "
