@@ -541,9 +541,7 @@ def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_
     Half precision only on a GPU: float32 products in full precision (torch's default) run on FMA
     units in Triton, and the encoder benchmark's float32 forward took 14.0 ms instead of 2.8 ms with
     cuBLAS. Under the CPU interpreter float32 is taken too, so that tests can check the kernel."""
-    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
-
-    if not (attention_applies(Q, K, V, mask) and _grad_free(Q, K, V, *(() if mask is None else (mask,)))):
+    if not (attention_applies(Q, K, V, mask) and _ok(Q, Q.shape[-1], K, V, mask)):
         return None
     _, B, H, L, D = Q.shape
     Hk, S = K.shape[2], K.shape[3]
