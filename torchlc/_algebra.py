@@ -8,7 +8,6 @@ leading-term expansion for reciprocals and powers, and Taylor series of analytic
 from __future__ import annotations
 
 import functools
-import math
 from fractions import Fraction
 
 import torch
@@ -16,29 +15,67 @@ from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
 from . import _support as S
 from . import kernels
-from ._tensor import (
-    Series,
-    _inner_is_plain,
-    _traced_tensor,
-    _tracing,
-    min_exact,
-    result_order,
-    speculation_record,
-)
+from ._context import grad_free as _grad_free
+from ._context import inner_is_plain as _inner_is_plain
+from ._context import speculation_record
 from .errors import DomainError, TruncationError, is_strict
-from .layouts.planes import broadcast_planes
 
 NAN = float("nan")
 FIRST_ORDER = (S.ZERO, Fraction(1))
 
 
-def _grad_free(*ts) -> bool:
-    """Whether in-place/out= kernels are allowed (no autograd recording needed, not traced). One loop
-    over the tensors: this runs several times per op."""
-    if _tracing():
-        return False
-    grad = torch.is_grad_enabled()
-    return not any((grad and t.requires_grad) or _traced_tensor(t) for t in ts)
+class Series:
+    """Planes view of any operand: ``planes`` of shape (T, *shape) over ``support``.
+
+    ``order``/``exact`` are ``None`` for plain tensors and numbers (exact, never truncated).
+    """
+
+    __slots__ = ("planes", "support", "order", "exact", "zero")
+
+    def __init__(self, planes, support, order=None, exact=None, zero=None):
+        self.planes = planes
+        self.support = support
+        self.order = order
+        self.exact = exact
+        # optional bool mask: elements known to be exactly 0, dropped terms included (a product with
+        # an exact-zero factor, a relu of a negative number). Decisions there need no higher order.
+        self.zero = zero
+
+    @property
+    def shape(self):
+        return self.planes.shape[1:]
+
+    def plane(self, q):
+        """Coefficient tensor of ε^q (a zeros tensor when q is not in the support)."""
+        try:
+            return self.planes[self.support.index(q)]
+        except ValueError:
+            return self.planes.new_zeros(self.shape)
+
+
+def plain(t: torch.Tensor) -> Series:
+    """A plain tensor as a one-plane real series (exact)."""
+    return Series(t.unsqueeze(0), (S.ZERO,))
+
+
+def result_order(*xs):
+    """Truncation order of a result: the largest order among LC operands (None if none)."""
+    orders = [x.order for x in xs if x.order is not None]
+    return max(orders) if orders else None
+
+
+def min_exact(*bounds):
+    """Minimum of exactness bounds where None means +infinity."""
+    bs = [b for b in bounds if b is not None]
+    return min(bs) if bs else None
+
+
+def broadcast_planes(p: torch.Tensor, ndim: int) -> torch.Tensor:
+    """View planes (T, *s) as (T, 1, …, 1, *s) with ``ndim`` element dimensions, for broadcasting."""
+    extra = ndim - (p.dim() - 1)
+    if extra <= 0:
+        return p
+    return p.reshape(p.shape[0], *([1] * extra), *p.shape[1:])
 
 
 @functools.lru_cache(maxsize=8192)
@@ -141,9 +178,7 @@ def add_bias(res: Series, bias) -> Series:
     ):
         res.planes[res.support.index(S.ZERO)].add_(bias)
         return res
-    from ._tensor import series
-
-    return add(res, b if b is not None else series(bias))
+    return add(res, b if b is not None else plain(bias))
 
 
 def neg(a: Series) -> Series:
@@ -317,6 +352,17 @@ def lead_sign(planes: torch.Tensor) -> torch.Tensor:
     s = torch.sign(lead_coeff(planes))
     nan = torch.isnan(planes[0]) if planes.shape[0] == 1 else torch.isnan(planes).any(0)
     return torch.where(nan, float("nan"), s)
+
+
+def relu(s: Series) -> Series:
+    """relu by the sign of the leading coefficient (semantics §4); NaN stays NaN, like torch.relu."""
+    if s.support == FIRST_ORDER and (res := kernels.fused("relu", s.planes)) is not None:
+        return Series(res, s.support, s.order, s.exact)
+    if s.planes.shape[0] == 2:  # first order: 6 elementwise kernels instead of the general 9
+        nonpos = kernels.cpu.relu_nonpos(s.planes[0], s.planes[1])
+    else:
+        nonpos = lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
+    return Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact)
 
 
 def occurring_leads(planes: torch.Tensor) -> list:
@@ -568,47 +614,3 @@ def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
                 f"(e.g. x.nonstd(order={need}))"
             )
     return s
-
-
-# -- univariate Taylor coefficient helpers ------------------------------------------------------------
-
-
-def t_mul(u, v):
-    """Product of two truncated univariate series (lists of tensors)."""
-    K = min(len(u), len(v))
-    return [sum(u[j] * v[k - j] for j in range(k + 1)) for k in range(K)]
-
-
-def t_recip(u):
-    """1/u for a univariate series with u[0] ≠ 0."""
-    r0 = u[0].reciprocal()
-    out = [r0]
-    for k in range(1, len(u)):
-        out.append(-r0 * sum(u[j] * out[k - j] for j in range(1, k + 1)))
-    return out
-
-
-def t_exp(u):
-    """exp of a univariate series: y' = u'y."""
-    out = [u[0].exp()]
-    for k in range(1, len(u)):
-        out.append(sum(j * u[j] * out[k - j] for j in range(1, k + 1)) / k)
-    return out
-
-
-def t_integrate(c0, du):
-    """Series with constant term c0 and derivative du."""
-    return [c0] + [du[k] / (k + 1) for k in range(len(du))]
-
-
-def identity_series(a, K):
-    """a + t as a length-K univariate series."""
-    out = [a]
-    if K > 1:
-        out.append(torch.ones_like(a))
-    out += [torch.zeros_like(a)] * (K - 2)
-    return out[:K]
-
-
-def factorial_series(vals):
-    return [v if k < 2 else v / math.factorial(k) for k, v in enumerate(vals)]

@@ -26,7 +26,8 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from ._tensor import LCTensor, speculate, wrap
+from ._context import speculate
+from ._tensor import LCTensor, wrap
 from .errors import is_strict
 from .ops import nn as _nn_rules
 
@@ -51,12 +52,12 @@ def _make_fx_options(leaves) -> dict:
 
 
 def _meta(x: LCTensor):
-    return (x._support, x._order, x._exact)
+    return (x.lc_support, x.lc_order, x.lc_exact)
 
 
 def _leaf_key(a):
     if isinstance(a, LCTensor):
-        p = a._planes_view()
+        p = a.lc_planes()
         return ("lc", _meta(a), p.shape, p.stride(), p.dtype, p.device, p.requires_grad)
     if isinstance(a, torch.Tensor):
         return ("t", a.shape, a.stride(), a.dtype, a.device, a.requires_grad)
@@ -129,7 +130,7 @@ def _trace(fn, flat, spec, tensor_pos, leaves, grad, compile_kwargs):
         out_flat, out_spec = tree_flatten(res)
         out_meta["spec"] = None if isinstance(res, torch.Tensor) else out_spec  # None: one tensor
         out_meta["lc"] = {j: _meta(o) for j, o in enumerate(out_flat) if isinstance(o, LCTensor)}
-        outs = [o._planes_view() if isinstance(o, LCTensor) else o for o in out_flat]
+        outs = [o.lc_planes() if isinstance(o, LCTensor) else o for o in out_flat]
         # data-dependent decisions were taken from the example inputs: one flag says
         # whether these inputs would decide differently
         flags = [f.reshape(1) for f in spec_flags]
@@ -216,8 +217,8 @@ def compile(fn=None, **compile_kwargs):
             # the usual call f(x.nonstd(v)): a flat key, no pytree (host time is what small models
             # pay here: this path is ~10 µs shorter on CPU)
             x = args[0]
-            p = x._planes_view()
-            key = (grad, x._support, x._order, x._exact, p.shape, p.stride(), p.dtype, p.device,
+            p = x.lc_planes()
+            key = (grad, x.lc_support, x.lc_order, x.lc_exact, p.shape, p.stride(), p.dtype, p.device,
                    p.requires_grad, _global_state())
             entry = cache.get(key)
             leaves = [p]
@@ -228,7 +229,7 @@ def compile(fn=None, **compile_kwargs):
             key = (spec, grad, _global_state(), tuple(_leaf_key(a) for a in flat))
             entry = cache.get(key)
             tensor_pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor)]
-            leaves = [flat[i]._planes_view() if isinstance(flat[i], LCTensor) else flat[i] for i in tensor_pos]
+            leaves = [flat[i].lc_planes() if isinstance(flat[i], LCTensor) else flat[i] for i in tensor_pos]
             if entry is None:
                 entry = cache[key] = _trace(fn, flat, spec, tensor_pos, leaves, grad, compile_kwargs)
         cfn, lifted, out_meta = entry

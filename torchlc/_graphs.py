@@ -30,6 +30,9 @@ from collections import OrderedDict
 import torch
 from torch.utils._pytree import tree_map
 
+from ._context import traced_tensor as _traced_tensor
+from ._context import tracing as _tracing
+
 MAX_GRAPHS = 32
 _enabled = os.environ.get("TORCHLC_CUDA_GRAPHS", "1") != "0"
 _cache: OrderedDict = OrderedDict()  # key -> _SEEN, _FAILED or a _Graph
@@ -72,7 +75,6 @@ def _layout(t: torch.Tensor):
 
 
 def _usable(moving) -> bool:
-    from ._tensor import _traced_tensor, _tracing  # noqa: PLC0415  (_tensor imports the rules)
 
     if not _enabled or _tracing():
         return False

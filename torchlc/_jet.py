@@ -18,9 +18,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._algebra import FIRST_ORDER, _grad_free
-from ._tensor import _tracing
+from . import _algebra, _taylor
+from ._algebra import FIRST_ORDER, Series
+from ._context import grad_free as _grad_free
+from ._context import is_wrapped as _is_wrapped
+from ._context import tracing as _tracing
 from .kernels import jets as _fused
+from .kernels import relu2, usable
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -41,8 +45,6 @@ def add_to_plane(Y, i, T):
     Y[i].add_(T)
     return Y
 
-
-_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
 def splits_bias(P, weight, bias) -> bool:
@@ -266,22 +268,16 @@ def relu(P, bias0=None):
     """relu by the sign of the leading coefficient (the first-order rule of ``aten.relu``); with
     ``bias0``, of P with bias0 added to its ε⁰ plane (one Triton pass on CUDA; elsewhere bias0 is
     added to P in place: P is a fresh GEMM output of the caller's)."""
-    from ._tensor import Series  # noqa: PLC0415  (ops import this module)
-    from .kernels import relu2, usable  # noqa: PLC0415
-    from .ops.discontinuous import _relu_series  # noqa: PLC0415
-
     if bias0 is not None:
         if (usable(P) and bias0.dtype == P.dtype and bias0.is_contiguous() and bias0.numel() == P.shape[-1]
                 and _grad_free(bias0)):
             return relu2(P, bias0)
         P = add_to_plane(P, 0, bias0)
-    return _relu_series(Series(P, FIRST_ORDER)).planes
+    return _algebra.relu(Series(P, FIRST_ORDER)).planes
 
 
 def gelu(P, approximate="none"):
     """gelu(a) + gelu'(a)·b ε."""
-    from .ops.analytic import taylor_gelu, taylor_gelu_tanh  # noqa: PLC0415  (ops import this module)
-
     a, b = P
-    g, dg = (taylor_gelu if approximate == "none" else taylor_gelu_tanh)(a, 2)
+    g, dg = (_taylor.taylor_gelu if approximate == "none" else _taylor.taylor_gelu_tanh)(a, 2)
     return torch.stack([g, dg * b])

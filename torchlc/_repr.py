@@ -41,7 +41,7 @@ def _nested(flat, shape):
 
 
 def lc_repr(x) -> str:
-    planes = x._planes_view().detach()
+    planes = x.lc_planes().detach()
     from torch._subclasses.fake_tensor import is_fake
 
     symbolic = (
@@ -52,15 +52,15 @@ def lc_repr(x) -> str:
         or isinstance(planes, torch._subclasses.functional_tensor.FunctionalTensor)
     )
     if symbolic:  # traced, fake or batched: no values to show (and none may be read)
-        body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x._support)})"
+        body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x.lc_support)})"
     elif x.numel() > MAX_SHOWN:
-        body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x._support)})"
+        body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x.lc_support)})"
     else:
-        cols = planes.reshape(len(x._support), -1).t().tolist()
-        body = _nested([element_str(c, x._support) for c in cols], tuple(x.shape))
-    extras = [f"order={x._order}"]
-    if x._exact is not None and x._order is not None and x._exact < x._order:
-        extras.append(f"exact_through={x._exact}")
+        cols = planes.reshape(len(x.lc_support), -1).t().tolist()
+        body = _nested([element_str(c, x.lc_support) for c in cols], tuple(x.shape))
+    extras = [f"order={x.lc_order}"]
+    if x.lc_exact is not None and x.lc_order is not None and x.lc_exact < x.lc_order:
+        extras.append(f"exact_through={x.lc_exact}")
     if x.dtype != torch.get_default_dtype():
         extras.append(f"dtype={x.dtype}")
     return f"LCTensor({body}, {', '.join(extras)})"

@@ -13,62 +13,18 @@ Dispatch: aten op → rule table (by OpOverload, then overload packet) → Compo
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from fractions import Fraction
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor
-from torch._subclasses.functional_tensor import FunctionalTensor
+import torch._C._functorch as _F
 
+from . import _context, _rulehash, _vmap
 from . import _support as S
+from . import layouts as _layouts
+from ._algebra import Series, min_exact
+from ._repr import lc_repr
 
-_TRACED = (FakeTensor, FunctionalTensor)
-
-__all__ = ["LCTensor", "Series", "series", "wrap", "RULES", "implements"]
-
-RULES: dict = {}
-_DISPATCH = [None]  # set by torchlc.ops once the rule table exists
-
-
-def implements(ops):
-    """Register ``fn(func, *args, **kwargs)`` as the LC rule for each aten op in ``ops``."""
-
-    def deco(fn):
-        for op in ops:
-            RULES[op] = fn
-        return fn
-
-    return deco
-
-
-class Series:
-    """Planes view of any operand: ``planes`` of shape (T, *shape) over ``support``.
-
-    ``order``/``exact`` are ``None`` for plain tensors and numbers (exact, never truncated).
-    """
-
-    __slots__ = ("planes", "support", "order", "exact", "zero")
-
-    def __init__(self, planes, support, order=None, exact=None, zero=None):
-        self.planes = planes
-        self.support = support
-        self.order = order
-        self.exact = exact
-        # optional bool mask: elements known to be exactly 0, dropped terms included (a product with
-        # an exact-zero factor, a relu of a negative number). Decisions there need no higher order.
-        self.zero = zero
-
-    @property
-    def shape(self):
-        return self.planes.shape[1:]
-
-    def plane(self, q):
-        """Coefficient tensor of ε^q (a zeros tensor when q is not in the support)."""
-        try:
-            return self.planes[self.support.index(q)]
-        except ValueError:
-            return self.planes.new_zeros(self.shape)
+__all__ = ["LCTensor", "Series", "series", "wrap", "set_dispatcher", "read_planes", "unwrap_lc"]
 
 
 def _is_number(x):
@@ -80,9 +36,7 @@ def series(x) -> Series:
     if isinstance(x, LCTensor):
         return Series(x._planes_view(), x._support, x._order, x._exact, x._zero)
     if isinstance(x, torch.Tensor):
-        if torch._C._functorch.is_batchedtensor(x):
-            from ._vmap import read_planes, unwrap_lc
-
+        if _F.is_batchedtensor(x):
             lc = unwrap_lc(x)
             if lc is not None:  # API code running inside vmap: batched planes, same metadata
                 return Series(read_planes(x), lc._support, lc._order, lc._exact)
@@ -92,70 +46,25 @@ def series(x) -> Series:
     raise TypeError(f"torchlc: cannot use {type(x).__name__} as a tensor operand")
 
 
-def result_order(*xs):
-    """Truncation order of a result: the largest order among LC operands (None if none)."""
-    orders = [x.order for x in xs if x.order is not None]
-    return max(orders) if orders else None
+def read_planes(x) -> torch.Tensor:
+    """Planes (T, *shape) of an LCTensor, batched by vmap or not; a plain tensor gives x[None]."""
+    if isinstance(x, LCTensor):
+        return x._planes_view()
+    if _vmap.is_batched(x):
+        level = _F.maybe_get_level(x)
+        bdim = _F.maybe_get_bdim(x)
+        phys = _F.get_unwrapped(x)
+        if not isinstance(phys, LCTensor) and not _vmap.is_batched(phys):
+            return _F._add_batch_dim(phys.unsqueeze(0), bdim + 1, level)
+        return _F._add_batch_dim(read_planes(phys), bdim + 1, level)  # (T, ..., B at bdim + 1, ...)
+    return torch.as_tensor(x).unsqueeze(0)
 
 
-def min_exact(*bounds):
-    """Minimum of exactness bounds where None means +infinity."""
-    bs = [b for b in bounds if b is not None]
-    return min(bs) if bs else None
-
-
-_STATIC = threading.local()
-
-
-@contextlib.contextmanager
-def static_mode():
-    """Never look at data while tracing (supports become static over-approximations)."""
-    old = getattr(_STATIC, "on", False)
-    _STATIC.on = True
-    try:
-        yield
-    finally:
-        _STATIC.on = old
-
-
-@contextlib.contextmanager
-def speculate():
-    """Trace with data-dependent decisions taken from the example inputs; every such decision
-    appends a bool tensor to the yielded list that is True when new data would decide differently
-    (checked at run time by torchlc.compile, which then falls back to eager)."""
-    old = getattr(_STATIC, "rec", None)
-    rec = []
-    _STATIC.rec = rec
-    try:
-        with static_mode():
-            yield rec
-    finally:
-        _STATIC.rec = old
-
-
-def speculation_record():
-    return getattr(_STATIC, "rec", None)
-
-
-def _tracing() -> bool:
-    """Under torch.compile/export or inside :func:`static_mode` (torchlc.compile's trace)."""
-    return _is_compiling() or getattr(_STATIC, "on", False)
-
-
-def _traced_tensor(t) -> bool:
-    """A functorch wrapper (vmap/grad), or a functional/fake tensor of AOTAutograd's trace (torch 2.11
-    does not report that phase as compiling)."""
-    return _is_wrapped(t) or isinstance(t, _TRACED)
-
-
-def _inner_is_plain(t) -> bool:
-    """False for functorch-wrapped (vmap/grad) tensors and when tracing (torch.compile, make_fx):
-    then rules must not look at data (no host syncs, no data-dependent supports)."""
-    return not (_tracing() or _traced_tensor(t))
-
-
-_is_compiling = torch.compiler.is_compiling
-_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+def unwrap_lc(x):
+    """The physical LCTensor under any number of vmap levels (None if x is not LC)."""
+    while _vmap.is_batched(x):
+        x = _F.get_unwrapped(x)
+    return x if isinstance(x, LCTensor) else None
 
 
 def _place_planes(p, sup, u):
@@ -169,10 +78,10 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
     # one functorch check covers both vmap (lift) and grad transforms (refuse); dynamo-traced code
     # never sees functorch wrappers here
-    if _is_functorch_wrapped(planes) and not torch.compiler.is_compiling():
+    if _context.is_wrapped(planes) and not _context.is_compiling():
         if _vmap.is_batched(planes):
             return _vmap.lift_planes(planes, lambda p: wrap(p, support, order, exact, monomial=monomial))
-        if torch._C._functorch.is_gradtrackingtensor(planes):
+        if _F.is_gradtrackingtensor(planes):
             # torch.func.grad/jacrev/jvp would see none of the rules' work and return silent zeros
             raise NotImplementedError(
                 "torchlc: torch.func.grad/jacrev/jacfwd/jvp transforms over LCTensor code are not "
@@ -185,13 +94,27 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
         support = (S.ZERO,)
     if order is not None and exact is not None and exact > order:
         exact = order
-    r = _layouts.store(planes, support, order, exact, monomial)
+    layout = _layouts.choose(planes, support, monomial)
+    inner = (planes,) if layout is _layouts.PLANES else layout.encode(planes, support)
+    r = LCTensor(layout, inner, support, order, exact, planes.shape[1:], planes.dtype)
     if zero is not None and exact is not None and zero.shape == r.shape:
         r._zero = zero  # only informative for truncated tensors
     return r
 
 
-_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+def _rebuild(planes, support, order, exact):
+    """Unpickle an LCTensor (the function pickles name; ``torchlc.ops._rebuild`` is its 0.1.0 name)."""
+    return wrap(planes, support, order, exact)
+
+
+def set_dispatcher(fn) -> None:
+    """Install the function every aten op on an LCTensor goes to (:mod:`torchlc._dispatch` does, on
+    import). The tensor layer only holds this hook, so it never imports the rules above it."""
+    LCTensor._dispatcher = staticmethod(fn)
+
+
+def _no_dispatcher(func, args, kwargs):
+    raise RuntimeError(f"torchlc: {func} reached an LCTensor before the rules were loaded; import torchlc")
 
 
 def _outside_inference(owner, inner):
@@ -221,7 +144,7 @@ class LCTensor(torch.Tensor):
         LCTensor([ε, 4.0 + 4.0ε], order=1)
     """
 
-    _layout: str
+    _layout: _layouts.Layout
     _support: tuple
     _order: Fraction
     _exact: Fraction | None
@@ -229,14 +152,11 @@ class LCTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, layout, inner, support, order, exact, shape, dtype):
         first = inner[0]
+        if isinstance(layout, str):
+            layout = _layouts.get(layout)
         # the wrapper reports its storage's strides, so torch's view-vs-copy decisions (reshape)
         # match what the planes (plane dim first) or boxed words can actually do
-        if layout == "planes":
-            strides = first.stride()[1:]
-        elif layout == "boxed":
-            strides = first.stride()
-        else:
-            strides = None
+        strides = layout.strides(inner)
         r = _make_wrapper(cls, shape, strides=strides, dtype=dtype, device=first.device, requires_grad=False)
         r._layout = layout
         if len(inner) == 1:  # planes/boxed: the common case, without the generic loop
@@ -253,6 +173,66 @@ class LCTensor(torch.Tensor):
         return r
 
     __torch_function__ = torch._C._disabled_torch_function_impl
+    _dispatcher = staticmethod(_no_dispatcher)
+
+    # -- metadata, read-only (rules and the API read these; the storage stays private) ----------------
+    @property
+    def lc_layout(self) -> _layouts.Layout:
+        """The storage :class:`~torchlc.layouts.Layout` (``torchlc.layout(x)`` gives its name)."""
+        return self._layout
+
+    @property
+    def lc_support(self) -> tuple:
+        """The sorted exponents this tensor can carry (static metadata)."""
+        return self._support
+
+    @property
+    def lc_order(self):
+        """The truncation order: terms above ε^order were dropped."""
+        return self._order
+
+    @property
+    def lc_exact(self):
+        """Highest exponent known to be exact (None: nothing was ever dropped)."""
+        return self._exact
+
+    def lc_planes(self) -> torch.Tensor:
+        """Coefficient planes (T, *shape) over ``lc_support``, decoded from any layout."""
+        return self._planes_view()
+
+    def storage_nbytes(self) -> int:
+        """Bytes of the inner storage tensors."""
+        return self._layout.nbytes(self._inner)
+
+    def movable(self):
+        """``(storage, offset, rebuild)`` for data-movement ops (views, indexing, joins), which act
+        on every term alike: ``storage`` holds the elements in its trailing dimensions after
+        ``offset`` leading ones, and ``rebuild(t, exact=...)`` makes an LCTensor of the same layout
+        and metadata from the moved storage ``t``. Layouts that cannot move their storage directly
+        (CSR) give their planes, and results are stored by policy."""
+        lay = self._layout
+        off = lay.element_dims_offset
+        sup, order, ex = self._support, self._order, self._exact
+        if off is None or lay is _layouts.PLANES:
+
+            def rebuild(t, exact=ex, view=False):
+                r = wrap(t, sup, order, exact)
+                r._lc_view = view
+                return r
+
+            return self._planes_view(), 1, rebuild
+
+        def rebuild(t, exact=ex, view=False):
+            r = LCTensor(lay, (t,), sup, order, exact, t.shape[off:], self.dtype)
+            r._lc_view = view
+            return r
+
+        return self._inner[0], off, rebuild
+
+    @property
+    def lc_view(self) -> bool:
+        """Whether this tensor is a view sharing another LCTensor's storage (writes reach the base)."""
+        return self._lc_view
 
     # ----------------------------------------------------------------------------------------------
     def _set_inner(self, inner):
@@ -263,32 +243,30 @@ class LCTensor(torch.Tensor):
 
     def _planes_view(self):
         """Planes (T, *shape) of this tensor, decoding boxed/csr storage (cached)."""
-        if self._layout == "planes":
+        lay = self._layout
+        if lay is _layouts.PLANES:
             return self._inner[0]
         if self._cache is None:
-            from . import layouts
-
             if torch.is_inference_mode_enabled() and not self.is_inference():
                 # a normal tensor outlives this inference_mode region: cache normal planes, or its
                 # later use with autograd or in-place would meet inference tensors
                 with torch.inference_mode(False), torch.no_grad():
-                    self._cache = layouts.decode(self)
+                    self._cache = lay.decode(self._inner, self._support, self.shape, self.dtype)
             else:
-                self._cache = layouts.decode(self)
+                self._cache = lay.decode(self._inner, self._support, self.shape, self.dtype)
         return self._cache
 
     def _set_storage(self, other: LCTensor):
         """In-place update. Writes into the existing planes whenever they can hold the new value (so
         views and their bases stay aliased); a view cannot grow its support, which raises."""
-        from . import _support as S
-
         mine = self._inner[0]
-        if self._layout == "planes" and set(other._support) <= set(self._support):
+        planes = self._layout is _layouts.PLANES
+        if planes and set(other._support) <= set(self._support):
             src = other._planes_view()
             if other._support != self._support:
                 src = _place_planes(src, other._support, self._support)
             mine.copy_(src.expand(mine.shape))
-        elif self._layout == "planes" and self._lc_view:
+        elif planes and self._lc_view:
             missing = sorted(set(other._support) - set(self._support))
             raise RuntimeError(
                 "torchlc: cannot write values with terms "
@@ -315,17 +293,10 @@ class LCTensor(torch.Tensor):
         self._cache = None
 
     # -- torch.compile support ---------------------------------------------------------------------
-    _INNER_NAMES = {
-        "planes": ("_t0",),
-        "boxed": ("_t0",),
-        "csr": ("_t0", "_t1", "_t2"),
-    }
-
     def __tensor_flatten__(self):
-        from .ops import RULES_HASH
-
-        names = list(self._INNER_NAMES[self._layout][: len(self._inner)])
-        return names, (self._layout, self._support, self._order, self._exact, self.dtype, RULES_HASH)
+        names = list(self._layout.inner_names[: len(self._inner)])
+        ctx = (self._layout.name, self._support, self._order, self._exact, self.dtype, _rulehash.RULES_HASH)
+        return names, ctx
 
     @staticmethod
     def __tensor_unflatten__(inner_tensors, ctx, outer_size, outer_stride):
@@ -336,16 +307,12 @@ class LCTensor(torch.Tensor):
     # ----------------------------------------------------------------------------------------------
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-        return _DISPATCH[0](func, args, kwargs or {})
+        return cls._dispatcher(func, args, kwargs or {})
 
     def __repr__(self, *, tensor_contents=None):
-        from ._repr import lc_repr
-
         return lc_repr(self)
 
     def __reduce_ex__(self, proto):
-        from .ops import _rebuild
-
         return _rebuild, (self._planes_view(), self._support, self._order, self._exact)
 
     def requires_grad_(self, requires_grad: bool = True):
@@ -374,8 +341,3 @@ class LCTensor(torch.Tensor):
 
     def numpy(self, *a, **k):
         raise TypeError("LCTensor.numpy: use torchlc.coeffs(x).numpy() (planes first)")
-
-
-# imported last: these modules import the names defined above
-from . import _vmap  # noqa: E402
-from . import layouts as _layouts  # noqa: E402

@@ -9,7 +9,7 @@ import torch
 
 from . import _algebra as A
 from . import _support as S
-from ._tensor import LCTensor, series, wrap
+from ._tensor import LCTensor, read_planes, series, unwrap_lc, wrap
 from .errors import TruncationError
 
 __all__ = [
@@ -140,10 +140,8 @@ def terms(x) -> dict:
         >>> torchlc.terms(torch.tensor(2.0).nonstd() ** 2)
         {Fraction(0, 1): tensor(4.), Fraction(1, 1): tensor(4.)}
     """
-    from ._vmap import read_planes, unwrap_lc
-
     lc = unwrap_lc(x)
-    sup = lc._support if lc is not None else (S.ZERO,)
+    sup = lc.lc_support if lc is not None else (S.ZERO,)
     planes = read_planes(x)
     return {q: planes[i] for i, q in enumerate(sup)}
 
@@ -157,8 +155,6 @@ def coeffs(x) -> torch.Tensor:
         tensor([[1., 2.],
                 [1., 1.]])
     """
-    from ._vmap import read_planes
-
     return read_planes(x)
 
 
@@ -175,7 +171,7 @@ def support(x) -> tuple:
 
 def order(x) -> Fraction | None:
     """Truncation order (None for plain tensors). Example: ``torchlc.order(torchlc.eps())`` is 1."""
-    return x._order if isinstance(x, LCTensor) else None
+    return x.lc_order if isinstance(x, LCTensor) else None
 
 
 def exact_through(x) -> Fraction:
@@ -189,9 +185,9 @@ def exact_through(x) -> Fraction:
     """
     if not isinstance(x, LCTensor):
         raise TypeError("exact_through: expected an LCTensor")
-    if x._exact is None:
-        return x._order
-    return min(x._exact, x._order)
+    if x.lc_exact is None:
+        return x.lc_order
+    return min(x.lc_exact, x.lc_order)
 
 
 def coeff(x, q) -> torch.Tensor:
@@ -204,21 +200,19 @@ def coeff(x, q) -> torch.Tensor:
         >>> torchlc.coeff(torch.tensor(3.0).nonstd() ** 2, 1)
         tensor(6.)
     """
-    from ._vmap import read_planes, unwrap_lc
-
     q = S.as_exponent(q)
     lc = unwrap_lc(x)
     if lc is None:
         return x if q == 0 else torch.zeros_like(x)
     e = exact_through(lc)
     if q > e:
-        need = lc._order + (q - e)
+        need = lc.lc_order + (q - e)
         raise TruncationError(
-            f"coefficient of ε^{q} is not exact: this tensor is exact through ε^{e} (order {lc._order}); "
+            f"coefficient of ε^{q} is not exact: this tensor is exact through ε^{e} (order {lc.lc_order}); "
             f"recompute from inputs with order ≥ {need}, e.g. x.nonstd(order={need})"
         )
     planes = read_planes(x)
-    sup = lc._support
+    sup = lc.lc_support
     return planes[sup.index(q)] if q in sup else torch.zeros_like(planes[0])
 
 
@@ -267,7 +261,7 @@ def layout(x) -> str:
     """
     if not isinstance(x, LCTensor):
         raise TypeError(f"layout: expected an LCTensor, got {type(x).__name__}")
-    return x._layout
+    return x.lc_layout.name
 
 
 # -- non-standard derivatives ------------------------------------------------------------------------
@@ -379,6 +373,40 @@ def njacfwd(f: Callable, argnums: int = 0, *, side: str = "forward", order=0, ch
         tensor([[1., 0.],
                 [0., 0.]])
     """
-    from ._vmap import jacobian
+    return _jacobian(f, argnums, side=side, order=order, chunk_size=chunk_size)
 
-    return jacobian(f, argnums, side=side, order=order, chunk_size=chunk_size)
+
+def _jacobian(f, argnums=0, *, side="forward", order=0, chunk_size=None):
+    """LC Jacobian by ``torch.func.vmap`` of ``ngrad`` over the basis directions."""
+
+    def jac(*args):
+        args = list(args)
+        x = _float(torch.as_tensor(args[argnums]))
+        n = x.numel()
+        basis = torch.eye(n, dtype=x.dtype, device=x.device).reshape(n, *x.shape)
+
+        def g(xi):
+            a = list(args)
+            a[argnums] = xi
+            return f(*a)
+
+        meta = {}
+
+        def column(v):
+            d = ngrad(g, x, v, side=side, order=order)
+            lc = unwrap_lc(d)
+            if lc is None:  # f does not depend on x: derivative 0
+                meta["lc"] = None
+                return torch.as_tensor(d).unsqueeze(0) * 0
+            meta["lc"] = lc  # the body is traced once per chunk: metadata is the same for all
+            return read_planes(d)
+
+        planes = torch.func.vmap(column, chunk_size=chunk_size)(basis)  # (n, T, *out)
+        planes = planes.movedim(0, -1)  # (T, *out, n)
+        planes = planes.reshape(*planes.shape[:-1], *x.shape)
+        lc = meta["lc"]
+        if lc is None:
+            return wrap(planes, (S.ZERO,), S.as_exponent(order), None)
+        return wrap(planes, lc.lc_support, lc.lc_order, lc.lc_exact)
+
+    return jac

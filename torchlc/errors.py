@@ -8,7 +8,8 @@ numbers. Inside ``with torchlc.strict():`` the same situations raise :class:`Dom
 from __future__ import annotations
 
 import contextlib
-import threading
+
+from . import _context
 
 __all__ = ["DomainError", "TruncationError", "strict", "is_strict"]
 
@@ -41,19 +42,17 @@ class TruncationError(ArithmeticError):
     """
 
 
-_state = threading.local()
-
-
 def is_strict() -> bool:
-    """True inside a :func:`strict` block (per thread)."""
-    return getattr(_state, "strict", False)
+    """True inside a :func:`strict` block of this thread, task or context."""
+    return _context.STRICT.get(False)
 
 
 @contextlib.contextmanager
 def strict(enabled: bool = True):
     """Raise :class:`DomainError` instead of producing NaN for results outside the field.
 
-    Checking needs one host-device synchronisation per checked op, so it is off by default.
+    Checking needs one host-device synchronisation per checked op, so it is off by default. The mode is
+    context-local: other threads and asyncio tasks are not affected.
 
     Example:
         >>> import torch, torchlc
@@ -65,9 +64,5 @@ def strict(enabled: bool = True):
         ...
         torchlc.errors.DomainError: log: ...
     """
-    old = is_strict()
-    _state.strict = enabled
-    try:
+    with _context.STRICT.entered(bool(enabled)):
         yield
-    finally:
-        _state.strict = old

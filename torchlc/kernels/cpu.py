@@ -14,6 +14,8 @@ import os
 
 import torch
 
+from .._context import grad_free as _grad_free
+
 MIN_NUMEL = 1 << 18
 _enabled = os.environ.get("TORCHLC_CPU_FUSION", "1") != "0"
 _compiled: dict = {}
@@ -49,8 +51,6 @@ def usable(planes: torch.Tensor) -> bool:
         return False
     if planes.numel() < 2 * MIN_NUMEL or planes.dtype not in (torch.float32, torch.float64):
         return False
-    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
-
     return _grad_free(planes)
 
 

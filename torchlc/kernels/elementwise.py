@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from .._context import grad_free as _grad_free
 from .launch import launch
 
 try:
@@ -38,8 +39,6 @@ def usable(*planes: torch.Tensor) -> bool:
             return False
         if not p.is_contiguous() or p.dtype not in _DTYPES:
             return False
-    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
-
     return _grad_free(*planes)
 
 

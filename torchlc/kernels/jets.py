@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .._context import grad_free as _grad_free
 from .elementwise import _DTYPES, HAVE_TRITON, INTERPRET
 from .launch import launch
 
@@ -309,8 +310,6 @@ def _acc(dtype):
 def _ok(t: torch.Tensor, n: int, *params) -> bool:
     """Whether the kernel applies: a supported device and dtype, a row that fits, and nothing that
     autograd would have to record (the kernels have no backward: those cases use the torch formulas)."""
-    from .._algebra import _grad_free  # noqa: PLC0415  (kernels are imported by _algebra)
-
     return (
         HAVE_TRITON
         and (t.is_cuda or (INTERPRET and t.device.type == "cpu"))

@@ -6,7 +6,11 @@
   per element) in one 64-bit word per element.
 * ``csr`` (:mod:`.csr`): ragged or very wide supports, only the nonzero terms.
 
-Policy (:func:`store`), decided from static metadata only: a monomial tensor whose support has two or
+Each is a :class:`Layout` object (name, inner tensors, strides, encode/decode) in a registry
+(:func:`get`, :func:`names`); :mod:`torchlc._tensor` and the rules only use that protocol, so a new
+layout is one module plus its :func:`register` call.
+
+Policy (:func:`choose`), decided from static metadata only: a monomial tensor whose support has two or
 more exponents is boxed (float32/bfloat16/float16 coefficients; float64 never, since its coefficients
 would not fit losslessly); a support wider than ``CSR_MIN_TERMS`` exponents goes to CSR; everything else
 is planes. Tensors that require grad, vmap-batched tensors and tensors traced by torch.compile stay on
@@ -16,18 +20,22 @@ planes. A layout never changes a value: each one decodes to the same planes bit 
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import torch
 
-from .._tensor import LCTensor, _inner_is_plain
-from . import boxed, csr, planes  # noqa: F401  (planes: the dimension helpers rules import)
+from .. import _context
+from . import boxed, csr, planes
+from ._base import Layout, get, names, register, registered
+from .boxed import BOXED
+from .csr import CSR_LAYOUT, CSR_MIN_TERMS
+from .planes import PLANES
 
-__all__ = ["store", "decode", "force", "bytes_per_element", "CSR_MIN_TERMS", "LAYOUTS"]
+__all__ = [
+    "Layout", "register", "get", "names", "choose", "force", "bytes_per_element", "CSR_MIN_TERMS",
+    "LAYOUTS", "PLANES", "BOXED", "CSR_LAYOUT", "boxed", "csr", "planes",
+]
 
-LAYOUTS = ("planes", "boxed", "csr")
-CSR_MIN_TERMS = 32
-_state = threading.local()
+LAYOUTS = names()
 
 
 @contextlib.contextmanager
@@ -35,7 +43,7 @@ def force(layout: str | None):
     """Store every result in ``layout`` where it can hold it (for testing layout independence).
 
     ``"boxed"`` applies to monomial tensors with boxable dtypes; ``"csr"`` to tensors that do not
-    require grad. Example:
+    require grad. The forced layout is context-local (this thread, task or context only). Example:
 
         >>> import torch, torchlc
         >>> with torchlc.layouts.force("csr"):
@@ -43,58 +51,36 @@ def force(layout: str | None):
         >>> torchlc.layout(y)
         'csr'
     """
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
-    old = getattr(_state, "forced", None)
-    _state.forced = layout
-    try:
+    if layout is not None:
+        get(layout)  # unknown names raise, listing the registered ones
+    with _context.LAYOUT.entered(layout):
         yield
-    finally:
-        _state.forced = old
 
 
-def _plain(t: torch.Tensor) -> bool:
-    return not t.requires_grad and _inner_is_plain(t) and t.device.type != "meta"
+def _storable(t: torch.Tensor) -> bool:
+    """Whether t may leave the planes layout: no autograd, not traced or batched, real memory."""
+    return not t.requires_grad and _context.inner_is_plain(t) and t.device.type != "meta"
 
 
-def choose(planes_t, support, monomial) -> str:
-    forced = getattr(_state, "forced", None)
+def choose(planes_t, support, monomial) -> Layout:
+    """The layout to store planes (T, *shape) over ``support`` in."""
+    forced = _context.forced_layout()
     if forced is None and not monomial and len(support) <= CSR_MIN_TERMS:
-        return "planes"  # the common case, decided from static metadata alone
-    T = len(support)
-    if forced == "planes" or not _plain(planes_t):
-        return "planes"
-    if forced == "csr":
-        return "csr"
-    if monomial and boxed.can_box(planes_t.dtype, support) and (T >= 2 or forced == "boxed"):
-        return "boxed"
-    if T > CSR_MIN_TERMS:
-        return "csr"
-    return "planes"
-
-
-def store(planes_t, support, order, exact, monomial):
-    layout = choose(planes_t, support, monomial)
-    if layout == "planes":
-        return LCTensor("planes", (planes_t,), support, order, exact, planes_t.shape[1:], planes_t.dtype)
-    shape, dtype = planes_t.shape[1:], planes_t.dtype
-    if layout == "boxed":
-        inner = (boxed.encode(planes_t, support),)
-    else:
-        inner = csr.encode(planes_t)
-    return LCTensor(layout, inner, support, order, exact, shape, dtype)
-
-
-def decode(x) -> torch.Tensor:
-    """Planes (T, *shape) of an LCTensor stored in any layout."""
-    if x._layout == "boxed":
-        return boxed.decode(x._inner[0], x._support, x.dtype)
-    if x._layout == "csr":
-        return csr.decode(x._inner, len(x._support), tuple(x.shape), x.dtype)
-    return x._inner[0]
+        return PLANES  # the common case, decided from static metadata alone
+    if forced == "planes" or not _storable(planes_t):
+        return PLANES
+    if forced is not None:
+        lay = get(forced)
+        if lay.fits(planes_t, support, monomial, True):
+            return lay
+        if lay is not BOXED:
+            return PLANES
+    for lay in registered():  # in registration order: boxed, csr, then any registered later
+        if lay is not PLANES and lay.fits(planes_t, support, monomial, False):
+            return lay
+    return PLANES
 
 
 def bytes_per_element(x) -> float:
     """Storage bytes per element of an LCTensor (inner tensors only)."""
-    n = max(x.numel(), 1)
-    return sum(t.numel() * t.element_size() for t in x._inner) / n
+    return x.storage_nbytes() / max(x.numel(), 1)

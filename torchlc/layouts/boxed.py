@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from ._base import Layout, register
+
 QNAN = 0x7FF8000000000000
 TAG_BITS = 19
 MAX_TERMS = (1 << TAG_BITS) - 1
@@ -52,3 +54,25 @@ def decode(boxed: torch.Tensor, support, dtype) -> torch.Tensor:
     vals = torch.where(is_box, coeff.to(torch.float64), boxed).to(dtype)
     planes = vals.new_zeros((len(support), *boxed.shape))
     return planes.scatter_(0, t.unsqueeze(0), vals.unsqueeze(0))
+
+
+class Boxed(Layout):
+    name = "boxed"
+    inner_names = ("_t0",)
+    element_dims_offset = 0  # one word per element: views and joins run on the words
+    monomial_only = True
+
+    def encode(self, planes, support):
+        return (encode(planes, support),)
+
+    def decode(self, inner, support, shape, dtype):
+        return decode(inner[0], support, dtype)
+
+    def strides(self, inner):
+        return inner[0].stride()
+
+    def fits(self, planes, support, monomial, forced):
+        return monomial and can_box(planes.dtype, support) and (len(support) >= 2 or forced)
+
+
+BOXED = register(Boxed())

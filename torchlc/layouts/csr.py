@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ._base import Layout, register
+
 
 def encode(planes: torch.Tensor):
     T = planes.shape[0]
@@ -28,3 +30,24 @@ def decode(inner, T: int, shape, dtype) -> torch.Tensor:
     planes = torch.zeros((T, n), dtype=dtype, device=vals.device)
     planes[idx.long(), rows] = vals.to(dtype)
     return planes.reshape(T, *shape)
+
+
+# a support wider than this many exponents is stored as CSR when the tensor allows it
+CSR_MIN_TERMS = 32
+
+
+class CSR(Layout):
+    name = "csr"
+    inner_names = ("_t0", "_t1", "_t2")
+
+    def encode(self, planes, support):
+        return encode(planes)
+
+    def decode(self, inner, support, shape, dtype):
+        return decode(inner, len(support), tuple(shape), dtype)
+
+    def fits(self, planes, support, monomial, forced):
+        return forced or len(support) > CSR_MIN_TERMS
+
+
+CSR_LAYOUT = register(CSR())

@@ -1,17 +1,31 @@
 """Dense exponent planes: ``coeffs`` of shape (T, *shape), plane t holding the coefficient of
 ε^support[t]. This is the compute layout: a GEMM runs on ``coeffs.reshape(T*M, K)``, views shift
-dimensions by one, and vmap's batch dimension lands at position 1. Storage is the plain tensor, so
-this module only holds the dimension helpers that rules share.
+dimensions by one, and vmap's batch dimension lands at position 1. Its codec is the identity.
 """
 
 from __future__ import annotations
 
-import torch
+from ._base import Layout, register
+
+__all__ = ["PLANES"]
 
 
-def broadcast_planes(p: torch.Tensor, ndim: int) -> torch.Tensor:
-    """View planes (T, *s) as (T, 1, …, 1, *s) with ``ndim`` element dimensions, for broadcasting."""
-    extra = ndim - (p.dim() - 1)
-    if extra <= 0:
-        return p
-    return p.reshape(p.shape[0], *([1] * extra), *p.shape[1:])
+class Planes(Layout):
+    name = "planes"
+    inner_names = ("_t0",)
+    element_dims_offset = 1
+
+    def encode(self, planes, support):
+        return (planes,)
+
+    def decode(self, inner, support, shape, dtype):
+        return inner[0]
+
+    def strides(self, inner):
+        return inner[0].stride()[1:]
+
+    def fits(self, planes, support, monomial, forced):
+        return True  # every value, every tensor: the fallback of the policy
+
+
+PLANES = register(Planes())

@@ -6,8 +6,9 @@ import torch
 import torch._decomp
 
 from .. import _algebra as A
+from .._algebra import Series
 from .._jet import upcast as upcast  # the rules' half-precision computation dtype
-from .._tensor import LCTensor, Series, series, wrap
+from .._tensor import LCTensor, series, wrap
 
 
 def decomposed(func, *args, **kwargs):
@@ -19,7 +20,7 @@ def first_order(x):
     """Series of ``x`` when it is a first-order LCTensor (planes ε⁰, ε¹ and truncation order 1: the
     case of ``x.nonstd(v)`` and of everything computed from it), else None. Rules with a jet formula
     for this case use it instead of their general decomposition."""
-    if isinstance(x, LCTensor) and x._support == A.FIRST_ORDER and x._order == 1:
+    if isinstance(x, LCTensor) and x.lc_support == A.FIRST_ORDER and x.lc_order == 1:
         return series(x)
     return None
 
@@ -29,7 +30,7 @@ def first_order(x):
 def is_monomial(x) -> bool:
     """Statically known to hold at most one term per element."""
     if isinstance(x, LCTensor):
-        return x._layout == "boxed" or len(x._support) == 1
+        return x.lc_layout.monomial_only or len(x.lc_support) == 1
     return True
 
 

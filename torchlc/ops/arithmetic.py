@@ -7,7 +7,9 @@ from fractions import Fraction
 import torch
 
 from .. import _algebra as A
-from .._tensor import LCTensor, Series, implements, series
+from .._algebra import Series
+from .._dispatch import implements
+from .._tensor import LCTensor, series
 from ._util import is_monomial, operand, out
 
 aten = torch.ops.aten
@@ -97,7 +99,7 @@ def div(func, a, b):
 
 def _div_plain(a, b):
     s = series(a)
-    from ..layouts.planes import broadcast_planes
+    from .._algebra import broadcast_planes
 
     nd = max(s.planes.dim() - 1, b.dim())
     return Series(broadcast_planes(s.planes, nd) / b, s.support, s.order, s.exact)

@@ -12,8 +12,9 @@ import torch
 from .. import _algebra as A
 from .. import _support as S
 from .. import kernels
-from .._tensor import LCTensor, Series, implements, series
-from ..layouts.planes import broadcast_planes
+from .._algebra import Series, broadcast_planes
+from .._dispatch import implements
+from .._tensor import LCTensor, series
 from ._util import is_monomial, operand, out, real_out
 
 aten = torch.ops.aten
@@ -134,20 +135,10 @@ def relu(func, x):
     s = series(x)
     zero = _relu_zero(s)
     if zero is not None:
-        res = _relu_series(s)
+        res = A.relu(s)
         res.zero = zero
         return out(res, monomial=is_monomial(x))
-    return out(_relu_series(s), monomial=is_monomial(x))
-
-
-def _relu_series(s: Series) -> Series:
-    if s.support == A.FIRST_ORDER and (res := kernels.fused("relu", s.planes)) is not None:
-        return Series(res, s.support, s.order, s.exact)
-    if s.planes.shape[0] == 2:  # first order: 6 elementwise kernels instead of the general 9
-        nonpos = kernels.cpu.relu_nonpos(s.planes[0], s.planes[1])
-    else:
-        nonpos = A.lead_sign(s.planes) <= 0  # NaN stays NaN, like torch.relu
-    return Series(torch.where(nonpos, 0, s.planes), s.support, s.order, s.exact)
+    return out(A.relu(s), monomial=is_monomial(x))
 
 
 def _pick(a, b, take_a_if):

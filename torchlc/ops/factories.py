@@ -7,17 +7,18 @@ from __future__ import annotations
 import torch
 
 from .. import _support as S
-from .._tensor import LCTensor, implements, wrap
+from .._dispatch import implements
+from .._tensor import LCTensor, wrap
 
 aten = torch.ops.aten
 
 
 def _real(t: torch.Tensor, like: LCTensor):
-    sup = like._support if S.ZERO in like._support else tuple(sorted((S.ZERO, *like._support)))
+    sup = like.lc_support if S.ZERO in like.lc_support else tuple(sorted((S.ZERO, *like.lc_support)))
     k = sup.index(S.ZERO)
     planes = t.new_zeros((len(sup), *t.shape))
     planes[k] = t
-    return wrap(planes, sup, like._order, None)
+    return wrap(planes, sup, like.lc_order, None)
 
 
 def _kw(like, kwargs):

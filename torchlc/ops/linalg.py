@@ -18,7 +18,10 @@ from fractions import Fraction
 import torch
 
 from .. import _support as S
-from .._tensor import LCTensor, Series, _inner_is_plain, implements, min_exact, series, wrap
+from .._algebra import Series, min_exact
+from .._context import inner_is_plain as _inner_is_plain
+from .._dispatch import implements
+from .._tensor import LCTensor, series, wrap
 
 aten = torch.ops.aten
 ZERO = S.ZERO

@@ -11,7 +11,11 @@ import torch._decomp
 from .. import _algebra as A
 from .. import _graphs, _jet
 from .. import _support as S
-from .._tensor import RULES, LCTensor, Series, _is_wrapped, _tracing, implements, series, wrap
+from .._algebra import Series
+from .._context import is_wrapped as _is_wrapped
+from .._context import tracing as _tracing
+from .._dispatch import implements, register
+from .._tensor import LCTensor, series, wrap
 from ..kernels import jets as _jet_kernels
 from ._util import decomposed, first_order, out, upcast
 
@@ -41,7 +45,7 @@ def _plain_tensor(x) -> bool:
 
 
 def _planes_of(x):
-    return x._inner[0] if type(x) is LCTensor and x._layout == "planes" else None
+    return x.lc_planes() if type(x) is LCTensor else None
 
 
 @implements([aten.addmm.default])
@@ -49,12 +53,12 @@ def addmm(func, bias, a, b, *, beta=1, alpha=1):
     P = _planes_of(a)
     if P is not None and beta == 1 and alpha == 1 and _plain_tensor(b) and _plain_tensor(bias):
         # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
-        if a._support == A.FIRST_ORDER and _jet.splits_bias(P, b, bias):
+        if a.lc_support == A.FIRST_ORDER and _jet.splits_bias(P, b, bias):
             # half precision on CUDA: the bias in the ε⁰ GEMM's epilogue, as the plain addmm has it
-            return out(Series(_jet.split_bias_gemm(P, b, bias), a._support, a._order, a._exact))
+            return out(Series(_jet.split_bias_gemm(P, b, bias), a.lc_support, a.lc_order, a.lc_exact))
         T, M, K = P.shape
         Y = torch.mm(P.reshape(T * M, K), b).view(T, M, -1)
-        res = A.add_bias(Series(Y, a._support, a._order, a._exact), bias)
+        res = A.add_bias(Series(Y, a.lc_support, a.lc_order, a.lc_exact), bias)
         return out(res)
     res = A.bilinear(series(a), series(b), torch.mm)
     if alpha != 1:
@@ -232,7 +236,7 @@ def bernoulli_(func, x, p=0.5, *, generator=None):
 
 
 def real_lc(t: torch.Tensor, like) -> LCTensor:
-    return wrap(t.unsqueeze(0), (S.ZERO,), like._order if _lc(like) else None, None)
+    return wrap(t.unsqueeze(0), (S.ZERO,), like.lc_order if _lc(like) else None, None)
 
 
 @implements([aten.rrelu_with_noise.default])
@@ -858,9 +862,9 @@ def transformer_encoder_layer_fwd(func, src, embed_dim, num_heads, qkv_weight, q
 
 from . import shape as _shape  # noqa: E402
 
-# -- workaround: constant_pad_nd's fill value is a real number (ε⁰ plane only) ------------------------
-# shape.py lists it as per-plane with only the input as a value argument, which pads every plane with
-# the value; its value argument (position 2) is linear too.
+# -- constant_pad_nd: the fill value is a real number (ε⁰ plane only) -----------------------------------
+# Padding is linear in the input, but the fill value is not scaled with it: it goes on the ε⁰ plane
+# and the other planes are padded with zeros.
 
 
 def _constant_pad_nd(func, x, pad, value=0):
@@ -880,11 +884,13 @@ def _constant_pad_nd(func, x, pad, value=0):
     return out(res)
 
 
-RULES[aten.constant_pad_nd.default] = _constant_pad_nd
+register([aten.constant_pad_nd.default], _constant_pad_nd, kind="structural")
 
 
 # -- scatter_reduce: sum/mean per plane; amax/amin by the field's order; prod as Cauchy products -------
-from .._tensor import _inner_is_plain, min_exact, speculation_record  # noqa: E402
+from .._algebra import min_exact
+from .._context import inner_is_plain as _inner_is_plain
+from .._context import speculation_record
 from .reductions import _tree_prod  # noqa: E402
 
 

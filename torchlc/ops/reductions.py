@@ -9,7 +9,9 @@ import torch
 from .. import _algebra as A
 from .. import _jet
 from .. import _support as S
-from .._tensor import RULES, LCTensor, Series, implements, series
+from .._algebra import Series
+from .._dispatch import implements, register
+from .._tensor import LCTensor, series
 from ._util import decomposed, first_order, out
 
 aten = torch.ops.aten
@@ -334,5 +336,5 @@ def _jet_rule(jet):
     return rule
 
 
-RULES[aten._softmax.default] = _jet_rule(_jet.softmax)
-RULES[aten._log_softmax.default] = _jet_rule(_jet.log_softmax)
+register([aten._softmax.default], _jet_rule(_jet.softmax), kind="jet")
+register([aten._log_softmax.default], _jet_rule(_jet.log_softmax), kind="jet")

@@ -31,7 +31,9 @@ import torch.nn.functional as F
 
 from .. import _algebra as A
 from .. import _support as S
-from .._tensor import RULES, LCTensor, Series, implements, series
+from .._algebra import Series
+from .._dispatch import implements, intercept
+from .._tensor import series
 from ._util import out
 
 aten = torch.ops.aten
@@ -306,40 +308,10 @@ def pad_packed_sequence(data, batch_sizes, batch_first, padding_value, total_len
     return out(res), lengths
 
 
-# -- registration: aten rules, and autograd-key kernels that route LC calls to them ----------------------
+# -- registration -------------------------------------------------------------------------------------
 # With autograd on, the dispatcher runs these CompositeImplicitAutograd ops' C++ decompositions at the
-# Autograd key, before an LCTensor's Python key is reached. A kernel registered at the autograd keys
-# checks the arguments once: LC calls go below autograd (to __torch_dispatch__ and the rules, which
-# record autograd on the coefficient planes); plain calls run PyTorch's composite exactly as before.
-
-_AUTOGRAD_KEYS = ("AutogradCPU", "AutogradCUDA")
-_LIB = torch.library.Library("aten", "IMPL")  # kept alive for the process
-
-
-def _has_lc(args) -> bool:
-    for a in args:
-        if isinstance(a, LCTensor):
-            return True
-        if isinstance(a, (list, tuple)) and any(isinstance(t, LCTensor) for t in a):
-            return True
-    return False
-
-
-_CIA = torch._C.DispatchKey.CompositeImplicitAutograd
-
-
-def _route_below_autograd(op):
-    def kernel(*args, **kwargs):
-        if _has_lc(args) or _has_lc(kwargs.values()):
-            with torch._C._AutoDispatchBelowAutograd():
-                return op(*args, **kwargs)
-        # PyTorch's C++ composite itself (op.decompose would pick torch._decomp's Python version,
-        # which differs, e.g. it skips the dropout between layers)
-        return op._op_dk(_CIA, *args, **kwargs)
-
-    name = op._schema.name.split("::", 1)[1] + ("" if op._overloadname == "default" else "." + op._overloadname)
-    for key in _AUTOGRAD_KEYS:
-        _LIB.impl(name, kernel, key)
+# Autograd key, before an LCTensor's Python key is reached: they are registered as "intercept" rules,
+# which also routes their LC calls below autograd (torchlc._dispatch.intercept).
 
 
 def _as_rule(fn):
@@ -349,18 +321,8 @@ def _as_rule(fn):
     return rule
 
 
-_ROUTED = []
 for _kind in _STEPS:
-    _fn = _entry(_kind)
-    RULES[getattr(aten, _kind).input] = RULES[getattr(aten, _kind).data] = _as_rule(_fn)
-    _ROUTED += [getattr(aten, _kind).input, getattr(aten, _kind).data]
-
+    intercept([getattr(aten, _kind).input, getattr(aten, _kind).data], _as_rule(_entry(_kind)))
 for _name, _fn in _CELLS.items():
-    RULES[getattr(aten, _name).default] = _as_rule(_fn)
-    _ROUTED.append(getattr(aten, _name).default)
-
-RULES[aten._pad_packed_sequence.default] = _as_rule(pad_packed_sequence)
-_ROUTED.append(aten._pad_packed_sequence.default)
-
-for _op in _ROUTED:
-    _route_below_autograd(_op)
+    intercept([getattr(aten, _name).default], _as_rule(_fn))
+intercept([aten._pad_packed_sequence.default], _as_rule(pad_packed_sequence))

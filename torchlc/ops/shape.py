@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 
 from .. import _algebra as A
-from .._tensor import LCTensor, Series, implements, series, wrap
-from ..layouts.planes import broadcast_planes
+from .._algebra import Series, broadcast_planes
+from .._dispatch import implements
+from .._tensor import LCTensor, series, wrap
+from ..layouts import PLANES
 from ._util import is_monomial, out
 
 aten = torch.ops.aten
@@ -31,16 +33,12 @@ def structural(x: LCTensor, fn, alias=True):
 
     ``alias``: whether torch's op returns a view of its input: True for view ops, False for ops that
     return fresh tensors, None for those that return either (reshape, contiguous), decided by ``fn``'s
-    result. Views write in place through to their base (``_lc_view``).
+    result. Views write in place through to their base (``lc_view``). The op runs on the layout's
+    storage when the layout allows it (planes, boxed words), else on the decoded planes.
     """
-    if x._layout == "boxed":
-        src = x._inner[0]
-        res = fn(src, 0)
-        mk = lambda t: LCTensor("boxed", (t,), x._support, x._order, x._exact, t.shape, x.dtype)  # noqa: E731
-    else:
-        src = x._planes_view()
-        res = fn(src, 1)
-        mk = lambda t: wrap(t, x._support, x._order, x._exact)  # noqa: E731
+    src, offset, rebuild = x.movable()
+    res = fn(src, offset)
+    mk = rebuild
     # A view takes its base's inference mode, as torch's own views do (they copy the base's dispatch
     # keys); everything else is created in the current mode. Built in the current mode, a view of a
     # normal LCTensor inside inference_mode would be an inference tensor, and the ADInplaceOrView
@@ -57,20 +55,15 @@ def structural(x: LCTensor, fn, alias=True):
         if other_mode:
             plain_mk = mk
 
-            def mk(t):
+            def mk(t, view):
                 if alias or _aliases(t, src):
                     with _InferenceMode(inference):
-                        return plain_mk(t)
-                return plain_mk(t)
+                        return plain_mk(t, view=view)
+                return plain_mk(t, view=view)
 
     if isinstance(res, (list, tuple)):
-        out = [mk(t) for t in res]
-        for r, t in zip(out, res):
-            r._lc_view = alias if alias is not None else t._is_view()
-        return out
-    r = mk(res)
-    r._lc_view = alias if alias is not None else res._is_view()
-    return r
+        return [mk(t, view=alias if alias is not None else t._is_view()) for t in res]
+    return mk(res, view=alias if alias is not None else res._is_view())
 
 
 def _aliases(t, src) -> bool:
@@ -88,7 +81,7 @@ def view(func, x, size):
     if func is aten.view.default:
         return structural(x, lambda t, k: t.view(*t.shape[:k], *size))
     r = structural(x, lambda t, k: t.reshape(*t.shape[:k], *size), None)
-    if r._lc_view and func is aten.reshape.default and _inference_mode_on() and not _is_inference(x):
+    if r.lc_view and func is aten.reshape.default and _inference_mode_on() and not _is_inference(x):
         # reshape (composite) arrives here undecomposed under inference_mode; on a normal tensor
         # torch's reshape is then a tracked view (shared version counter, _base): dispatch the view
         return aten.view.default(x, size)
@@ -269,13 +262,19 @@ def cat(func, tensors, dim=0):
     nd = max(t.dim() for t in tensors)
     d = _norm(dim, nd)
     lcs = _lc_args(tensors)
-    if all(isinstance(t, LCTensor) and t._layout == "boxed" for t in tensors) and len(
-        {t._support for t in tensors}
-    ) == 1:
-        x = tensors[0]
-        t = torch.cat([y._inner[0] for y in tensors], d)
-        exact = A.min_exact(*(y._exact for y in tensors))
-        return LCTensor("boxed", (t,), x._support, x._order, exact, t.shape, x.dtype)
+    x = tensors[0]
+    if (
+        isinstance(x, LCTensor)
+        and x.lc_layout is not PLANES
+        and x.lc_layout.element_dims_offset is not None
+        and all(isinstance(t, LCTensor) and t.lc_layout is x.lc_layout and t.lc_support == x.lc_support
+                for t in tensors)
+    ):
+        # one layout that can move its storage (boxed words): join the storage, keep the layout
+        moved = [t.movable() for t in tensors]
+        off = moved[0][1]
+        t = torch.cat([m[0] for m in moved], d + off)
+        return moved[0][2](t, exact=A.min_exact(*(y.lc_exact for y in tensors)))
     ss = [series(t) for t in tensors]
     sup = ss[0].support
     for s in ss[1:]:
@@ -368,7 +367,7 @@ def copy_(func, dst, src, non_blocking=False):
     s = series(src)
     planes = broadcast_planes(s.planes, dst.dim()).expand(len(s.support), *dst.shape)
     planes = planes.to(dtype=dst.dtype, device=dst.device)
-    new = wrap(planes.clone(), s.support, s.order if s.order is not None else dst._order, s.exact)
+    new = wrap(planes.clone(), s.support, s.order if s.order is not None else dst.lc_order, s.exact)
     dst._set_storage(new)
     return dst
 
@@ -381,12 +380,13 @@ def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, n
             f"torchlc: cannot convert an LCTensor to {dtype}; take torchlc.standard_part(x) (or "
             "floor/round, which are exact) first"
         )
-    if x._layout == "boxed" and (dtype is None or dtype == x.dtype):
-        t = x._inner[0].to(device=device) if device is not None else x._inner[0].clone()
-        return LCTensor("boxed", (t,), x._support, x._order, x._exact, x.shape, x.dtype)
-    p = x._planes_view()
+    if x.lc_layout is not PLANES and x.lc_layout.element_dims_offset is not None and (dtype is None or dtype == x.dtype):
+        # a copy of the storage itself (boxed words must never pass through a float cast)
+        src, _, rebuild = x.movable()
+        return rebuild(src.to(device=device) if device is not None else src.clone())
+    p = x.lc_planes()
     p = p.to(dtype=dtype or p.dtype, device=device or p.device, copy=True)
-    return wrap(p, x._support, x._order, x._exact, monomial=is_monomial(x))
+    return wrap(p, x.lc_support, x.lc_order, x.lc_exact, monomial=is_monomial(x))
 
 
 @implements([aten.equal.default])

@@ -13,10 +13,20 @@ import torch
 
 from .. import _algebra as A
 from .. import _support as S
-from .._algebra import factorial_series, identity_series, t_exp, t_mul, t_recip
-from .._tensor import LCTensor, Series, implements, series
+from .._algebra import Series
+from .._dispatch import implements
+from .._taylor import (
+    conv,
+    factorial_series,
+    from_derivative,
+    identity_series,
+    rsqrt_series,
+    t_exp,
+    t_mul,
+    t_recip,
+)
+from .._tensor import LCTensor, series
 from ._util import out, real_out
-from .analytic import _conv, _from_derivative, _rsqrt_series
 from .reductions import lex_sort_indices
 
 aten = torch.ops.aten
@@ -37,20 +47,20 @@ def _sq_plus(a, K, c):
 def taylor_asinh(a, K):
     if K == 1:
         return [torch.asinh(a)]
-    return _from_derivative(torch.asinh(a), _rsqrt_series(_sq_plus(a, K - 1, 1.0)))
+    return from_derivative(torch.asinh(a), rsqrt_series(_sq_plus(a, K - 1, 1.0)))
 
 
 def taylor_acosh(a, K):
     if K == 1:
         return [torch.acosh(a)]
-    return _from_derivative(torch.acosh(a), _rsqrt_series(_sq_plus(a, K - 1, -1.0)))
+    return from_derivative(torch.acosh(a), rsqrt_series(_sq_plus(a, K - 1, -1.0)))
 
 
 def taylor_atanh(a, K):
     if K == 1:
         return [torch.atanh(a)]
     u = [-v for v in _sq_plus(a, K - 1, -1.0)]  # 1 − x²
-    return _from_derivative(torch.atanh(a), t_recip(u))
+    return from_derivative(torch.atanh(a), t_recip(u))
 
 
 def _polygamma_coeffs(n0, a, K, y0):
@@ -500,4 +510,4 @@ def cummin(func, x, dim):
     return _cum_extreme(x, dim, False, "cummin")
 
 
-_ = (_conv, Series)
+_ = (conv, Series)

@@ -1,0 +1,282 @@
+"""Dispatch: the rule table, the one registration API, and the fallback chain.
+
+Every aten op on an LCTensor arrives at :func:`dispatch` (installed as the tensor class's dispatcher
+on import). It looks the op up in the rule table — by OpOverload, then by overload packet — and runs
+the rule inside ``_RestorePythonTLSSnapshot`` so autograd records on the planes. Misses fall back, in
+this order: an in-place op runs its functional variant and writes the result into the LCTensor's
+storage; a CompositeImplicitAutograd op runs its decomposition; an op in ``torch._decomp`` runs that;
+anything else raises ``NotImplementedError`` naming the op.
+
+Rules register through one API, :func:`register` (or the decorator :func:`implements`), with a *kind*
+that says what sort of rule it is (see :data:`KINDS`); registering an op twice raises
+:class:`RegistrationError`. The kinds serve introspection and tests (every ``"decision"`` op is tested
+for tie handling, every ``"per_plane"`` op for linearity, ...). Two kinds add behaviour:
+
+* :func:`decomposed` registers ops that must run PyTorch's own decomposition on LC arguments;
+* :func:`intercept` registers ops that the dispatcher decomposes above the Python key when autograd
+  is on (the recurrent layers): a kernel at the autograd keys routes LC calls below autograd, to
+  the rule, and leaves plain calls to PyTorch.
+
+Users add rules for their own linear custom ops with :func:`register_linear_op`
+(``torchlc.register_linear_op``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch._decomp
+
+from . import _support as S
+from ._algebra import Series, add
+from ._tensor import LCTensor, series, set_dispatcher, wrap
+
+__all__ = [
+    "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "find_rule",
+    "kind_of", "registered", "dispatch", "register_linear_op",
+]
+
+aten = torch.ops.aten
+
+KINDS = {
+    "rule": "a general rule on series (arithmetic, products, reductions, ...)",
+    "per_plane": "linear in its LC argument: the op runs on every coefficient plane",
+    "structural": "data movement (views, indexing, joins): acts on the storage, terms alike",
+    "analytic": "an analytic function from the Taylor table (torchlc._taylor)",
+    "decision": "reads the field order (comparisons, selections, sorting, rounding)",
+    "jet": "a first-order jet formula with a general decomposition for other inputs",
+    "factory": "creates a tensor like an LC one (zeros_like, new_zeros, ...)",
+    "decomposition": "runs PyTorch's own decomposition on LC arguments",
+    "intercept": "caught at the autograd keys as well (decomposed above Python dispatch otherwise)",
+}
+
+_RULES: dict = {}
+_KIND: dict = {}
+
+
+class RegistrationError(RuntimeError):
+    """An aten op was given a second LC rule (each op has exactly one)."""
+
+
+def _describe(fn) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def register(ops, rule, *, kind: str = "rule", replace: bool = False):
+    """Make ``rule(func, *args, **kwargs)`` the LC rule of each aten op (OpOverload or packet) in
+    ``ops``. Raises :class:`RegistrationError` if one already has a rule (unless ``replace``)."""
+    if kind not in KINDS:
+        raise ValueError(f"torchlc: unknown rule kind {kind!r}; choose one of {sorted(KINDS)}")
+    for op in ops:
+        if op in _RULES and not replace:
+            raise RegistrationError(
+                f"torchlc: {op} already has a rule ({_KIND[op]}: {_describe(_RULES[op])}); "
+                f"cannot also register {_describe(rule)}. Each op has one rule: change that one."
+            )
+    for op in ops:
+        _RULES[op] = rule
+        _KIND[op] = kind
+    return rule
+
+
+def implements(ops, *, kind: str = "rule"):
+    """Decorator form of :func:`register`: ``@implements([aten.sin.default], kind="analytic")``."""
+
+    def deco(fn):
+        return register(ops, fn, kind=kind)
+
+    return deco
+
+
+def kind_of(op):
+    """The kind of op's rule (by OpOverload, then packet), or None when it has none."""
+    kind = _KIND.get(op)
+    if kind is None and hasattr(op, "overloadpacket"):
+        kind = _KIND.get(op.overloadpacket)
+    return kind
+
+
+def registered(kind: str | None = None) -> list:
+    """The ops with a rule (of ``kind``, if given), in registration order."""
+    return [op for op, k in _KIND.items() if kind is None or k == kind]
+
+
+def _via_decomposition(func, *args, **kwargs):
+    return torch._decomp.decomposition_table[func](*args, **kwargs)
+
+
+def decomposed(ops):
+    """Register ops whose LC rule is PyTorch's own decomposition (``torch._decomp``)."""
+    missing = [op for op in ops if op not in torch._decomp.decomposition_table]
+    if missing:
+        raise RegistrationError(f"torchlc: no torch._decomp decomposition for {missing}")
+    register(ops, _via_decomposition, kind="decomposition")
+
+
+# -- intercepted ops: kernels at the autograd keys ------------------------------------------------------
+# With autograd on, the dispatcher runs some CompositeImplicitAutograd ops' C++ decompositions at the
+# Autograd key, before an LCTensor's Python key is reached. A kernel registered at the autograd keys
+# checks the arguments once: LC calls go below autograd (to __torch_dispatch__ and the rules, which
+# record autograd on the coefficient planes); plain calls run PyTorch's composite exactly as before.
+
+_AUTOGRAD_KEYS = ("AutogradCPU", "AutogradCUDA")
+_LIB = None  # torch.library.Library("aten", "IMPL"), made on first use and kept for the process
+_CIA = torch._C.DispatchKey.CompositeImplicitAutograd
+
+
+def _has_lc(args) -> bool:
+    for a in args:
+        if isinstance(a, LCTensor):
+            return True
+        if isinstance(a, (list, tuple)) and any(isinstance(t, LCTensor) for t in a):
+            return True
+    return False
+
+
+def _route_below_autograd(op):
+    global _LIB
+    if _LIB is None:
+        _LIB = torch.library.Library("aten", "IMPL")
+
+    def kernel(*args, **kwargs):
+        if _has_lc(args) or _has_lc(kwargs.values()):
+            with torch._C._AutoDispatchBelowAutograd():
+                return op(*args, **kwargs)
+        # PyTorch's C++ composite itself (op.decompose would pick torch._decomp's Python version,
+        # which differs, e.g. it skips the dropout between layers)
+        return op._op_dk(_CIA, *args, **kwargs)
+
+    name = op._schema.name.split("::", 1)[1] + ("" if op._overloadname == "default" else "." + op._overloadname)
+    for key in _AUTOGRAD_KEYS:
+        _LIB.impl(name, kernel, key)
+
+
+def intercept(ops, rule):
+    """Register ``rule`` for ops that autograd would decompose before the Python key, and route LC
+    calls of them below autograd (kind ``"intercept"``)."""
+    register(ops, rule, kind="intercept")
+    for op in ops:
+        _route_below_autograd(op)
+
+
+# -- dispatch --------------------------------------------------------------------------------------------
+_DECOMP = torch._decomp.decomposition_table
+
+
+def find_rule(func):
+    """The rule for an aten op: by OpOverload, then by overload packet (None if neither)."""
+    rule = _RULES.get(func)
+    if rule is None:
+        rule = _RULES.get(func.overloadpacket)
+    return rule
+
+
+_RESHAPING = {"squeeze_", "unsqueeze_", "t_", "transpose_", "swapaxes_", "swapdims_", "as_strided_"}
+
+
+def _functional_variant(func):
+    """The out-of-place overload of an in-place op (``add_.Tensor`` → ``add.Tensor``), or None."""
+    name = func.overloadpacket.__name__
+    if not name.endswith("_") or name.startswith("_"):
+        return None
+    packet = getattr(aten, name[:-1], None)
+    if packet is None:
+        return None
+    # match by argument types, not by overload name (pow_.Scalar is pow.Tensor_Scalar)
+    want = [str(a.type) for a in func._schema.arguments]
+    for ov in packet.overloads():
+        cand = getattr(packet, ov)
+        if [str(a.type) for a in cand._schema.arguments] == want:
+            return cand
+    return None
+
+
+def dispatch(func, args, kwargs):
+    rule = find_rule(func)
+    if rule is not None:
+        with torch._C._RestorePythonTLSSnapshot():
+            return rule(func, *args, **kwargs)
+    mutable = func._schema.is_mutable
+    if mutable and args and isinstance(args[0], LCTensor):
+        functional = _functional_variant(func)
+        if functional is not None:
+            # in-place on an LCTensor: compute out of place, then write into self's storage
+            res = dispatch(functional, args, kwargs)
+            if not isinstance(res, LCTensor):
+                res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0].lc_order, None)
+            elif res.dtype != args[0].dtype:
+                res = res.to(args[0].dtype)
+            if tuple(res.shape) != tuple(args[0].shape) and func.overloadpacket.__name__ in _RESHAPING:
+                args[0]._restride_to(res)
+            elif tuple(res.shape) != tuple(args[0].shape):
+                raise RuntimeError(
+                    f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
+                    f"to {tuple(res.shape)}"
+                )
+            with torch._C._RestorePythonTLSSnapshot():  # so autograd records the write into the planes
+                args[0]._set_storage(res)
+            return args[0]
+        if func.overloadpacket.__name__.endswith("_") or "out" in func._overloadname:
+            raise NotImplementedError(f"torchlc: in-place/out= op {func.name()} on an LCTensor has no rule")
+    if mutable and args and not isinstance(args[0], LCTensor):
+        raise TypeError(
+            f"torchlc: {func.name()} would write LCTensor values into a plain tensor, which cannot "
+            "hold them; create the destination from the LCTensor instead, e.g. lc.new_zeros(shape) "
+            "or torch.zeros_like(lc), or use the out-of-place op"
+        )
+    with torch._C._RestorePythonTLSSnapshot():
+        out = func.decompose(*args, **kwargs)
+        if out is not NotImplemented:
+            return out
+        decomp = _DECOMP.get(func)
+        if decomp is not None:
+            return decomp(*args, **kwargs)
+    raise NotImplementedError(
+        f"torchlc: {func.name()} has no rule for LCTensor inputs (and no decomposition). "
+        "Please open an issue naming this op; as a workaround, compute it on torchlc.coeffs(x)."
+    )
+
+
+set_dispatcher(dispatch)
+
+
+def register_linear_op(op, *, lc_arg: int = 0, bias_arg: int | None = None, replace: bool = False):
+    """Give a custom op that is linear in argument ``lc_arg`` an LCTensor rule: the op runs on every
+    coefficient plane, with the bias argument (if any) only on the ε⁰ plane (zeros elsewhere).
+
+    Registering an op that already has a rule raises ``RegistrationError``; pass ``replace=True`` to
+    replace a rule registered earlier with this function (e.g. when re-running a notebook cell).
+
+    Example:
+        >>> import torch, torchlc
+        >>> @torch.library.custom_op("demo::scale3", mutates_args=())
+        ... def scale3(x: torch.Tensor) -> torch.Tensor:
+        ...     return 3 * x
+        >>> @scale3.register_fake
+        ... def _(x):
+        ...     return torch.empty_like(x)
+        >>> torchlc.register_linear_op(torch.ops.demo.scale3.default)
+        >>> torch.ops.demo.scale3(torch.tensor([1.0]).nonstd())
+        LCTensor([3.0 + 3.0ε], order=1)
+    """
+    def rule(func, *args, **kwargs):
+        args = list(args)
+        others = [i for i, a in enumerate(args) if isinstance(a, LCTensor) and i != lc_arg]
+        if others:
+            raise NotImplementedError(
+                f"torchlc: {func.name()} is registered as linear in argument {lc_arg} only, "
+                f"but argument(s) {others} are LCTensors too"
+            )
+        s = series(args[lc_arg])
+        if bias_arg is not None and args[bias_arg] is not None and S.ZERO not in s.support:
+            s = add(s, Series(s.planes.new_zeros((1, *s.shape)), (S.ZERO,)))
+        outs = []
+        for q, p in zip(s.support, s.planes):
+            a = list(args)
+            a[lc_arg] = p
+            if bias_arg is not None and a[bias_arg] is not None and q != 0:
+                a[bias_arg] = torch.zeros_like(a[bias_arg])
+            outs.append(func(*a, **kwargs))
+        return wrap(torch.stack(outs), s.support, s.order, s.exact)
+
+    register([op], rule, kind="per_plane", replace=replace)
+    return op
