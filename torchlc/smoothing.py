@@ -58,6 +58,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import _algebra as A
+from . import _taylor as TY
 from . import _support as S
 from ._tensor import LCTensor, Series, series, wrap
 from .ops import discontinuous as D
@@ -108,10 +109,10 @@ def _logistic_derivs(u, n):
     # K is even: K^{(j)}(u) = (−1)^j K^{(j)}(|u|), and exp(−|u|) cannot overflow
     K = n + 1
     au = u.abs()
-    negu = A.identity_series(-au, K)
+    negu = TY.identity_series(-au, K)
     negu = [negu[0]] + [-c for c in negu[1:]]
-    e = A.t_exp(negu)
-    sig = A.t_recip([1 + e[0]] + e[1:])
+    e = TY.t_exp(negu)
+    sig = TY.t_recip([1 + e[0]] + e[1:])
     flip = torch.where(u < 0, -1.0, 1.0).to(u.dtype)
     return [sig[j + 1] * math.factorial(j + 1) * (flip if j % 2 else 1) for j in range(n)]
 
