@@ -23,8 +23,9 @@ docs:               ## regenerate the docs' figures and check the docs' relative
 	$(PYTHON) docs/make_plots.py
 	$(PYTHON) .ci/check_links.py README.md docs
 
-lint:               ## ruff lint
+lint:               ## ruff lint and the import-linter layer contracts (pyproject.toml)
 	$(PYTHON) -m ruff check .
+	lint-imports
 
 format:             ## ruff format (rewrites files)
 	$(PYTHON) -m ruff format .

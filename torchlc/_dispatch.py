@@ -278,5 +278,10 @@ def register_linear_op(op, *, lc_arg: int = 0, bias_arg: int | None = None, repl
             outs.append(func(*a, **kwargs))
         return wrap(torch.stack(outs), s.support, s.order, s.exact)
 
-    register([op], rule, kind="per_plane", replace=replace)
+    try:
+        register([op], rule, kind="per_plane", replace=replace)
+    except RegistrationError as e:
+        raise RegistrationError(
+            f"{e} To replace a rule you registered earlier with register_linear_op, pass replace=True."
+        ) from None
     return op

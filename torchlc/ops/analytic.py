@@ -60,31 +60,31 @@ _TABLE = {
     aten.silu.default: ("silu", T.taylor_silu, None),
 }
 for _op, (_name, _taylor, _dom) in _TABLE.items():
-    implements([_op])(_lift(_name, _taylor, _dom))
+    implements([_op], kind="analytic")(_lift(_name, _taylor, _dom))
 
 
-@implements([aten.log2.default])
+@implements([aten.log2.default], kind="analytic")
 def log2(func, x):
     return aten.div.Scalar(aten.log.default(x), math.log(2.0))
 
 
-@implements([aten.log10.default])
+@implements([aten.log10.default], kind="analytic")
 def log10(func, x):
     return aten.div.Scalar(aten.log.default(x), math.log(10.0))
 
 
-@implements([aten.exp2.default])
+@implements([aten.exp2.default], kind="analytic")
 def exp2(func, x):
     return aten.exp.default(aten.mul.Scalar(x, math.log(2.0)))
 
 
-@implements([aten.gelu.default])
+@implements([aten.gelu.default], kind="analytic")
 def gelu(func, x, approximate="none"):
     taylor = T.taylor_gelu if approximate == "none" else T.taylor_gelu_tanh
     return out(A.analytic(series(x), taylor, "gelu"))
 
 
-@implements([aten.softplus.default])
+@implements([aten.softplus.default], kind="analytic")
 def softplus(func, x, beta=1, threshold=20):
     # torch switches to the identity where beta·x > threshold; we decide that by the field's order
     def taylor(a, K):

@@ -69,22 +69,22 @@ def _cmp(pred, what):
     return rule
 
 
-implements([aten.lt.Tensor, aten.lt.Scalar])(smoothable("lt")(_cmp(lambda s: s > 0, "lt")))
-implements([aten.le.Tensor, aten.le.Scalar])(smoothable("le")(_cmp(lambda s: s >= 0, "le")))
-implements([aten.gt.Tensor, aten.gt.Scalar])(smoothable("gt")(_cmp(lambda s: s < 0, "gt")))
-implements([aten.ge.Tensor, aten.ge.Scalar])(smoothable("ge")(_cmp(lambda s: s <= 0, "ge")))
-implements([aten.eq.Tensor, aten.eq.Scalar])(_cmp(lambda s: s == 0, "eq"))
-implements([aten.ne.Tensor, aten.ne.Scalar])(_cmp(lambda s: s != 0, "ne"))
+implements([aten.lt.Tensor, aten.lt.Scalar], kind="decision")(smoothable("lt")(_cmp(lambda s: s > 0, "lt")))
+implements([aten.le.Tensor, aten.le.Scalar], kind="decision")(smoothable("le")(_cmp(lambda s: s >= 0, "le")))
+implements([aten.gt.Tensor, aten.gt.Scalar], kind="decision")(smoothable("gt")(_cmp(lambda s: s < 0, "gt")))
+implements([aten.ge.Tensor, aten.ge.Scalar], kind="decision")(smoothable("ge")(_cmp(lambda s: s <= 0, "ge")))
+implements([aten.eq.Tensor, aten.eq.Scalar], kind="decision")(_cmp(lambda s: s == 0, "eq"))
+implements([aten.ne.Tensor, aten.ne.Scalar], kind="decision")(_cmp(lambda s: s != 0, "ne"))
 
 
-@implements([aten.sign.default, aten.sgn.default])
+@implements([aten.sign.default, aten.sgn.default], kind="decision")
 @smoothable("sign")
 def sign(func, x):
     s = series(x)
     return real_out(A.trusted_lead_sign(s, "sign"), s)
 
 
-@implements([aten.abs.default])
+@implements([aten.abs.default], kind="decision")
 def abs_(func, x):
     s = series(x)
     if s.support == A.FIRST_ORDER and (res := kernels.fused("abs", s.planes)) is not None:
@@ -110,7 +110,7 @@ def select(cond, a, b):
     return out(Series(planes, sup, A.result_order(sa, sb), A.exact_add(sa, sb)), monomial=mono)
 
 
-@implements([aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar])
+@implements([aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar], kind="decision")
 @smoothable("where")
 def where(func, cond, a, b):
     if isinstance(cond, LCTensor):
@@ -130,7 +130,7 @@ def _relu_zero(s: Series):
     return neg if s.zero is None else neg | s.zero
 
 
-@implements([aten.relu.default])
+@implements([aten.relu.default], kind="decision")
 def relu(func, x):
     s = series(x)
     zero = _relu_zero(s)
@@ -149,17 +149,17 @@ def _pick(a, b, take_a_if):
     return select(torch.isnan(s), float("nan"), res)
 
 
-@implements([aten.maximum.default, aten.fmax.default])
+@implements([aten.maximum.default, aten.fmax.default], kind="decision")
 def maximum(func, a, b):
     return _pick(a, b, lambda s: s >= 0)
 
 
-@implements([aten.minimum.default, aten.fmin.default])
+@implements([aten.minimum.default, aten.fmin.default], kind="decision")
 def minimum(func, a, b):
     return _pick(a, b, lambda s: s <= 0)
 
 
-@implements([aten.clamp.default, aten.clamp.Tensor])
+@implements([aten.clamp.default, aten.clamp.Tensor], kind="decision")
 def clamp(func, x, min=None, max=None):
     r = x
     if min is not None:
@@ -169,17 +169,17 @@ def clamp(func, x, min=None, max=None):
     return r
 
 
-@implements([aten.clamp_min.default, aten.clamp_min.Tensor])
+@implements([aten.clamp_min.default, aten.clamp_min.Tensor], kind="decision")
 def clamp_min(func, x, min):
     return clamp(None, x, min=min)
 
 
-@implements([aten.clamp_max.default, aten.clamp_max.Tensor])
+@implements([aten.clamp_max.default, aten.clamp_max.Tensor], kind="decision")
 def clamp_max(func, x, max):
     return clamp(None, x, max=max)
 
 
-@implements([aten.hardtanh.default])
+@implements([aten.hardtanh.default], kind="decision")
 def hardtanh(func, x, min_val=-1, max_val=1):
     return clamp(None, x, min_val, max_val)
 
@@ -227,7 +227,7 @@ def ceil_series(x: Series):
     return cl + ((cl == a) & (s > 0)).to(cl.dtype), bad
 
 
-@implements([aten.floor.default])
+@implements([aten.floor.default], kind="decision")
 @smoothable("floor")
 def floor(func, x):
     s = series(x)
@@ -236,14 +236,14 @@ def floor(func, x):
     return _real(*floor_series(s), s)
 
 
-@implements([aten.ceil.default])
+@implements([aten.ceil.default], kind="decision")
 @smoothable("ceil")
 def ceil(func, x):
     s = series(x)
     return _real(*ceil_series(s), s)
 
 
-@implements([aten.trunc.default, aten.fix.default])
+@implements([aten.trunc.default, aten.fix.default], kind="decision")
 @smoothable("trunc")
 def trunc(func, x):
     s = series(x)
@@ -266,14 +266,14 @@ def _round_series(x: Series):
     return res, bad
 
 
-@implements([aten.round.default])
+@implements([aten.round.default], kind="decision")
 @smoothable("round")
 def round_(func, x):
     s = series(x)
     return _real(*_round_series(s), s)
 
 
-@implements([aten.round.decimals])
+@implements([aten.round.decimals], kind="decision")
 @smoothable("round_decimals")
 def round_decimals(func, x, *, decimals=0):
     if decimals == 0:
@@ -285,7 +285,7 @@ def round_decimals(func, x, *, decimals=0):
     return aten.mul.Scalar(round_(None, aten.div.Scalar(x, p)), p)
 
 
-@implements([aten.frac.default])
+@implements([aten.frac.default], kind="decision")
 def frac(func, x):
     return aten.sub.Tensor(x, trunc(None, x))
 
@@ -323,7 +323,7 @@ def remainder(func, x, y):
     return _mod(x, y, floor, torch.remainder)
 
 
-@implements([aten.heaviside.default])
+@implements([aten.heaviside.default], kind="decision")
 @smoothable("heaviside")
 def heaviside(func, x, values):
     s = series(x)
@@ -359,6 +359,6 @@ def isfinite(func, x):
     return torch.isfinite(series(x).planes).all(0)
 
 
-@implements([aten.signbit.default])
+@implements([aten.signbit.default], kind="decision")
 def signbit(func, x):
     return A.lead_sign(series(x).planes) < 0

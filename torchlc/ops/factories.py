@@ -44,12 +44,12 @@ def _like(fn):
     return rule
 
 
-implements([aten.zeros_like.default])(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
-implements([aten.ones_like.default])(_like(lambda shape, **kw: torch.ones(shape, **kw)))
-implements([aten.empty_like.default])(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
-implements([aten.full_like.default])(_like(lambda shape, v, **kw: torch.full(shape, v, **kw)))
-implements([aten.rand_like.default])(_like(lambda shape, **kw: torch.rand(shape, **kw)))
-implements([aten.randn_like.default])(_like(lambda shape, **kw: torch.randn(shape, **kw)))
+implements([aten.zeros_like.default], kind="factory")(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
+implements([aten.ones_like.default], kind="factory")(_like(lambda shape, **kw: torch.ones(shape, **kw)))
+implements([aten.empty_like.default], kind="factory")(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
+implements([aten.full_like.default], kind="factory")(_like(lambda shape, v, **kw: torch.full(shape, v, **kw)))
+implements([aten.rand_like.default], kind="factory")(_like(lambda shape, **kw: torch.rand(shape, **kw)))
+implements([aten.randn_like.default], kind="factory")(_like(lambda shape, **kw: torch.randn(shape, **kw)))
 
 
 def _new(fn):
@@ -63,18 +63,18 @@ def _new(fn):
     return rule
 
 
-implements([aten.new_zeros.default])(_new(lambda s, **kw: torch.zeros(s, **kw)))
-implements([aten.new_ones.default])(_new(lambda s, **kw: torch.ones(s, **kw)))
-implements([aten.new_empty.default])(_new(lambda s, **kw: torch.zeros(s, **kw)))
-implements([aten.new_full.default])(_new(lambda s, v, **kw: torch.full(s, v, **kw)))
+implements([aten.new_zeros.default], kind="factory")(_new(lambda s, **kw: torch.zeros(s, **kw)))
+implements([aten.new_ones.default], kind="factory")(_new(lambda s, **kw: torch.ones(s, **kw)))
+implements([aten.new_empty.default], kind="factory")(_new(lambda s, **kw: torch.zeros(s, **kw)))
+implements([aten.new_full.default], kind="factory")(_new(lambda s, v, **kw: torch.full(s, v, **kw)))
 
 
-@implements([aten.new_empty_strided.default])
+@implements([aten.new_empty_strided.default], kind="factory")
 def new_empty_strided(func, x, size, stride, **kwargs):
     return _real(torch.zeros(size, **_kw(x, kwargs)), x)
 
 
-@implements([aten.empty_strided.default])
+@implements([aten.empty_strided.default], kind="factory")
 def empty_strided(func, size, stride, **kwargs):
     raise NotImplementedError("torchlc: aten.empty_strided with LCTensor inputs")
 

@@ -109,13 +109,13 @@ def _check_tie(s: Series, planes, idx, d, what):
     A.trusted_lead_sign(diff, what, other)
 
 
-@implements([aten.argmax.default])
+@implements([aten.argmax.default], kind="decision")
 @zero_dim_ok
 def argmax(func, x, dim=None, keepdim=False):
     return _arg_reduce(x, dim, keepdim, True)
 
 
-@implements([aten.argmin.default])
+@implements([aten.argmin.default], kind="decision")
 @zero_dim_ok
 def argmin(func, x, dim=None, keepdim=False):
     return _arg_reduce(x, dim, keepdim, False)
@@ -140,24 +140,24 @@ def _extreme(x, dims, keepdim, largest):
     return out(Series(vals, s.support, s.order, s.exact))
 
 
-@implements([aten.amax.default])
+@implements([aten.amax.default], kind="decision")
 @zero_dim_ok
 def amax(func, x, dim=(), keepdim=False):
     return _extreme(x, _dims(x, dim), keepdim, True)
 
 
-@implements([aten.amin.default])
+@implements([aten.amin.default], kind="decision")
 @zero_dim_ok
 def amin(func, x, dim=(), keepdim=False):
     return _extreme(x, _dims(x, dim), keepdim, False)
 
 
-@implements([aten.max.default])
+@implements([aten.max.default], kind="decision")
 def max_all(func, x):
     return _extreme(x, list(range(x.dim())), False, True)
 
 
-@implements([aten.min.default])
+@implements([aten.min.default], kind="decision")
 def min_all(func, x):
     return _extreme(x, list(range(x.dim())), False, False)
 
@@ -175,13 +175,13 @@ def _max_dim(x, dim, keepdim, largest):
     return out(Series(vals, s.support, s.order, s.exact)), idx
 
 
-@implements([aten.max.dim])
+@implements([aten.max.dim], kind="decision")
 @zero_dim_ok
 def max_dim(func, x, dim, keepdim=False):
     return _max_dim(x, dim, keepdim, True)
 
 
-@implements([aten.min.dim])
+@implements([aten.min.dim], kind="decision")
 @zero_dim_ok
 def min_dim(func, x, dim, keepdim=False):
     return _max_dim(x, dim, keepdim, False)
@@ -197,7 +197,7 @@ def lex_sort_indices(planes, d, descending):
     return idx
 
 
-@implements([aten.sort.default, aten.sort.stable])
+@implements([aten.sort.default, aten.sort.stable], kind="decision")
 @zero_dim_ok
 def sort(func, x, *args, **kwargs):
     if func is aten.sort.stable:
@@ -215,7 +215,7 @@ def sort(func, x, *args, **kwargs):
     return out(Series(vals, s.support, s.order, s.exact)), idx
 
 
-@implements([aten.argsort.default, aten.argsort.stable])
+@implements([aten.argsort.default, aten.argsort.stable], kind="decision")
 @zero_dim_ok
 def argsort(func, x, *args, **kwargs):
     if func is aten.argsort.stable:
@@ -227,7 +227,7 @@ def argsort(func, x, *args, **kwargs):
     return lex_sort_indices(series(x).planes, d, descending)
 
 
-@implements([aten.topk.default])
+@implements([aten.topk.default], kind="decision")
 @zero_dim_ok
 def topk(func, x, k, dim=-1, largest=True, sorted=True):
     vals, idx = sort(aten.sort.default, x, dim, largest)
@@ -300,7 +300,7 @@ def cumprod(func, x, dim, *, dtype=None):
     return out(cur)
 
 
-@implements([aten.any.default, aten.any.dim, aten.all.default, aten.all.dim])
+@implements([aten.any.default, aten.any.dim, aten.all.default, aten.all.dim], kind="decision")
 def any_all(func, x, *args, **kwargs):
     return func(aten.ne.Scalar(x, 0), *args, **kwargs)
 
@@ -308,7 +308,7 @@ def any_all(func, x, *args, **kwargs):
 _ = LCTensor
 
 
-@implements([aten._safe_softmax.default])
+@implements([aten._safe_softmax.default], kind="decision")
 def safe_softmax(func, x, dim, dtype=None):
     """softmax, except that rows whose every entry is −inf give 0 (as torch's _safe_softmax)."""
     y = aten._softmax.default(x if dtype is None else aten._to_copy.default(x, dtype=dtype), dim, False)

@@ -76,7 +76,7 @@ def _aliases(t, src) -> bool:
         return t._base is not None
 
 
-@implements([aten.view.default, aten._unsafe_view.default, aten.reshape.default])
+@implements([aten.view.default, aten._unsafe_view.default, aten.reshape.default], kind="structural")
 def view(func, x, size):
     if func is aten.view.default:
         return structural(x, lambda t, k: t.view(*t.shape[:k], *size))
@@ -88,7 +88,7 @@ def view(func, x, size):
     return r
 
 
-@implements([aten.expand.default])
+@implements([aten.expand.default], kind="structural")
 def expand(func, x, size, *, implicit=False):
     def fn(t, k):
         if k:
@@ -98,37 +98,37 @@ def expand(func, x, size, *, implicit=False):
     return structural(x, fn)
 
 
-@implements([aten.permute.default])
+@implements([aten.permute.default], kind="structural")
 def permute(func, x, dims):
     n = x.dim()
     return structural(x, lambda t, k: t.permute(*range(k), *[_norm(d, n) + k for d in dims]))
 
 
-@implements([aten.transpose.int])
+@implements([aten.transpose.int], kind="structural")
 def transpose(func, x, d0, d1):
     n = x.dim()
     return structural(x, lambda t, k: t.transpose(_norm(d0, n) + k, _norm(d1, n) + k))
 
 
-@implements([aten.t.default])
+@implements([aten.t.default], kind="structural")
 def t_(func, x):
     if x.dim() < 2:
         return structural(x, lambda t, k: t.view(t.shape))  # a fresh view, as torch returns
     return transpose(None, x, 0, 1)
 
 
-@implements([aten.alias.default])
+@implements([aten.alias.default], kind="structural")
 def alias(func, x):
     return structural(x, lambda t, k: t.view(t.shape))
 
 
-@implements([aten.unsqueeze.default])
+@implements([aten.unsqueeze.default], kind="structural")
 def unsqueeze(func, x, d):
     d = _norm(d, x.dim() + 1)
     return structural(x, lambda t, k: t.unsqueeze(d + k))
 
 
-@implements([aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims])
+@implements([aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims], kind="structural")
 def squeeze(func, x, dim=None):
     n = x.dim()
     if n == 0:
@@ -140,25 +140,25 @@ def squeeze(func, x, dim=None):
     return structural(x, lambda t, k: t.squeeze(tuple(d + k for d in dims)) if dims else t.view(t.shape))
 
 
-@implements([aten.select.int])
+@implements([aten.select.int], kind="structural")
 def select(func, x, dim, index):
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: t.select(d + k, index))
 
 
-@implements([aten.slice.Tensor])
+@implements([aten.slice.Tensor], kind="structural")
 def slice_(func, x, dim=0, start=None, end=None, step=1):
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: aten.slice.Tensor(t, d + k, start, end, step))
 
 
-@implements([aten.split.Tensor, aten.split_with_sizes.default])
+@implements([aten.split.Tensor, aten.split_with_sizes.default], kind="structural")
 def split(func, x, sizes, dim=0):
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: func(t, sizes, d + k))
 
 
-@implements([aten.narrow.default])
+@implements([aten.narrow.default], kind="structural")
 def narrow(func, x, dim, start, length):
     # composite, but with an ADInplaceOrView kernel: under inference_mode it arrives here, and its
     # decomposition's result (already a view of x) cannot be made a view a second time
@@ -166,19 +166,19 @@ def narrow(func, x, dim, start, length):
     return structural(x, lambda t, k: t.narrow(d + k, start, length))
 
 
-@implements([aten.chunk.default])
+@implements([aten.chunk.default], kind="structural")
 def chunk(func, x, chunks, dim=0):
     d = _norm(dim, x.dim())  # as narrow
     return structural(x, lambda t, k: t.chunk(chunks, d + k))
 
 
-@implements([aten.unbind.int])
+@implements([aten.unbind.int], kind="structural")
 def unbind(func, x, dim=0):
     d = _norm(dim, x.dim())
     return structural(x, lambda t, k: t.unbind(d + k))
 
 
-@implements([aten.unfold.default])
+@implements([aten.unfold.default], kind="structural")
 def unfold(func, x, dim, size, step):
     if x.dim() == 0:  # torch treats a 0-d tensor as one element (planes have no dim to unfold)
         return per_plane(func, (x, dim, size, step), {}, (0,))
@@ -186,13 +186,13 @@ def unfold(func, x, dim, size, step):
     return structural(x, lambda t, k: t.unfold(d + k, size, step))  # a view, as torch's unfold is
 
 
-@implements([aten.diagonal.default])
+@implements([aten.diagonal.default], kind="structural")
 def diagonal(func, x, offset=0, dim1=0, dim2=1):
     n = x.dim()
     return structural(x, lambda t, k: t.diagonal(offset, _norm(dim1, n) + k, _norm(dim2, n) + k))
 
 
-@implements([aten.clone.default])
+@implements([aten.clone.default], kind="structural")
 def clone(func, x, *, memory_format=None):
     if memory_format in (None, torch.preserve_format):
         return structural(x, lambda t, k: t.clone(), False)
@@ -200,18 +200,18 @@ def clone(func, x, *, memory_format=None):
     return structural(x, lambda t, k: t.clone(memory_format=torch.contiguous_format), False)
 
 
-@implements([aten.detach.default])
+@implements([aten.detach.default], kind="structural")
 def detach(func, x):
     return structural(x, lambda t, k: t.detach())
 
 
-@implements([aten.flip.default])
+@implements([aten.flip.default], kind="structural")
 def flip(func, x, dims):
     n = x.dim()
     return structural(x, lambda t, k: t.flip([_norm(d, n) + k for d in dims]), False)
 
 
-@implements([aten.roll.default])
+@implements([aten.roll.default], kind="structural")
 def roll(func, x, shifts, dims=()):
     n = x.dim()
     if not dims:
@@ -219,7 +219,7 @@ def roll(func, x, shifts, dims=()):
     return structural(x, lambda t, k: t.roll(shifts, [_norm(d, n) + k for d in dims]), False)
 
 
-@implements([aten.repeat.default])
+@implements([aten.repeat.default], kind="structural")
 def repeat(func, x, repeats):
     def fn(t, k):
         t = broadcast_planes(t, len(repeats)) if k else t
@@ -228,12 +228,12 @@ def repeat(func, x, repeats):
     return structural(x, fn, False)
 
 
-@implements([aten.index.Tensor])
+@implements([aten.index.Tensor], kind="structural")
 def index(func, x, indices):
     return structural(x, lambda t, k: aten.index.Tensor(t, [None] * k + list(indices)), False)
 
 
-@implements([aten.index_select.default])
+@implements([aten.index_select.default], kind="structural")
 def index_select(func, x, dim, idx):
     if x.dim() == 0:  # torch treats a 0-d tensor as one element and returns 0-d
         return aten.squeeze.default(index_select(func, aten.unsqueeze.default(x, 0), 0, idx.reshape(-1)))
@@ -241,7 +241,7 @@ def index_select(func, x, dim, idx):
     return structural(x, lambda t, k: t.index_select(d + k, idx), False)
 
 
-@implements([aten.gather.default])
+@implements([aten.gather.default], kind="structural")
 def gather(func, x, dim, idx, *, sparse_grad=False):
     d = _norm(dim, x.dim())
 
@@ -256,7 +256,7 @@ def _lc_args(xs):
     return [x for x in xs if isinstance(x, LCTensor)]
 
 
-@implements([aten.cat.default])
+@implements([aten.cat.default], kind="structural")
 def cat(func, tensors, dim=0):
     tensors = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)] or list(tensors)
     nd = max(t.dim() for t in tensors)
@@ -285,7 +285,7 @@ def cat(func, tensors, dim=0):
     return out(Series(res, sup, A.result_order(*ss), A.min_exact(*(s.exact for s in ss))), monomial=mono and bool(lcs))
 
 
-@implements([aten.stack.default])
+@implements([aten.stack.default], kind="structural")
 def stack(func, tensors, dim=0):
     d = _norm(dim, tensors[0].dim() + 1)
     return cat(None, [aten.unsqueeze.default(t, d) for t in tensors], d)
@@ -339,7 +339,7 @@ def _per_plane_rule(func, *args, **kwargs):
     return per_plane(func, args, kwargs, _VALUE_POS[func])
 
 
-implements(list(_VALUE_POS))(_per_plane_rule)
+implements(list(_VALUE_POS), kind="per_plane")(_per_plane_rule)
 
 
 @implements([aten.scatter.value, aten.index_fill.int_Scalar, aten.masked_fill.Scalar, aten.fill.Scalar,
@@ -357,7 +357,7 @@ def fill_like_ops(func, x, *args):
     return out(Series(torch.stack(planes), s.support, s.order, s.exact))
 
 
-@implements([aten.copy_.default])
+@implements([aten.copy_.default], kind="structural")
 def copy_(func, dst, src, non_blocking=False):
     if not isinstance(dst, LCTensor):
         raise TypeError(
@@ -389,7 +389,7 @@ def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, n
     return wrap(p, x.lc_support, x.lc_order, x.lc_exact, monomial=is_monomial(x))
 
 
-@implements([aten.equal.default])
+@implements([aten.equal.default], kind="decision")
 def equal(func, a, b):
     sa, sb = series(a), series(b)
     if tuple(sa.shape) != tuple(sb.shape):
@@ -398,11 +398,11 @@ def equal(func, a, b):
     return bool(torch.equal(pa, pb))
 
 
-@implements([aten.is_same_size.default])
+@implements([aten.is_same_size.default], kind="structural")
 def is_same_size(func, a, b):
     return tuple(a.shape) == tuple(b.shape)
 
 
-@implements([aten.contiguous.default])
+@implements([aten.contiguous.default], kind="structural")
 def contiguous(func, x, memory_format=torch.contiguous_format):
     return structural(x, lambda t, k: t.contiguous(), None)

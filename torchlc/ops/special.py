@@ -187,8 +187,8 @@ def _exp_scaled_rule(name, nu):
     return rule
 
 
-implements([aten.special_i0e.default])(_exp_scaled_rule("i0e", 0))
-implements([aten.special_i1e.default])(_exp_scaled_rule("i1e", 1))
+implements([aten.special_i0e.default], kind="analytic")(_exp_scaled_rule("i0e", 0))
+implements([aten.special_i1e.default], kind="analytic")(_exp_scaled_rule("i1e", 1))
 
 
 # -- elementwise analytic rules ----------------------------------------------------------------------
@@ -238,7 +238,7 @@ _TABLE = {
     aten.special_i1.default: ("i1", taylor_i1, None),
 }
 for _op, (_name, _taylor, _dom) in _TABLE.items():
-    implements([_op])(_lift(_name, _taylor, _dom))
+    implements([_op], kind="analytic")(_lift(_name, _taylor, _dom))
 
 
 @implements([aten.polygamma.default, aten.special_polygamma.default])
@@ -306,7 +306,7 @@ def hypot(func, x, y):
     return aten.sqrt.default(aten.add.Tensor(aten.mul.Tensor(x, x), aten.mul.Tensor(y, y)))
 
 
-@implements([aten.copysign.Tensor, aten.copysign.Scalar])
+@implements([aten.copysign.Tensor, aten.copysign.Scalar], kind="decision")
 def copysign(func, x, y):
     neg = _negative(y)
     ax = aten.abs.default(x) if isinstance(x, torch.Tensor) else abs(x)
@@ -412,12 +412,12 @@ def _median(x, dim, keepdim, ignore_nan):
     return _pick_at(s, idx, vals, pos, d, keepdim)
 
 
-@implements([aten.median.dim])
+@implements([aten.median.dim], kind="decision")
 def median_dim(func, x, dim, keepdim=False):
     return _median(x, dim, keepdim, False)
 
 
-@implements([aten.nanmedian.dim])
+@implements([aten.nanmedian.dim], kind="decision")
 def nanmedian_dim(func, x, dim, keepdim=False):
     return _median(x, dim, keepdim, True)
 
@@ -426,17 +426,17 @@ def _flat(x):
     return aten.reshape.default(x, [-1])
 
 
-@implements([aten.median.default])
+@implements([aten.median.default], kind="decision")
 def median_all(func, x):
     return _median(_flat(x), 0, False, False)[0]
 
 
-@implements([aten.nanmedian.default])
+@implements([aten.nanmedian.default], kind="decision")
 def nanmedian_all(func, x):
     return _median(_flat(x), 0, False, True)[0]
 
 
-@implements([aten.kthvalue.default])
+@implements([aten.kthvalue.default], kind="decision")
 def kthvalue(func, x, k, dim=-1, keepdim=False):
     s = series(x)
     if x.dim() == 0:
@@ -449,7 +449,7 @@ def kthvalue(func, x, k, dim=-1, keepdim=False):
     return _pick_at(s, idx, vals, pos, d, keepdim)
 
 
-@implements([aten.mode.default])
+@implements([aten.mode.default], kind="decision")
 def mode(func, x, dim=-1, keepdim=False):
     """Most frequent element (equal in every coefficient); ties → the smallest, index of its last
     occurrence (as torch)."""
@@ -500,12 +500,12 @@ def _cum_extreme(x, dim, largest, name):
     return out(Series(planes, s.support, s.order, s.exact)), idx
 
 
-@implements([aten.cummax.default])
+@implements([aten.cummax.default], kind="decision")
 def cummax(func, x, dim):
     return _cum_extreme(x, dim, True, "cummax")
 
 
-@implements([aten.cummin.default])
+@implements([aten.cummin.default], kind="decision")
 def cummin(func, x, dim):
     return _cum_extreme(x, dim, False, "cummin")
 

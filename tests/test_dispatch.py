@@ -1,0 +1,96 @@
+"""The dispatch layer: one registration API, one rule per op, the fallback chain's errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import torchlc
+from torchlc import _dispatch
+
+aten = torch.ops.aten
+
+
+def test_every_rule_has_a_known_kind():
+    ops = _dispatch.registered()
+    assert len(ops) > 250
+    for op in ops:
+        assert _dispatch.kind_of(op) in _dispatch.KINDS, op
+
+
+def test_registering_an_op_twice_raises_naming_both_rules():
+    def other(func, *args, **kwargs):
+        raise AssertionError("never called")
+
+    with pytest.raises(_dispatch.RegistrationError, match=r"aten\.sin\.default already has a rule"):
+        _dispatch.register([aten.sin.default], other)
+    with pytest.raises(_dispatch.RegistrationError):
+        _dispatch.implements([aten.add.Tensor])(other)
+    # the original rule is untouched
+    y = torch.sin(torch.tensor(0.0).nonstd())
+    assert torchlc.coeff(y, 1).item() == 1.0
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown rule kind"):
+        _dispatch.register([aten.sin.default], lambda *a: None, kind="magic")
+
+
+def test_register_linear_op_refuses_a_second_registration_unless_replace():
+    lib = torch.library.Library("torchlc_test_dispatch", "DEF")
+    lib.define("triple(Tensor x) -> Tensor")
+    lib.impl("triple", lambda x: 3 * x, "CompositeExplicitAutograd")
+    op = torch.ops.torchlc_test_dispatch.triple.default
+    torchlc.register_linear_op(op)
+    with pytest.raises(_dispatch.RegistrationError, match="replace=True"):
+        torchlc.register_linear_op(op)
+    torchlc.register_linear_op(op, replace=True)
+    y = op(torch.tensor([1.0, 2.0]).nonstd())
+    assert torchlc.coeff(y, 0).tolist() == [3.0, 6.0]
+    assert torchlc.coeff(y, 1).tolist() == [3.0, 3.0]
+    assert _dispatch.kind_of(op) == "per_plane"
+
+
+def test_missing_rule_names_the_op_once():
+    x = torch.tensor([1.0, 2.0]).nonstd()
+    with pytest.raises(NotImplementedError) as info:
+        torch.ops.aten._fft_r2c(x, [0], 0, True)
+    msg = str(info.value)
+    assert "aten::_fft_r2c" in msg and "aten.aten::" not in msg
+
+
+def test_intercepted_ops_are_recorded_with_their_kind():
+    assert _dispatch.kind_of(aten.lstm.input) == "intercept"
+    assert _dispatch.kind_of(aten._softmax.default) == "jet"
+
+
+def test_rule_hash_covers_rule_code_only():
+    from torchlc import _rulehash
+
+    files = {p.relative_to(_rulehash._ROOT).as_posix() for p in _rulehash._files()}
+    assert {"ops/arithmetic.py", "_algebra.py", "_dispatch.py", "layouts/boxed.py"} <= files
+    assert not [f for f in files if f.startswith(("bench", "coverage")) or f in ("api.py", "__main__.py")]
+    assert torchlc.ops.RULES_HASH == _rulehash.RULES_HASH
+
+
+def _pickled_program():
+    x = torch.tensor([0.5, -1.0, 2.0]).nonstd(torch.tensor([1.0, 0.0, 2.0]))
+    return torch.sin(x) / (1 + x * x)
+
+
+def test_pickles_written_by_0_1_0_still_load():
+    """tests/data holds files written by torchlc 0.1.0 (commit 14af904): they name
+    torchlc.ops._rebuild, which must keep loading."""
+    import pathlib
+    import pickle
+
+    data = pathlib.Path(__file__).parent / "data"
+    ref = _pickled_program()
+    with open(data / "lctensor_0.1.0.pickle", "rb") as f:
+        y = pickle.load(f)
+    assert torchlc.support(y) == torchlc.support(ref)
+    assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))
+    saved = torch.load(data / "lctensor_0.1.0.pt", weights_only=False)
+    assert torch.equal(torchlc.coeffs(saved["tensor"]), torchlc.coeffs(ref))
+    assert torch.equal(torchlc.coeffs(saved["state_dict"]["lc"]), torchlc.coeffs(ref))
+    assert torchlc.coeff(saved["boxed"], 1).tolist() == [1.0, 2.0]
