@@ -184,15 +184,25 @@ def test_argmax_no_dim_on_truncated_tensor():
     assert w.argmax().item() == 1
 
 
-@pytest.mark.parametrize("op", ["max", "min", "sort", "topk"])
-def test_value_returning_ops_keep_exact_values_on_truncated_ties(op):
+@pytest.mark.parametrize("op", ["amax", "amin"])
+def test_value_only_reductions_keep_exact_values_on_truncated_ties(op):
     # every candidate tied through exact_through has the same known coefficients, so the values are
-    # exact whichever wins (max-pooling over relu zeros relies on this); argmax refuses instead
+    # exact whichever wins; ops that also return an index refuse the tie instead (next test)
     z = _truncated_tie()
-    call = {"max": lambda: z.max(0)[0], "min": lambda: z.min(0)[0], "sort": lambda: z.sort()[0][0],
-            "topk": lambda: z.topk(1)[0][0]}[op]
-    v = call()
+    v = getattr(z, op)(0)
     e = torchlc.exact_through(v)
     for q in torchlc.support(z):
         if q <= e:
             assert torch.equal(torchlc.coeff(v, q), torchlc.coeff(z, q)[0]), (op, q)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "sort", "topk", "argsort", "kthvalue"])
+def test_index_returning_ops_refuse_truncated_ties(op):
+    # the index of a tie decided only by dropped terms would be a silent guess
+    z = _truncated_tie()
+    call = {"max": lambda: z.max(0), "min": lambda: z.min(0), "sort": lambda: z.sort(),
+            "topk": lambda: z.topk(1), "argsort": lambda: z.argsort(), "kthvalue": lambda: z.kthvalue(1)}[op]
+    with pytest.raises(torchlc.TruncationError, match=r"order=\d"):
+        call()
+
+

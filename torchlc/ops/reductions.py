@@ -12,6 +12,7 @@ from .. import _support as S
 from .._algebra import Series
 from .._dispatch import implements, register
 from .._tensor import LCTensor, series
+from . import order
 from ._util import decomposed, first_order, out
 
 aten = torch.ops.aten
@@ -64,19 +65,6 @@ sum_ = implements([aten.sum.default, aten.sum.dim_IntList])(_termwise(torch.sum)
 mean = implements([aten.mean.default, aten.mean.dim])(_termwise(torch.mean))
 
 
-def _lex_arg(planes, dim, largest):
-    """Index of the first lexicographic max (or min) along element dimension ``dim``."""
-    cand = None
-    fill = float("-inf") if largest else float("inf")
-    for t in range(planes.shape[0]):
-        p = planes[t]
-        pm = p if cand is None else torch.where(cand, p, fill)
-        m = pm.amax(dim, keepdim=True) if largest else pm.amin(dim, keepdim=True)
-        hit = pm == m
-        cand = hit if cand is None else cand & hit
-    return cand.to(torch.uint8).argmax(dim, keepdim=True)
-
-
 def _flatten_dims(x: Series, dims):
     """Move ``dims`` (element dims) to the end and flatten them into one."""
     p = x.planes
@@ -88,25 +76,15 @@ def _flatten_dims(x: Series, dims):
 
 def _arg_reduce(x, dim, keepdim, largest):
     s = series(x)
+    what = "argmax" if largest else "argmin"
     if dim is None:
-        p = s.planes.reshape(s.planes.shape[0], -1)
-        idx = _lex_arg(p, 0, largest)
-        _check_tie(s, p, idx, 0, "argmax" if largest else "argmin")
+        flat = Series(s.planes.reshape(s.planes.shape[0], -1), s.support, s.order, s.exact,
+                      None if s.zero is None else s.zero.expand(s.shape).reshape(-1))
+        idx = order.arg_extreme(flat, 0, largest, what)
         return idx.squeeze(0) if not keepdim else idx.reshape([1] * x.dim())
     d = dim + x.dim() if dim < 0 else dim
-    idx = _lex_arg(s.planes, d, largest)
-    _check_tie(s, s.planes, idx, d, "argmax" if largest else "argmin")
+    idx = order.arg_extreme(s, d, largest, what)
     return idx if keepdim else idx.squeeze(d)
-
-
-def _check_tie(s: Series, planes, idx, d, what):
-    """An index decided by terms above exact_through would be a silent guess: refuse it."""
-    if s.exact is None:
-        return
-    best = planes.gather(d + 1, idx.unsqueeze(0).expand(planes.shape[0], *idx.shape))
-    diff = Series(planes - best, s.support, s.order, s.exact)
-    other = torch.ones_like(planes[0], dtype=torch.bool).scatter(d, idx, False)
-    A.trusted_lead_sign(diff, what, other)
 
 
 @implements([aten.argmax.default], kind="decision")
@@ -130,7 +108,9 @@ def _extreme(x, dims, keepdim, largest):
     if not dims:
         return x
     p, keep = _flatten_dims(s, dims)
-    idx = _lex_arg(p, p.dim() - 2, largest)
+    # the values are exact even where candidates tie through exact_through (tied candidates share
+    # every exact coefficient), so no tie is refused here; NaN propagates as in torch.amax
+    idx = order._lex_arg(order.key_planes(Series(p, s.support, s.order, s.exact)), p.dim() - 2, largest)
     vals = _take(Series(p, s.support), idx, p.dim() - 2).squeeze(-1)
     if keepdim:
         shape = list(x.shape)
@@ -165,10 +145,9 @@ def min_all(func, x):
 def _max_dim(x, dim, keepdim, largest):
     s = series(x)
     d = dim + x.dim() if dim < 0 else dim
-    # the values are exact even where candidates tie through exact_through (every tied candidate has
-    # the same known coefficients); the index is then one of the tied positions. argmax/argmin,
-    # whose only output is the index, refuse such ties instead.
-    idx = _lex_arg(s.planes, d, largest)
+    # the index is a decision: an undecidable tie raises (torch.amax/amin give the values alone)
+    what = ("max" if largest else "min") + "(dim) indices (use torch.amax/amin for the values alone)"
+    idx = order.arg_extreme(s, d, largest, what)
     vals = _take(s, idx, d)
     if not keepdim:
         vals, idx = vals.squeeze(d + 1), idx.squeeze(d)
@@ -187,16 +166,6 @@ def min_dim(func, x, dim, keepdim=False):
     return _max_dim(x, dim, keepdim, False)
 
 
-def lex_sort_indices(planes, d, descending):
-    """Stable lexicographic sort along element dim d (LSD: last plane first)."""
-    idx = None
-    for t in range(planes.shape[0] - 1, -1, -1):
-        key = planes[t] if idx is None else planes[t].gather(d, idx)
-        order = key.argsort(dim=d, descending=descending, stable=True)
-        idx = order if idx is None else idx.gather(d, order)
-    return idx
-
-
 @implements([aten.sort.default, aten.sort.stable], kind="decision")
 @zero_dim_ok
 def sort(func, x, *args, **kwargs):
@@ -210,8 +179,8 @@ def sort(func, x, *args, **kwargs):
     if x.dim() == 0:
         return x, torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
-    idx = lex_sort_indices(s.planes, d, descending)
-    vals = _take(s, idx, d)  # values exact; neighbours tied through exact_through keep stored order
+    idx = order.sort_indices(s, d, descending, "sort indices")
+    vals = _take(s, idx, d)
     return out(Series(vals, s.support, s.order, s.exact)), idx
 
 
@@ -224,15 +193,19 @@ def argsort(func, x, *args, **kwargs):
         dim = args[0] if args else kwargs.get("dim", -1)
         descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
     d = dim + x.dim() if dim < 0 else dim
-    return lex_sort_indices(series(x).planes, d, descending)
+    return order.sort_indices(series(x), d, descending, "argsort")
 
 
 @implements([aten.topk.default], kind="decision")
 @zero_dim_ok
 def topk(func, x, k, dim=-1, largest=True, sorted=True):
-    vals, idx = sort(aten.sort.default, x, dim, largest)
+    s = series(x)
     d = dim + x.dim() if dim < 0 else dim
-    return aten.narrow(vals, d, 0, k), idx.narrow(d, 0, k)
+    # NaN is the largest value, as in torch.topk: first in a descending sort, last in an ascending
+    # one; only ties that change the k selected or their order are refused
+    idx = order.sort_indices(s, d, largest, "topk indices", upto=k)
+    vals = _take(s, idx, d)
+    return aten.narrow(out(Series(vals, s.support, s.order, s.exact)), d, 0, k), idx.narrow(d, 0, k)
 
 
 def _tree_prod(p: Series, d):

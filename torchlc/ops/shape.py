@@ -14,6 +14,7 @@ from .._algebra import Series, broadcast_planes
 from .._dispatch import implements
 from .._tensor import LCTensor, series, wrap
 from ..layouts import PLANES
+from . import order
 from ._util import is_monomial, out
 
 aten = torch.ops.aten
@@ -391,11 +392,7 @@ def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, n
 
 @implements([aten.equal.default], kind="decision")
 def equal(func, a, b):
-    sa, sb = series(a), series(b)
-    if tuple(sa.shape) != tuple(sb.shape):
-        return False
-    pa, pb, _ = A.aligned(sa, sb)
-    return bool(torch.equal(pa, pb))
+    return order.equal(series(a), series(b), "torch.equal")
 
 
 @implements([aten.is_same_size.default], kind="structural")

@@ -26,8 +26,8 @@ from .._taylor import (
     t_recip,
 )
 from .._tensor import LCTensor, series
+from . import order
 from ._util import out, real_out
-from .reductions import lex_sort_indices
 
 aten = torch.ops.aten
 NAN = float("nan")
@@ -370,14 +370,8 @@ def _nan_elems(planes):
 
 def _sorted(s: Series, d):
     """Lexicographic sort along element dim d with NaN elements last; (indices, sorted planes)."""
-    nan = _nan_elems(s.planes)
-    key = torch.where(nan, NAN, s.planes)
-    idx = lex_sort_indices(key, d, False)
+    idx = order.sort_indices(s, d, False, "median/kthvalue/mode")
     vals = s.planes.gather(d + 1, idx.unsqueeze(0).expand(s.planes.shape[0], *idx.shape))
-    if s.exact is not None and s.planes.shape[d + 1] > 1:
-        n = s.planes.shape[d + 1]
-        gap = vals.narrow(d + 1, 1, n - 1) - vals.narrow(d + 1, 0, n - 1)
-        A.trusted_lead_sign(Series(gap, s.support, s.order, s.exact), "median/kthvalue/mode")
     return idx, vals
 
 
