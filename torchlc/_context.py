@@ -106,6 +106,14 @@ class ModeStack:
             return
         self._var.set(kept)
 
+    def innermost(self, value):
+        """The innermost entry of this context whose value is ``value`` (by identity), or None: the
+        token to :meth:`remove` for an object that is its own context manager (no token per block)."""
+        for e in reversed(self._var.get()):
+            if e.value is value:
+                return e
+        return None
+
     @contextlib.contextmanager
     def entered(self, value):
         """``with stack.entered(v):`` — v is the innermost value inside the block."""

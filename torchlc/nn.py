@@ -3,7 +3,7 @@
 Each module computes its exact hard forward value (at train and at test time). Its derivative is
 
 * the smoothed one (semantics §6) of its own ``smoothing=`` option when given — a
-  :class:`torchlc.smoothing.smoothing`, or a number (a Gaussian of that width);
+  :class:`torchlc.smoothing`, or a number (a Gaussian of that width);
 * otherwise that of the innermost active ``with torchlc.smoothing(...)`` context;
 * otherwise the exact one: zero through the jumps (LC inputs show the Dirac masses as ε⁻¹ terms).
 
@@ -22,12 +22,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 from torch import nn
 
-_sm = importlib.import_module("torchlc.smoothing")  # the module (the package may export the class)
+from . import _context
+from ._smoothing import smoothing as _smoothing
 
 __all__ = ["Heaviside", "Sign", "Round", "HardArgmaxOneHot"]
 
@@ -36,11 +35,11 @@ def _resolve(opt):
     if opt is False:
         return None
     if opt is None:
-        return _sm.current()
-    if isinstance(opt, _sm.smoothing):
+        return _context.smoothing()
+    if isinstance(opt, _smoothing):
         return opt
     if isinstance(opt, (int, float)):
-        return _sm.smoothing(float(opt))
+        return _smoothing(float(opt))
     raise TypeError(f"smoothing= must be None, False, a number or torchlc.smoothing(...), not {opt!r}")
 
 
@@ -48,7 +47,7 @@ class _Hard(nn.Module):
     def __init__(self, smoothing=None):
         super().__init__()
         if isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool):
-            smoothing = _sm.smoothing(float(smoothing))
+            smoothing = _smoothing(float(smoothing))
         self.smoothing = smoothing
 
     def extra_repr(self):
@@ -67,14 +66,14 @@ class Heaviside(_Hard):
         v = self._values
         if v is None or v.dtype != x.dtype or v.device != x.device:
             v = self._values = torch.tensor(self.value, dtype=x.dtype, device=x.device)
-        return _sm.apply(_resolve(self.smoothing), "heaviside", x, v)
+        return _smoothing.apply(_resolve(self.smoothing), "heaviside", x, v)
 
 
 class Sign(_Hard):
     """sign(x) ∈ {−1, 0, 1} (jump 2 at 0)."""
 
     def forward(self, x):
-        return _sm.apply(_resolve(self.smoothing), "sign", x)
+        return _smoothing.apply(_resolve(self.smoothing), "sign", x)
 
 
 class Round(_Hard):
@@ -85,7 +84,7 @@ class Round(_Hard):
         self.decimals = int(decimals)
 
     def forward(self, x):
-        return _sm.apply(_resolve(self.smoothing), "round", x, decimals=self.decimals)
+        return _smoothing.apply(_resolve(self.smoothing), "round", x, decimals=self.decimals)
 
     def extra_repr(self):
         s = super().extra_repr()
@@ -101,11 +100,5 @@ class HardArgmaxOneHot(_Hard):
     if j were the runner-up. It conserves Σ_i onehot_i = 1."""
 
     def forward(self, z):
-        cfg = _resolve(self.smoothing)
-        if isinstance(z, _sm.LCTensor):
-            if cfg is None:  # exact: the decision uses the field's order (ties broken by ε-terms)
-                idx = z.argmax(-1, keepdim=True)
-                shape = tuple(z.shape)
-                return torch.zeros(shape, dtype=z.dtype, device=z.device).scatter_(-1, idx, 1.0)
-            return _sm._lc_argmax_soft(cfg, z)
-        return _sm.apply(cfg, "argmax_onehot", z)
+        # an LC input without smoothing is exact: the decision uses the field's order (ties: ε-terms)
+        return _smoothing.apply(_resolve(self.smoothing), "argmax_onehot", z)

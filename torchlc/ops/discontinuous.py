@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from .. import _algebra as A
+from .. import _context, kernels
 from .. import _support as S
-from .. import kernels
 from .._algebra import Series, broadcast_planes
 from .._dispatch import implements
 from .._tensor import LCTensor, series
@@ -20,19 +20,17 @@ from ._util import is_monomial, operand, out, real_out
 aten = torch.ops.aten
 NAN = float("nan")
 
-# Set by torchlc.smoothing while a smoothing context is active: hook(name, exact_rule, func, args,
-# kwargs) returns the smoothed result (exact forward value, smoothed ε-part; semantics §6).
-SMOOTHING_HOOK = [None]
-
 
 def smoothable(name):
-    """Route a jump op through the active smoothing hook (if any); else run the exact rule."""
+    """Route a jump op through the innermost ``torchlc.smoothing`` of this context, if any: its
+    ``lc_rule(name, exact_rule, func, args, kwargs)`` returns the smoothed result (exact forward value,
+    smoothed ε-part; semantics §6). Else run the exact rule."""
 
     def deco(rule):
         def wrapped(func, *args, **kwargs):
-            hook = SMOOTHING_HOOK[0]
-            if hook is not None:
-                return hook(name, rule, func, args, kwargs)
+            cfg = _context.smoothing()
+            if cfg is not None:
+                return cfg.lc_rule(name, rule, func, args, kwargs)
             return rule(func, *args, **kwargs)
 
         wrapped.__name__ = rule.__name__
