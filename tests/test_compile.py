@@ -120,9 +120,9 @@ def test_encoder_layers_trace_to_one_opaque_op_each(monkeypatch, norm_first, act
     """Where hand-fused kernels exist (CUDA; forced here on the CPU), each fused eval encoder layer is
     one torchlc::encoder_layer_jet call in the traced graph, which runs the eager jet: the compiled
     result is the eager result bit for bit."""
-    from torchlc.ops import nn as lc_nn
+    from torchlc.ops import transformer as lc_transformer
 
-    monkeypatch.setattr(lc_nn, "OPAQUE_ENCODER_DEVICES", {"cpu"})
+    monkeypatch.setattr(lc_transformer, "OPAQUE_ENCODER_DEVICES", {"cpu"})
     model = _encoder(norm_first, activation)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 5, 16, dtype=f64, generator=g)
@@ -147,11 +147,11 @@ def test_encoder_layers_trace_to_one_opaque_op_each(monkeypatch, norm_first, act
 def test_encoder_layers_on_cpu_trace_the_composite_path(monkeypatch):
     """On the CPU the trace runs torch.nn's composite path, whose formulas Inductor compiles better
     there than the fused layer's jet."""
-    from torchlc.ops import nn as lc_nn
+    from torchlc.ops import transformer as lc_transformer
 
     jets = []
-    eager_jet = lc_nn._encoder_layer_jet
-    monkeypatch.setattr(lc_nn, "_encoder_layer_jet", lambda *a, **k: jets.append(1) or eager_jet(*a, **k))
+    eager_jet = lc_transformer._encoder_layer_jet
+    monkeypatch.setattr(lc_transformer, "_encoder_layer_jet", lambda *a, **k: jets.append(1) or eager_jet(*a, **k))
     model = _encoder()
     x = torch.randn(3, 5, 16, dtype=f64).nonstd(torch.randn(3, 5, 16, dtype=f64))
     backend = _Recording()
@@ -269,9 +269,9 @@ def test_sdpa_traces_to_one_opaque_op(monkeypatch, case):
     SDPA kernel's call on LC q, k, v is one torchlc::flash_attention_jet op: the compiled result is the
     eager result bit for bit. With grad on the trace keeps the formulas (the op has no backward)."""
     from torchlc.kernels import jets
-    from torchlc.ops import nn as lc_nn
+    from torchlc.ops import attention as lc_attention
 
-    monkeypatch.setattr(lc_nn, "OPAQUE_ATTENTION_DEVICES", {"cpu"})
+    monkeypatch.setattr(lc_attention, "OPAQUE_ATTENTION_DEVICES", {"cpu"})
     monkeypatch.setattr(jets, "attention_applies", lambda *a: True)
     g = torch.Generator().manual_seed(2)
     Hk = 1 if case == "grouped heads" else 2

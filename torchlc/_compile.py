@@ -29,7 +29,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from ._context import speculate
 from ._tensor import LCTensor, wrap
 from .errors import is_strict
-from .ops import nn as _nn_rules
+from .ops import transformer as _transformer_rules
 
 __all__ = ["compile"]
 
@@ -47,7 +47,7 @@ _FAST_PATH_OPTIONS = (
 
 
 def _make_fx_options(leaves) -> dict:
-    opaque = _nn_rules.OPAQUE_ENCODER_DEVICES
+    opaque = _transformer_rules.OPAQUE_ENCODER_DEVICES
     return _FAST_PATH_OPTIONS if any(t.device.type in opaque for t in leaves) else {}
 
 

@@ -151,14 +151,14 @@ for B, H, L, S, D in ((2, 3, 70, 70, 16), (1, 2, 64, 130, 32), (2, 1, 5, 9, 16))
 # SDPA's layout: heads not merged, q/k/v as views of (B, L, H, D) projections (batch and head strides
 # do not fold), causal (top-left, L = S, L < S, L > S), grouped-query heads, logsumexp; against the
 # formulas of the SDPA rule (_sdpa_jet) in float64
-from torchlc.ops import nn as lc_nn
+from torchlc.ops import attention as lc_attention
 for B, H, Hk, L, S, D, causal in ((2, 4, 4, 70, 70, 16, True), (1, 4, 2, 40, 130, 32, True),
                                   (2, 2, 1, 130, 40, 16, True), (2, 4, 2, 33, 65, 16, False)):
     Q = torch.randn(2, B, L, H, D, generator=g).transpose(2, 3)
     K = torch.randn(2, B, S, Hk, D, generator=g).transpose(2, 3)
     V = torch.randn(2, B, S, Hk, D, generator=g).transpose(2, 3)
     o, lse = jets.flash_attention(Q, K, V, 0.3, is_causal=causal, logsumexp=True)
-    wo, wattn, wscores = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), None, causal, 0.3, Hk != H)
+    wo, wattn, wscores = lc_attention._sdpa_jet(Q.double(), K.double(), V.double(), None, causal, 0.3, Hk != H)
     assert o.shape == (2, B, H, L, D) and lse.shape == (2, B, H, L) and lse.dtype == torch.float32
     torch.testing.assert_close(o.double(), wo, rtol=5e-6, atol=5e-6)
     wlse = torch.stack([torch.logsumexp(wscores[0], -1), (wattn[0] * wscores[1].masked_fill(wattn[0] == 0, 0)).sum(-1)])
@@ -168,7 +168,7 @@ Q, K, V = (torch.randn(2, 2, 3, n, 16, generator=g) for n in (20, 30, 30))
 add = torch.randn(2, 1, 20, 30, generator=g)
 add[1, 0, 4] = float("-inf")
 o, lse = jets.flash_attention(Q, K, V, 0.25, add, zero_dead_rows=True, logsumexp=True)
-wo, wattn, wscores = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), add.double(), False, 0.25, False)
+wo, wattn, wscores = lc_attention._sdpa_jet(Q.double(), K.double(), V.double(), add.double(), False, 0.25, False)
 torch.testing.assert_close(o.double(), wo, rtol=5e-6, atol=5e-6)
 assert not o[:, 1, :, 4].any() and lse[0, 1, :, 4].eq(float("-inf")).all() and not lse[1, 1, :, 4].any()
 # the CUDA SDPA kernels' rules take it (here under the interpreter, in float32): output and
@@ -184,10 +184,10 @@ bias = torch.randn(2, 1, 50, 50, generator=g).expand(2, 4, 50, 50)
 res2 = aten._scaled_dot_product_efficient_attention.default(lq, lk, lv, bias, True)
 jets.flash_attention = fused
 assert [k["is_causal"] for k in calls] == [True, False]
-wo, wattn, wscores = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), None, True, None, False)
+wo, wattn, wscores = lc_attention._sdpa_jet(Q.double(), K.double(), V.double(), None, True, None, False)
 torch.testing.assert_close(torchlc.coeffs(res[0]).double(), wo, rtol=5e-6, atol=5e-6)
 torch.testing.assert_close(torchlc.coeff(res[1], 1).double(), (wattn[0] * wscores[1]).sum(-1), rtol=5e-6, atol=5e-6)
-wo = lc_nn._sdpa_jet(Q.double(), K.double(), V.double(), bias.double(), False, None, False)[0]
+wo = lc_attention._sdpa_jet(Q.double(), K.double(), V.double(), bias.double(), False, None, False)[0]
 torch.testing.assert_close(torchlc.coeffs(res2[0]).double(), wo, rtol=5e-6, atol=5e-6)
 assert jets.flash_attention(*(torch.zeros(2, 1, 3, 4, 16) for _ in range(2)), torch.zeros(2, 1, 2, 4, 16), 1.0) is None
 assert jets.attention_merged(*(torch.zeros(2, 1, 1, 4, 24) for _ in range(3)), 1.0) is None  # head dim 24

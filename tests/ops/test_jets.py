@@ -188,7 +188,7 @@ _MASKS = {
 def test_fused_encoder_layer_jet(monkeypatch, norm_first, activation, mask):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    import torchlc.ops.nn as lcnn
+    from torchlc.ops import attention, norm, transformer
 
     m = _encoder(norm_first, activation)
     kw = _MASKS[mask]
@@ -203,7 +203,8 @@ def test_fused_encoder_layer_jet(monkeypatch, norm_first, activation, mask):
     with torch.no_grad():
         y = m(x.nonstd(v), **kw)
         assert len(calls) == 2  # PyTorch's fast path ran, once per layer
-        monkeypatch.setattr(lcnn, "first_order", lambda t: None)  # the general (LC rules) path
+        for module in (transformer, attention, norm):  # the general (LC rules) path
+            monkeypatch.setattr(module, "first_order", lambda t: None)
         y_general = m(x.nonstd(v), **kw)
         torch.backends.mha.set_fastpath_enabled(False)
         try:
@@ -305,11 +306,11 @@ def test_sdpa_with_plain_operands_takes_the_jet(monkeypatch, mode, plain):
     with a zero ε¹ plane, and the result is jvp's with zero tangents for them."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from torchlc.ops import nn as lc_nn
+    from torchlc.ops import attention as lc_attention
 
     jets_run = []
-    jet = lc_nn._sdpa_jet
-    monkeypatch.setattr(lc_nn, "_sdpa_jet", lambda *a, **k: jets_run.append(1) or jet(*a, **k))
+    jet = lc_attention._sdpa_jet
+    monkeypatch.setattr(lc_attention, "_sdpa_jet", lambda *a, **k: jets_run.append(1) or jet(*a, **k))
     F = torch.nn.functional
     primals, tangents, kw = _sdpa_inputs("float_mask")
     lc = (0,) if plain == "kv" else (1, 2)

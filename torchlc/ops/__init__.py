@@ -13,14 +13,24 @@ from .._tensor import _rebuild  # noqa: F401  (0.1.0 pickles name torchlc.ops._r
 from . import (  # noqa: F401  (each module registers its rules on import)
     analytic,
     arithmetic,
+    attention,
+    conv,
     discontinuous,
+    embedding,
     factories,
+    gemm,
     linalg,
-    nn,
+    linalg_decomp,
+    norm,
+    pad,
+    pool,
+    random,
     reductions,
     rnn,
+    scatter,
     shape,
     special,
+    transformer,
 )
 
 RULES_HASH = _rulehash.RULES_HASH

@@ -6,6 +6,7 @@ import torch
 import torch._decomp
 
 from .. import _algebra as A
+from .. import _support as S
 from .._algebra import Series
 from .._jet import upcast as upcast  # the rules' half-precision computation dtype
 from .._tensor import LCTensor, series, wrap
@@ -25,6 +26,22 @@ def first_order(x):
     return None
 
 
+def is_lc(x) -> bool:
+    return isinstance(x, LCTensor)
+
+
+def fold_batch(fn, s: Series, batched_ndim: int) -> Series:
+    """Run a per-plane *linear* (or selecting) op ``fn`` once on all planes: the plane dimension is
+    folded into the batch dimension (an unbatched input gets the planes as its batch)."""
+    p = s.planes
+    T = p.shape[0]
+    if p.dim() - 1 == batched_ndim:
+        N = p.shape[1]
+        r = fn(p.reshape(T * N, *p.shape[2:]))
+        r = r.reshape(T, N, *r.shape[1:])
+    else:
+        r = fn(p)
+    return Series(r, s.support, s.order, s.exact)
 
 
 def is_monomial(x) -> bool:
@@ -47,6 +64,4 @@ def operand(x):
 
 def real_out(t: torch.Tensor, like: Series) -> LCTensor:
     """A real-valued (single ε⁰ plane) LCTensor result of a discontinuous op."""
-    from .. import _support as S
-
     return wrap(t.unsqueeze(0), (S.ZERO,), like.order, None)

@@ -1,0 +1,31 @@
+"""Convolution: one call over all planes for a plain weight (planes folded into the batch), a truncated
+Cauchy product with the convolution as the bilinear map otherwise; the bias joins the ε⁰ plane."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _algebra as A
+from .._algebra import Series
+from .._dispatch import implements
+from .._tensor import series
+from ._util import fold_batch, out
+
+aten = torch.ops.aten
+
+
+@implements([aten.convolution.default])
+def convolution(func, x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
+    def conv(a, b):
+        return aten.convolution.default(a, b, None, stride, padding, dilation, transposed, output_padding, groups)
+
+    sx, sw = series(x), series(w)
+    if A.is_plain(sw):
+        res = fold_batch(lambda p: conv(p, sw.planes[0]), sx, x.dim())
+        res = Series(res.planes, res.support, A.result_order(sx, sw), res.exact)
+    else:
+        res = A.bilinear(sx, sw, conv)
+    if bias is not None:
+        nd = x.dim() - 2
+        res = A.add(res, series(bias.reshape(-1, *([1] * nd))))
+    return out(res)

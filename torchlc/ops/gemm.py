@@ -1,0 +1,98 @@
+"""Matrix products: GEMMs run once on all planes (a plain bias on the ε⁰ plane only); LC×LC products
+are truncated Cauchy products with the GEMM as the bilinear map. Also nn.Bilinear's trilinear product."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _algebra as A
+from .. import _jet
+from .._algebra import Series
+from .._dispatch import implements
+from .._tensor import LCTensor, series
+from ._util import is_lc, out
+
+aten = torch.ops.aten
+
+
+def _with_bias(res: Series, bias):
+    if bias is None:
+        return res
+    if isinstance(bias, torch.Tensor) and not isinstance(bias, LCTensor):
+        return A.add_bias(res, bias)
+    return A.add(res, series(bias))
+
+
+@implements([aten.mm.default])
+def mm(func, a, b):
+    return out(A.bilinear(series(a), series(b), torch.mm))
+
+
+@implements([aten.bmm.default])
+def bmm(func, a, b):
+    return out(A.bilinear(series(a), series(b), torch.bmm))
+
+
+def _plain_tensor(x) -> bool:
+    return isinstance(x, torch.Tensor) and not isinstance(x, LCTensor)  # nn.Parameter included
+
+
+def _planes_of(x):
+    return x.lc_planes() if type(x) is LCTensor else None
+
+
+@implements([aten.addmm.default])
+def addmm(func, bias, a, b, *, beta=1, alpha=1):
+    P = _planes_of(a)
+    if P is not None and beta == 1 and alpha == 1 and _plain_tensor(b) and _plain_tensor(bias):
+        # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
+        if a.lc_support == A.FIRST_ORDER and _jet.splits_bias(P, b, bias):
+            # half precision on CUDA: the bias in the ε⁰ GEMM's epilogue, as the plain addmm has it
+            return out(Series(_jet.split_bias_gemm(P, b, bias), a.lc_support, a.lc_order, a.lc_exact))
+        T, M, K = P.shape
+        Y = torch.mm(P.reshape(T * M, K), b).view(T, M, -1)
+        res = A.add_bias(Series(Y, a.lc_support, a.lc_order, a.lc_exact), bias)
+        return out(res)
+    res = A.bilinear(series(a), series(b), torch.mm)
+    if alpha != 1:
+        res = A.scale(res, alpha)
+    if beta != 1:
+        bias = aten.mul.Scalar(bias, beta) if isinstance(bias, torch.Tensor) else bias * beta
+    return out(_with_bias(res, bias))
+
+
+@implements([aten.baddbmm.default])
+def baddbmm(func, bias, a, b, *, beta=1, alpha=1):
+    res = A.bilinear(series(a), series(b), torch.bmm)
+    if alpha != 1:
+        res = A.scale(res, alpha)
+    if beta != 1:
+        bias = aten.mul.Scalar(bias, beta)
+    return out(_with_bias(res, bias))
+
+
+@implements([aten.mv.default])
+def mv(func, a, b):
+    return out(A.bilinear(series(a), series(b), torch.mv))
+
+
+@implements([aten.dot.default, aten.vdot.default])
+def dot(func, a, b):
+    return out(A.bilinear(series(a), series(b), torch.dot))
+
+
+
+# -- bilinear (nn.Bilinear) --------------------------------------------------------------------------
+
+
+@implements([aten._trilinear.default])
+def trilinear(func, i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=1):
+    def ex(t, dims):
+        for d in sorted(dims):
+            t = t.unsqueeze(d)
+        return t
+
+    if not any(is_lc(t) for t in (i1, i2, i3)):
+        return func(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim)
+    r = ex(i1, expand1) * ex(i2, expand2) * ex(i3, expand3)
+    return r.sum(list(sumdim)) if len(sumdim) else r

@@ -1,0 +1,153 @@
+"""Variance and normalization: var/std as LC arithmetic; batch and group norm through the same formulas
+(running statistics keep the ε⁰ plane, as jvp keeps the primal); layer norm as a first-order jet
+(torchlc._jet), general inputs through the decomposition."""
+
+from __future__ import annotations
+
+import torch
+from torch._decomp.decompositions import native_batch_norm_helper
+
+from .. import _algebra as A
+from .. import _jet
+from .. import _support as S
+from .._algebra import Series
+from .._dispatch import implements
+from .._tensor import series
+from ._util import decomposed, first_order, is_lc, out
+
+aten = torch.ops.aten
+prims = torch.ops.prims
+
+
+# -- variance ----------------------------------------------------------------------------------------
+
+
+def _red_dims(x, dim):
+    n = x.dim()
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return list(range(n))
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return [d + n if d < 0 else d for d in dims]
+
+
+def _var(x, dim, correction, keepdim):
+    dims = _red_dims(x, dim)
+    n = 1
+    for d in dims:
+        n *= x.shape[d]
+    c = 1 if correction is None else correction
+    m = x.mean(dims, keepdim=True)
+    xm = x - m
+    v = (xm * xm).sum(dims, keepdim=keepdim)
+    return v / max(n - c, 0), (m if keepdim else m.squeeze(dims) if dims else m)
+
+
+@implements([aten.var.correction])
+def var(func, x, dim=None, *, correction=None, keepdim=False):
+    return _var(x, dim, correction, keepdim)[0]
+
+
+@implements([aten.var_mean.correction])
+def var_mean(func, x, dim=None, *, correction=None, keepdim=False):
+    return _var(x, dim, correction, keepdim)
+
+
+@implements([aten.std.correction])
+def std(func, x, dim=None, *, correction=None, keepdim=False):
+    return _var(x, dim, correction, keepdim)[0].sqrt()
+
+
+@implements([aten.std_mean.correction])
+def std_mean(func, x, dim=None, *, correction=None, keepdim=False):
+    v, m = _var(x, dim, correction, keepdim)
+    return v.sqrt(), m
+
+
+@implements([prims.var.default])
+def prims_var(func, x, dims, correction=1, *, output_dtype=None):
+    return _var(x, dims, correction, False)[0]
+
+
+# -- normalization -----------------------------------------------------------------------------------
+
+
+def _standard(x):
+    """ε⁰ plane of x (x itself when plain): what running statistics keep, as jvp keeps the primal."""
+    return series(x).plane(S.ZERO) if is_lc(x) else x
+
+
+def _update_running(buf, new):
+    if buf is None or new is None:
+        return
+    with torch.no_grad():
+        if is_lc(buf):
+            buf.copy_(new)
+        else:
+            buf.copy_(_standard(new).detach().to(buf.dtype))
+
+
+def _batch_norm(x, weight, bias, rm, rv, training, momentum, eps):
+    o, sm, sr, nrm, nrv = native_batch_norm_helper(x, weight, bias, rm, rv, training, momentum, eps, True)
+    if training:
+        _update_running(rm, nrm)
+        _update_running(rv, nrv)
+    return o, sm, sr
+
+
+@implements([aten.native_batch_norm.default, aten._native_batch_norm_legit.default])
+def native_batch_norm(func, x, weight, bias, rm, rv, training, momentum, eps):
+    return _batch_norm(x, weight, bias, rm, rv, training, momentum, eps)
+
+
+@implements([aten._native_batch_norm_legit.no_stats])
+def native_batch_norm_no_stats(func, x, weight, bias, training, momentum, eps):
+    return _batch_norm(x, weight, bias, None, None, training, momentum, eps)
+
+
+@implements([aten._native_batch_norm_legit_no_training.default])
+def native_batch_norm_no_training(func, x, weight, bias, rm, rv, momentum, eps):
+    return _batch_norm(x, weight, bias, rm, rv, False, momentum, eps)
+
+
+@implements([aten._batch_norm_with_update.default])
+def batch_norm_with_update(func, x, weight, bias, rm, rv, momentum, eps):
+    o, sm, sr = _batch_norm(x, weight, bias, rm, rv, True, momentum, eps)
+    return o, sm, sr, torch.empty(0, dtype=torch.uint8, device=x.device)
+
+
+@implements([aten._batch_norm_no_update.default])
+def batch_norm_no_update(func, x, weight, bias, rm, rv, momentum, eps):
+    o, sm, sr = _batch_norm(x, weight, bias, rm, rv, False, momentum, eps)
+    return o, sm, sr, torch.empty(0, dtype=torch.uint8, device=x.device)
+
+
+@implements([aten.native_group_norm.default])
+def native_group_norm(func, x, weight, bias, N, C, HxW, group, eps):
+    shape = x.shape
+    xg = x.reshape(N, group, -1)
+    v, m = _var(xg, [-1], 0, True)
+    rstd = (v + eps).rsqrt()
+    o = ((xg - m) * rstd).reshape(shape)
+    bshape = (1, C) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        o = o * weight.reshape(bshape)
+    if bias is not None:
+        o = o + bias.reshape(bshape)
+    return o, m.reshape(N, group), rstd.reshape(N, group)
+
+
+# -- layer norm: a first-order jet (torchlc._jet), general inputs through the decomposition -------------
+
+
+@implements([aten.native_layer_norm.default], kind="jet")
+def native_layer_norm(func, x, normalized_shape, weight, bias, eps):
+    s = first_order(x)
+    if s is None or not eps > 0 or is_lc(weight) or is_lc(bias):  # eps = 0: the variance may start at ε²
+        return decomposed(func, x, normalized_shape, weight, bias, eps)
+    o, mean, rstd = _jet.layer_norm(s.planes, len(normalized_shape), weight, bias, eps, stats=True)
+    dt = s.planes.dtype
+    stats_dt = dt if x.device.type in ("cpu", "mtia") else mean.dtype  # as torch's reference
+    exact = A.min_exact(s.exact, s.order)
+    return (out(Series(o.to(dt), s.support, s.order, exact)),
+            out(Series(mean.to(stats_dt), s.support, s.order, s.exact)),
+            out(Series(rstd.to(stats_dt), s.support, s.order, exact)))

@@ -1,0 +1,124 @@
+"""Pooling windows: average pooling is linear (one call over all planes); max pooling and adaptive max
+pooling select each window's maximum in the field's order (lexicographic over the planes)."""
+
+from __future__ import annotations
+
+import torch
+
+from .._algebra import Series
+from .._dispatch import implements
+from .._tensor import series
+from ._util import fold_batch, out
+
+aten = torch.ops.aten
+
+
+# -- average pooling: linear, once on all planes -------------------------------------------------------
+
+
+@implements([aten.avg_pool2d.default, aten.avg_pool3d.default], kind="per_plane")
+def avg_pool(func, x, *args, **kwargs):
+    nd = 4 if func is aten.avg_pool2d.default else 5
+    return out(fold_batch(lambda p: func(p, *args, **kwargs), series(x), nd))
+
+
+# -- max pooling: a selection by the field's order ----------------------------------------------------
+
+
+def _adaptive_windows(L, n_out, device):
+    i = torch.arange(n_out, device=device)
+    start = torch.div(i * L, n_out, rounding_mode="floor")
+    end = torch.div((i + 1) * L + n_out - 1, n_out, rounding_mode="floor")
+    K = int((end - start).max())
+    k = torch.arange(K, device=device)
+    idx = start[:, None] + k
+    valid = idx < end[:, None]
+    return idx.clamp(max=L - 1), valid
+
+
+def lex_window_argmax(planes, flat_idx, valid):
+    """planes (T, B, L); flat_idx/valid (*O, K) index windows of the last dim. Returns the index (into
+    L) of each window's first maximum in the field's order (lexicographic over the planes)."""
+    w = planes[:, :, flat_idx]  # (T, B, *O, K)
+    cand = valid.expand(w.shape[1:])
+    for t in range(w.shape[0]):
+        pm = torch.where(cand, w[t], float("-inf"))
+        m = pm.amax(-1, keepdim=True)
+        cand = cand & (pm == m)
+    k = cand.to(torch.uint8).argmax(-1, keepdim=True)
+    return torch.gather(flat_idx.expand(w.shape[1:]), -1, k).squeeze(-1)
+
+
+def _pool_windows(L, k, stride, pad, dil, ceil_mode, device):
+    """Input positions (O, k) of max_pool's windows along one dim, clamped, and which are real (not
+    padding): o·stride − pad + j·dil, with torch's output-size rule (ceil_mode: the last window must
+    start inside the input or its left padding)."""
+    span = L + 2 * pad - dil * (k - 1) - 1
+    n_out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (n_out - 1) * stride >= L + pad:
+        n_out -= 1
+    idx = torch.arange(n_out, device=device)[:, None] * stride - pad + torch.arange(k, device=device) * dil
+    valid = (idx >= 0) & (idx < L)
+    return idx.clamp(0, L - 1), valid
+
+
+def _window_max(x, windows):
+    """Max in the field's order over per-dim windows (``windows[d]`` = (idx (O_d, K_d), valid)) of the
+    trailing spatial dims of x, (N, C, *spatial) or (C, *spatial): values and torch-style indices
+    (flattened spatial position of each window's first maximum)."""
+    n = len(windows)
+    s = series(x)
+    p = s.planes
+    batched = p.dim() - 1 == n + 2
+    if not batched:
+        p = p.unsqueeze(1)
+    T, N, C = p.shape[:3]
+    spatial = p.shape[3:]
+    flat = None
+    valid = None
+    for d, (idx, ok) in enumerate(windows):
+        stride = 1
+        for L2 in spatial[d + 1 :]:
+            stride *= L2
+        # dims: (O_0..O_{n-1}, K_0..K_{n-1}) built by broadcasting
+        shp = [1] * (2 * n)
+        shp[d], shp[n + d] = idx.shape
+        idx = (idx * stride).reshape(shp)
+        ok = ok.reshape(shp)
+        flat = idx if flat is None else flat + idx
+        valid = ok if valid is None else valid & ok
+    Os = flat.shape[:n]
+    flat = flat.reshape(*Os, -1)
+    valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, -1)
+    pl = p.reshape(T, N * C, -1)
+    ind = lex_window_argmax(pl, flat, valid)  # (N*C, *O)
+    vals = torch.gather(pl, 2, ind.reshape(1, N * C, -1).expand(T, -1, -1))
+    vals = vals.reshape(T, N, C, *Os)
+    ind = ind.reshape(N, C, *Os)
+    if not batched:
+        vals, ind = vals.squeeze(1), ind.squeeze(0)
+    return out(Series(vals, s.support, s.order, s.exact)), ind
+
+
+@implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default], kind="decision")
+def adaptive_max_pool(func, x, output_size):
+    n = 2 if func is aten.adaptive_max_pool2d.default else 3
+    spatial = x.shape[-n:]
+    return _window_max(x, [_adaptive_windows(L, L if o is None else o, x.device) for L, o in zip(spatial, output_size)])
+
+
+@implements([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default], kind="decision")
+def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """max_pool by the field's order (torch ≥ 2.13 decomposes these ops; 2.11 does not)."""
+    n = 2 if func is aten.max_pool2d_with_indices.default else 3
+
+    def per_dim(v, default):
+        v = list(v) if isinstance(v, (list, tuple)) else [v]
+        v = v or list(default)
+        return v * n if len(v) == 1 else v
+
+    ks = per_dim(kernel_size, ())
+    st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
+    spatial = x.shape[-n:]
+    return _window_max(x, [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
+                           for L, k, s_, p_, d_ in zip(spatial, ks, st, pd, dl)])
