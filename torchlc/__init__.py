@@ -36,7 +36,7 @@ from .api import (
     support,
     terms,
 )
-from .errors import DomainError, TruncationError, is_strict, strict
+from .errors import DomainError, TermBudgetError, TruncationError, is_strict, strict
 from .ops import register_linear_op
 
 __version__ = "0.1.0"
@@ -44,7 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LCTensor", "nonstd", "eps", "from_terms", "terms", "coeff", "coeffs", "support", "exact_through",
     "order", "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc", "DomainError",
-    "TruncationError", "strict", "is_strict", "layouts", "compile", "register_linear_op", "smoothing", "nn", "datasets",
+    "TruncationError", "TermBudgetError", "strict", "is_strict", "layouts", "compile", "register_linear_op", "smoothing", "nn", "datasets",
     "set_cuda_graphs",
 ]
 

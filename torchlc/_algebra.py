@@ -18,64 +18,11 @@ from . import kernels
 from ._context import grad_free as _grad_free
 from ._context import inner_is_plain as _inner_is_plain
 from ._context import speculation_record
-from .errors import DomainError, TruncationError, is_strict
+from ._series import Series, broadcast_planes, min_exact, plain, result_order
+from .errors import DomainError, TermBudgetError, TruncationError, is_strict
 
 NAN = float("nan")
 FIRST_ORDER = (S.ZERO, Fraction(1))
-
-
-class Series:
-    """Planes view of any operand: ``planes`` of shape (T, *shape) over ``support``.
-
-    ``order``/``exact`` are ``None`` for plain tensors and numbers (exact, never truncated).
-    """
-
-    __slots__ = ("planes", "support", "order", "exact", "zero")
-
-    def __init__(self, planes, support, order=None, exact=None, zero=None):
-        self.planes = planes
-        self.support = support
-        self.order = order
-        self.exact = exact
-        # optional bool mask: elements known to be exactly 0, dropped terms included (a product with
-        # an exact-zero factor, a relu of a negative number). Decisions there need no higher order.
-        self.zero = zero
-
-    @property
-    def shape(self):
-        return self.planes.shape[1:]
-
-    def plane(self, q):
-        """Coefficient tensor of ε^q (a zeros tensor when q is not in the support)."""
-        try:
-            return self.planes[self.support.index(q)]
-        except ValueError:
-            return self.planes.new_zeros(self.shape)
-
-
-def plain(t: torch.Tensor) -> Series:
-    """A plain tensor as a one-plane real series (exact)."""
-    return Series(t.unsqueeze(0), (S.ZERO,))
-
-
-def result_order(*xs):
-    """Truncation order of a result: the largest order among LC operands (None if none)."""
-    orders = [x.order for x in xs if x.order is not None]
-    return max(orders) if orders else None
-
-
-def min_exact(*bounds):
-    """Minimum of exactness bounds where None means +infinity."""
-    bs = [b for b in bounds if b is not None]
-    return min(bs) if bs else None
-
-
-def broadcast_planes(p: torch.Tensor, ndim: int) -> torch.Tensor:
-    """View planes (T, *s) as (T, 1, …, 1, *s) with ``ndim`` element dimensions, for broadcasting."""
-    extra = ndim - (p.dim() - 1)
-    if extra <= 0:
-        return p
-    return p.reshape(p.shape[0], *([1] * extra), *p.shape[1:])
 
 
 @functools.lru_cache(maxsize=8192)
@@ -242,6 +189,8 @@ def _product_plan(sa, sb, oa, ob, ea, eb):
 def _product_plan_by_value(sa, sb, oa, ob, ea, eb):
     a, b = Series(None, sa, oa, ea), Series(None, sb, ob, eb)
     order = result_order(a, b)
+    if len(sa) * len(sb) > MAX_TERMS:
+        check_budget(len(S.product_groups(sa, sb, order)[0]), "a product's support")
     out_sup, groups = S.product_groups(sa, sb, order)
     return order, out_sup, groups, exact_mul(a, b, order, S.truncates(sa, sb, order))
 
@@ -422,12 +371,27 @@ def _series_eval(coeffs, d: Series, rel_order):
     return Series(acc.planes, acc.support)
 
 
+# The term budget: the most series terms, or distinct exponents of one result, an op may produce. A
+# wider result raises TermBudgetError at once instead of running for minutes and gigabytes.
+MAX_TERMS = 4096
+
+
+def check_budget(n: int, what: str) -> None:
+    if n > MAX_TERMS:
+        raise TermBudgetError(
+            f"{what} would need {n} terms, more than torchlc's budget of {MAX_TERMS} "
+            f"(torchlc._algebra.MAX_TERMS); lower the truncation order or use coarser exponents"
+        )
+
+
 def n_terms(d_support, rel_order) -> int:
-    """How many series terms (k = 0..K) can reach exponents ≤ rel_order."""
+    """How many series terms (k = 0..K) can reach exponents ≤ rel_order (within the term budget)."""
     if not d_support or rel_order < 0:
         return 1
     g = d_support[0]
-    return int(rel_order // g) + 1
+    K = int(rel_order // g) + 1
+    check_budget(K, f"a series in ε^{g} through ε^{rel_order}")
+    return K
 
 
 def _binom_coeffs(r, K):

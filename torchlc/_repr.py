@@ -16,14 +16,18 @@ def _num(c: float) -> str:
     return s
 
 
-def element_str(coeffs, support) -> str:
+def element_str(coeffs, support, exact=None) -> str:
+    """One element's terms; with ``exact`` (the tensor's exact_through, when terms above it may be
+    wrong) only the exact terms are shown, followed by o(ε^exact) for the unknown rest."""
     parts = []
     for c, q in zip(coeffs, support):
-        if c == 0:
+        if c == 0 or (exact is not None and q > exact):
             continue
         body = _num(abs(c)) if c == c else "nan"
         body = body + (S.fmt_exponent(q) if q != 0 else "")
         parts.append(("-" if c < 0 else "+", body))
+    if exact is not None:
+        parts.append(("+", f"o({S.fmt_exponent(exact) if exact != 0 else 'ε⁰'})"))
     if not parts:
         return "0.0"
     sign, body = parts[0]
@@ -56,8 +60,10 @@ def lc_repr(x) -> str:
     elif x.numel() > MAX_SHOWN:
         body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x.lc_support)})"
     else:
+        inexact = x.lc_exact is not None and x.lc_order is not None and x.lc_exact < x.lc_order
+        exact = x.lc_exact if inexact and x.lc_support[-1] > x.lc_exact else None
         cols = planes.reshape(len(x.lc_support), -1).t().tolist()
-        body = _nested([element_str(c, x.lc_support) for c in cols], tuple(x.shape))
+        body = _nested([element_str(c, x.lc_support, exact) for c in cols], tuple(x.shape))
     extras = [f"order={x.lc_order}"]
     if x.lc_exact is not None and x.lc_order is not None and x.lc_exact < x.lc_order:
         extras.append(f"exact_through={x.lc_exact}")

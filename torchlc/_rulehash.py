@@ -18,7 +18,7 @@ _ROOT = pathlib.Path(__file__).resolve().parent
 
 # paths relative to the package: files, or folders whose .py files all count
 RULE_CODE = (
-    "_algebra.py", "_context.py", "_dispatch.py", "_graphs.py", "_jet.py", "_support.py", "_taylor.py",
+    "_algebra.py", "_series.py", "_context.py", "_dispatch.py", "_graphs.py", "_jet.py", "_support.py", "_taylor.py",
     "_tensor.py", "kernels", "layouts", "ops", "_smoothing",
 )
 

@@ -51,8 +51,29 @@ def identity_series(a, K):
     return out[:K]
 
 
+def inv_factorial(k: int) -> float:
+    """1/k! as a float: exact division up to 170! (the largest factorial a float holds), then
+    exp(−lgamma(k+1)), which underflows to 0 gracefully (never an OverflowError)."""
+    if k <= 170:
+        return 1.0 / math.factorial(k) if k > 1 else 1.0
+    return math.exp(-math.lgamma(k + 1))
+
+
+def div_factorial(v, k: int):
+    """v / k! for a tensor or number v and any k ≥ 0: an integer divisor while k! fits int64 (20!),
+    a float one up to 170!, then a multiplication by 1/k! (which underflows to 0, never overflows)."""
+    if k < 2:
+        return v
+    if k <= 20:
+        return v / math.factorial(k)
+    if k <= 170:
+        return v / float(math.factorial(k))
+    return v * inv_factorial(k)
+
+
 def factorial_series(vals):
-    return [v if k < 2 else v / math.factorial(k) for k, v in enumerate(vals)]
+    """[v_k / k!]: derivatives to Taylor coefficients, for series of any length."""
+    return [div_factorial(v, k) for k, v in enumerate(vals)]
 
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -11,7 +11,7 @@ import contextlib
 
 from . import _context
 
-__all__ = ["DomainError", "TruncationError", "strict", "is_strict"]
+__all__ = ["DomainError", "TruncationError", "TermBudgetError", "strict", "is_strict"]
 
 
 class DomainError(ArithmeticError):
@@ -39,6 +39,14 @@ class TruncationError(ArithmeticError):
         Traceback (most recent call last):
         ...
         torchlc.errors.TruncationError: coefficient of ε^1 is not exact: ...
+    """
+
+
+class TermBudgetError(ValueError):
+    """An op would need more series terms or exponents than the term budget (``torchlc._algebra.MAX_TERMS``, 4096).
+
+    Raised at once, before any work, naming the count: e.g. 1/(1 + ε^(1/10⁹)) at order 1 needs a
+    billion terms of the geometric series. Lower the truncation order or use coarser exponents.
     """
 
 

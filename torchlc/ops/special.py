@@ -17,6 +17,7 @@ from .._algebra import Series
 from .._dispatch import implements
 from .._taylor import (
     conv,
+    div_factorial,
     factorial_series,
     from_derivative,
     identity_series,
@@ -65,7 +66,7 @@ def taylor_atanh(a, K):
 
 def _polygamma_coeffs(n0, a, K, y0):
     """[y0, ψ⁽ⁿ⁰⁾(a)/1!, ψ⁽ⁿ⁰⁺¹⁾(a)/2!, …]: Taylor coefficients of ψ⁽ⁿ⁰⁻¹⁾ (lgamma for n0 = 0)."""
-    return [y0] + [torch.polygamma(n0 + k - 1, a) / math.factorial(k) for k in range(1, K)]
+    return [y0] + [div_factorial(torch.polygamma(n0 + k - 1, a), k) for k in range(1, K)]
 
 
 def taylor_lgamma(a, K):
