@@ -591,9 +591,7 @@ def relu(x: LC) -> LC:
 def heaviside(x: LC, v) -> LC:
     if x.nan:   # torch.heaviside(nan, v) is 0 (nan > 0 is False): a torch convention, not semantics
         raise NaNDecision("heaviside of NaN")
-    if not x.is_finite():
-        raise Undefined("heaviside of an infinite argument")
-    s = x.sign()
+    s = x.sign()  # infinite numbers have a sign too: heaviside(−ε⁻¹ + 1) = 0
     if s > 0:
         return LC.real(1, x.order)
     if s < 0:

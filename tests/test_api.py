@@ -73,8 +73,9 @@ def test_eps():
     assert torchlc.order(torchlc.eps(-1)) == 1 and nz(torchlc.eps(-1)) == {M1: 1.0}
     assert torchlc.support(torchlc.eps(0.5)) == (F(1, 2),)        # an exact short float is accepted
     assert torchlc.support(torchlc.eps("2/3")) == (F(2, 3),)
+    assert torchlc.support(torchlc.eps(0.1)) == (F(1, 10),)       # the simplest rational of the float
     with pytest.raises(ValueError, match="Fraction"):
-        torchlc.eps(0.1)
+        torchlc.eps(3.141592653589793)                             # no short rational rounds to π
     z = torchlc.eps(3, order=1)                                    # above its own order: 0, truncated
     assert nz(z) == {} and torchlc.exact_through(z) == 1
     e = torchlc.eps(shape=(2, 3), dtype=f64)

@@ -37,7 +37,7 @@ class TestRepr(expecttest.TestCase):
 
     def test_exact_through_below_order(self):
         y = torchlc.eps(-1) * (torch.tensor(1.0).nonstd() ** 2)
-        self.assertExpectedInline(repr(y), """LCTensor(1.0ε⁻¹ + 2.0, order=1, exact_through=0)""")
+        self.assertExpectedInline(repr(y), """LCTensor(1.0ε⁻¹ + 2.0 + o(ε⁰), order=1, exact_through=0)""")
 
     def test_matrix(self):
         x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).nonstd()

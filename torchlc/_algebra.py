@@ -465,10 +465,31 @@ def power(x: Series, r) -> Series:
             exact_bounds.append(order)
         if x.exact is not None:
             exact_bounds.append(x.exact + (r - 1) * l)
+    if x.exact is not None and r > 0 and _has_truncated_zero(x):
+        # an element zero through ε^e whose higher terms were dropped is O(ε^{>e}), so its r-th power
+        # is known to vanish only through ε^{r·e}: √(ε·ε) at order 1 is not 0 + 0ε but ε
+        exact_bounds.append(r * x.exact)
     if not parts:
         return Series(planes.new_zeros((1, *planes.shape[1:])), (S.ZERO,), order, min_exact(*exact_bounds))
     out = _merge_groups(parts)
     return Series(out.planes, out.support, order, min_exact(*exact_bounds) if exact_bounds else None)
+
+
+def _has_truncated_zero(x: Series) -> bool:
+    """Whether some element is zero in every plane without being known to be exactly 0. Eager: from
+    the data (one host sync); speculated: from the example data, recorded; traced: assumed."""
+    zero = (x.planes == 0).all(0)
+    if x.zero is not None:
+        zero = zero & ~x.zero.expand(zero.shape)
+    rec = speculation_record()
+    if rec is not None:
+        with disable_proxy_modes_tracing():
+            seen = bool(zero.any())
+        rec.append(zero.any() != seen)
+        return seen
+    if not _inner_is_plain(zero):
+        return True
+    return bool(zero.any())
 
 
 def _merge_groups(parts):

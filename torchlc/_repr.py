@@ -61,7 +61,7 @@ def lc_repr(x) -> str:
         body = f"shape={tuple(x.shape)}, support=({', '.join(str(q) for q in x.lc_support)})"
     else:
         inexact = x.lc_exact is not None and x.lc_order is not None and x.lc_exact < x.lc_order
-        exact = x.lc_exact if inexact and x.lc_support[-1] > x.lc_exact else None
+        exact = x.lc_exact if inexact else None
         cols = planes.reshape(len(x.lc_support), -1).t().tolist()
         body = _nested([element_str(c, x.lc_support, exact) for c in cols], tuple(x.shape))
     extras = [f"order={x.lc_order}"]

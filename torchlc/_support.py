@@ -7,7 +7,10 @@ every function here works on tuples only and is cached, so rules pay for it once
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
+
+import torch
 
 Support = tuple  # tuple[Fraction, ...], strictly increasing
 
@@ -23,14 +26,60 @@ def as_exponent(q) -> Fraction:
     if isinstance(q, (int, str)):
         return Fraction(q)
     if isinstance(q, float):
-        f = Fraction(q)
-        if f.denominator > 2**20:
+        f = float_exponent(q)
+        if f is None:
             raise ValueError(
                 f"exponent {q!r} is a float that is not a short rational; pass fractions.Fraction "
                 f"(e.g. Fraction(1, 3)) so the exponent stays exact"
             )
         return f
     raise TypeError(f"cannot use {type(q).__name__} as an exponent; use int or fractions.Fraction")
+
+
+# float exponents: the largest denominator a float may stand for (see float_exponent)
+MAX_FLOAT_DENOMINATOR = 2**20
+_MANTISSA = {"float64": 52, "float32": 23, "bfloat16": 7, "float16": 10}
+
+
+def _simplest_between(lo: Fraction, hi: Fraction) -> Fraction:
+    """The rational with the smallest denominator in the closed interval [lo, hi] (0 ≤ lo ≤ hi)."""
+    f = lo.numerator // lo.denominator
+    if f == lo:
+        return Fraction(f)
+    if f + 1 <= hi:
+        return Fraction(f + 1)
+    return f + 1 / _simplest_between(1 / (hi - f), 1 / (lo - f))
+
+
+@functools.lru_cache(maxsize=4096)
+def float_exponent(value: float, dtype: str = "float64"):
+    """The exponent a float stands for: the simplest rational (smallest denominator) that rounds to
+    ``value`` in ``dtype`` ("float64", "float32", "bfloat16" or "float16"), if its denominator is at
+    most :data:`MAX_FLOAT_DENOMINATOR`; else None (an irrational-looking float).
+
+    One rule for every dtype, so float32 0.1 and float64 0.1 both mean 1/10, and a Fraction that
+    Python turned into a float before torch saw it (``x ** Fraction(1, 5000)``) comes back exactly.
+    """
+    if not math.isfinite(value):
+        return None
+    exact = Fraction(value)
+    if exact.denominator == 1:
+        return exact
+    m = _MANTISSA[dtype]
+    mant, exp = math.frexp(abs(value))  # |value| = mant·2^exp, 0.5 ≤ mant < 1
+    half_ulp = Fraction(2) ** (exp - m - 2)
+    lo, hi = abs(exact) - half_ulp, abs(exact) + half_ulp
+    f = _simplest_between(max(lo, Fraction(0)), hi)
+    # the interval's ends round to even: keep f only if it really rounds to value in dtype
+    if f.denominator > MAX_FLOAT_DENOMINATOR or not _rounds_to(f, abs(value), dtype):
+        return exact if exact.denominator <= MAX_FLOAT_DENOMINATOR else None
+    return f if value > 0 else -f
+
+
+def _rounds_to(f: Fraction, value: float, dtype: str) -> bool:
+    t = getattr(torch, dtype)
+    return torch.tensor(float(f), dtype=torch.float64).to(t).item() == value and (
+        dtype != "float64" or float(f) == value)
 
 
 @functools.lru_cache(maxsize=4096)

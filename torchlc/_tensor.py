@@ -130,6 +130,11 @@ def _outside_inference(owner, inner):
 
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 
+_NOT_A_NUMBER = (
+    "an LCTensor element is a series, not {what}; read a real number off it with "
+    "torchlc.standard_part(x) or torchlc.coeff(x, q)"
+)
+
 
 class LCTensor(torch.Tensor):
     """A tensor of truncated Levi-Civita numbers Σ c_q ε^q (ε > 0 infinitesimal, q rational).
@@ -331,10 +336,24 @@ class LCTensor(torch.Tensor):
         )
 
     def __float__(self):
-        raise TypeError(
-            "an LCTensor element is not a Python float; use torchlc.standard_part(x) or "
-            "torchlc.coeff(x, q)"
-        )
+        raise TypeError(_NOT_A_NUMBER.format(what="a Python float"))
+
+    def __int__(self):
+        raise TypeError(_NOT_A_NUMBER.format(what="a Python int") + " (floor/round of x are exact)")
+
+    def __index__(self):
+        raise TypeError(_NOT_A_NUMBER.format(what="an index"))
+
+    def __complex__(self):
+        raise TypeError(_NOT_A_NUMBER.format(what="a Python complex"))
+
+    def item(self):
+        raise TypeError(_NOT_A_NUMBER.format(what="a Python number (.item())"))
+
+    def __format__(self, spec):
+        if not spec:
+            return repr(self)
+        raise TypeError(_NOT_A_NUMBER.format(what=f"formatted with {spec!r}") + "; format the coefficients")
 
     def tolist(self):
         raise TypeError("LCTensor.tolist: use torchlc.terms(x) or torchlc.coeffs(x)")

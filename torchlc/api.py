@@ -6,6 +6,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from . import _algebra as A
 from . import _support as S
@@ -21,8 +22,57 @@ __all__ = [
 _ONE = Fraction(1)
 
 
-def _float(x: torch.Tensor) -> torch.Tensor:
+_SIDES = ("forward", "backward", "central")
+
+
+def _float(x: torch.Tensor, what: str = "torchlc") -> torch.Tensor:
+    """Integer and bool tensors cast to the default float dtype; complex refused (coefficients are
+    real numbers)."""
+    if x.dtype.is_complex:
+        raise TypeError(
+            f"{what}: complex tensors ({x.dtype}) are not supported: LC coefficients are real. "
+            "Treat the real and imaginary parts separately, e.g. x.real.nonstd() and x.imag.nonstd()"
+        )
     return x if x.dtype.is_floating_point else x.to(torch.get_default_dtype())
+
+
+def _float_dtype(dtype, what: str):
+    """A floating coefficient dtype (the default when None); integer, bool and complex refused."""
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"{what}: dtype must be a floating-point torch.dtype (float16/bfloat16/float32/float64), "
+            f"got {dtype}: LC coefficients of ε-powers are real numbers"
+        )
+    return dtype
+
+
+def _check_side(side, what: str) -> str:
+    if side not in _SIDES:
+        raise ValueError(f"{what}: side must be 'forward', 'backward' or 'central', got {side!r}")
+    return side
+
+
+def _check_order(order, what: str) -> Fraction:
+    """A truncation order: a finite rational ≥ 0 (int, Fraction, str or short float)."""
+    try:
+        q = S.as_exponent(order)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}: order must be a finite rational ≥ 0, got {order!r} ({e})") from None
+    if q < 0:
+        raise ValueError(f"{what}: order must be a finite rational ≥ 0, got {order!r}")
+    return q
+
+
+def _plain_point(x, what: str, name: str = "x") -> torch.Tensor:
+    if isinstance(x, LCTensor):
+        raise TypeError(
+            f"{what}: {name} is an LCTensor, but it must be a plain tensor (the standard point): "
+            f"{what} adds the infinitesimal itself. Pass torchlc.standard_part({name}), or call f on "
+            f"{name} directly to evaluate it at the LC point"
+        )
+    return _float(torch.as_tensor(x), what)
 
 
 def is_lc(x) -> bool:
@@ -53,20 +103,18 @@ def nonstd(x, v=None, *, order=1) -> LCTensor:
         and v.device == x.device
     ):  # the common call model(x.nonstd(v)): one stack, no broadcasting or conversions
         return wrap(torch.stack([x, v]), A.FIRST_ORDER, _ONE, None)
-    order = S.as_exponent(order)
-    if order < 0:
-        raise ValueError(f"order must be ≥ 0, got {order}")
+    order = _check_order(order, "nonstd")
     if isinstance(x, LCTensor):
         base = x
         x = None
     else:
         base = None
-        x = _float(torch.as_tensor(x))
+        x = _float(torch.as_tensor(x), "nonstd")
     like = x if x is not None else base
     if v is None:
         v = torch.ones(like.shape, dtype=like.dtype, device=like.device)
     else:
-        v = _float(torch.as_tensor(v, device=like.device)).to(like.dtype)
+        v = _float(torch.as_tensor(v, device=like.device), "nonstd").to(like.dtype)
         if v.shape != like.shape:
             v = v.expand(torch.broadcast_shapes(v.shape, like.shape))
     if base is not None:
@@ -87,8 +135,8 @@ def eps(q=1, *, shape=(), order=None, dtype=None, device=None) -> LCTensor:
         LCTensor(1.0ε⁻¹, order=1)
     """
     q = S.as_exponent(q)
-    order = S.as_exponent(order) if order is not None else max(Fraction(1), q)
-    planes = torch.ones((1, *shape), dtype=dtype or torch.get_default_dtype(), device=device)
+    order = _check_order(order, "eps") if order is not None else max(Fraction(1), q)
+    planes = torch.ones((1, *shape), dtype=_float_dtype(dtype, "eps"), device=device)
     if q > order:
         return wrap(planes * 0, (S.ZERO,), order, order)
     return wrap(planes, (q,), order, None)
@@ -106,21 +154,38 @@ def from_terms(terms_: dict, *, order=None, dtype=None, device=None) -> LCTensor
         ...                     -1: torch.tensor([0.0, 3.0])})
         LCTensor([1.0 + 2.0ε, 3.0ε⁻¹], order=1)
     """
-    if not terms_:
-        raise ValueError("from_terms needs at least one term, e.g. {0: 1.0}")
-    qs = {S.as_exponent(q): c for q, c in terms_.items()}
-    order = S.as_exponent(order) if order is not None else max(Fraction(1), max(qs))
+    if not isinstance(terms_, dict) or not terms_:
+        raise ValueError("from_terms needs a non-empty dict {exponent: coefficient}, e.g. {0: 1.0, 1: 2.0}")
+    qs = {}
+    for q, c in terms_.items():
+        e = S.as_exponent(q)
+        if e in qs:  # 0 and "0", or 1/2 and Fraction(1, 2): one exponent given twice
+            raise ValueError(
+                f"from_terms: exponent {e} is given twice (as {next(k for k in terms_ if S.as_exponent(k) == e)!r} "
+                f"and {q!r}); give each exponent once (add the coefficients yourself if that was meant)"
+            )
+        qs[e] = c
+    order = _check_order(order, "from_terms") if order is not None else max(Fraction(1), max(qs))
     tensors = {}
     for q, c in qs.items():
+        if isinstance(c, LCTensor):
+            raise TypeError(f"from_terms: the coefficient of ε^{q} is an LCTensor; coefficients are plain "
+                            "tensors or numbers (add LCTensors with + instead)")
         t = torch.as_tensor(c, device=device)
+        if t.dtype.is_complex:
+            raise TypeError(f"from_terms: the coefficient of ε^{q} is complex ({t.dtype}); LC coefficients "
+                            "are real numbers")
         tensors[q] = t
     if dtype is None:
-        dtype = torch.get_default_dtype()
-        for t in tensors.values():
-            if t.dtype.is_floating_point:
-                dtype = torch.promote_types(dtype, t.dtype) if t.dim() else dtype
-                if t.dim():
-                    dtype = t.dtype
+        # promotion as torch's: floating tensors of any dimension promote together (0-dim ones
+        # included); Python numbers and integer/bool tensors take the default float dtype
+        dtype = None
+        for t, c in zip(tensors.values(), qs.values()):
+            if t.dtype.is_floating_point and isinstance(c, torch.Tensor):
+                dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+        dtype = dtype or torch.get_default_dtype()
+    else:
+        dtype = _float_dtype(dtype, "from_terms")
     shape = torch.broadcast_shapes(*(t.shape for t in tensors.values()))
     kept = sorted(q for q in tensors if q <= order)
     exact = None if len(kept) == len(tensors) else order
@@ -227,13 +292,33 @@ def standard_part(x) -> torch.Tensor:
     if not isinstance(x, LCTensor):
         return x
     s = series(x)
-    a = s.plane(S.ZERO)
-    neg = [i for i, q in enumerate(s.support) if q < 0]
+    e = exact_through(x) if s.exact is not None else None
+    a = s.plane(S.ZERO) if e is None or e >= 0 else torch.zeros_like(s.planes[0])
+    neg = [i for i, q in enumerate(s.support) if q < 0 and (e is None or q <= e)]
     if neg:
         sg = A.lead_sign(s.planes[: len(neg)])
         a = torch.where(sg != 0, sg * float("inf"), a)
+    nan = torch.isnan(s.planes).any(0)
+    if e is not None and e < 0:
+        # zero through ε^e (< 0) but truncated: finite or infinite depends on dropped terms
+        unknown = ~nan
+        if neg:
+            unknown = unknown & (A.lead_sign(s.planes[: len(neg)]) == 0)
+        if s.zero is not None:
+            unknown = unknown & ~s.zero.expand(unknown.shape)
+        _refuse_unknown(unknown, e, x, "standard_part")
     # an element with a NaN coefficient anywhere is outside the field
-    return torch.where(torch.isnan(s.planes).any(0), float("nan"), a)
+    return torch.where(nan, float("nan"), a)
+
+
+def _refuse_unknown(unknown, e, x, what):
+    if bool(unknown.any()):
+        need = x.lc_order + (0 - e) if e < 0 else x.lc_order + 1
+        raise TruncationError(
+            f"{what}: {int(unknown.sum())} element(s) are zero through ε^{e}, the last exact term, but "
+            f"terms above were truncated, so the answer depends on them; recompute from inputs with "
+            f"order ≥ {need}, e.g. x.nonstd(order={need})"
+        )
 
 
 def leading(x) -> LCTensor:
@@ -245,9 +330,19 @@ def leading(x) -> LCTensor:
         LCTensor([1.0ε, 2.0], order=1)
     """
     s = series(x)
-    li = A.lead_index(s.planes).unsqueeze(0)
-    lead = s.planes.gather(0, li)
-    planes = torch.zeros_like(s.planes).scatter(0, li, lead)
+    planes = s.planes
+    if s.exact is not None:
+        # only exact terms can lead; an element zero through exact_through has an unknown lead
+        e = exact_through(x)
+        keep = torch.tensor([q <= e for q in s.support], device=planes.device)
+        planes = planes * keep.reshape(-1, *[1] * (planes.dim() - 1))
+        unknown = (planes == 0).all(0)
+        if s.zero is not None:
+            unknown = unknown & ~s.zero.expand(unknown.shape)
+        _refuse_unknown(unknown, e, x, "leading")
+    li = A.lead_index(planes).unsqueeze(0)
+    lead = planes.gather(0, li)
+    planes = torch.zeros_like(planes).scatter(0, li, lead)
     return wrap(planes, s.support, s.order, s.exact, monomial=True)
 
 
@@ -285,17 +380,38 @@ def _real_lc(x, W):
     return wrap(x.unsqueeze(0), (S.ZERO,), W, None)
 
 
-def _quotient(f, xs, vs, side, W, target):
+def _outputs(f, args, what):
+    """f(*args) as a list of tensor leaves and its tree spec; anything else is a TypeError."""
+    res = f(*args)
+    leaves, spec = tree_flatten(res)
+    if not leaves or not all(isinstance(t, torch.Tensor) for t in leaves):
+        raise TypeError(
+            f"{what}: f must return a tensor or a pytree (tuple, list, dict) of tensors, as for "
+            f"torch.func.jvp; it returned {type(res).__name__}"
+            + (f" holding {sorted({type(t).__name__ for t in leaves})}" if leaves else "")
+        )
+    return leaves, spec
+
+
+def _quotient(f, xs, vs, side, W, target, what="ngrad"):
     lifted_plus = [x.nonstd(v, order=W) for x, v in zip(xs, vs)]
     base = [_real_lc(x, W) for x in xs]
     neg = [x.nonstd(-v, order=W) for x, v in zip(xs, vs)]
     if side == "forward":
-        diff = f(*lifted_plus) - f(*base)
+        (hi, spec), (lo, _) = _outputs(f, lifted_plus, what), _outputs(f, base, what)
+        diffs = [a - b for a, b in zip(hi, lo)]
     elif side == "backward":
-        diff = f(*base) - f(*neg)
+        (hi, spec), (lo, _) = _outputs(f, base, what), _outputs(f, neg, what)
+        diffs = [a - b for a, b in zip(hi, lo)]
     else:
-        diff = (f(*lifted_plus) - f(*neg)) * 0.5
-    return _shift(diff, Fraction(-1), target)
+        (hi, spec), (lo, _) = _outputs(f, lifted_plus, what), _outputs(f, neg, what)
+        diffs = [(a - b) * 0.5 for a, b in zip(hi, lo)]
+    return tree_unflatten([_shift(d, Fraction(-1), target) for d in diffs], spec)
+
+
+def _least_exact(d, target):
+    leaves = [t for t in tree_flatten(d)[0] if isinstance(t, LCTensor)]
+    return min((exact_through(t) for t in leaves), default=target)
 
 
 def _with_margin(run, target, what):
@@ -309,7 +425,7 @@ def _with_margin(run, target, what):
             last_err = e
             W = W + 2
             continue
-        e = exact_through(d) if isinstance(d, LCTensor) else target
+        e = _least_exact(d, target)
         if e >= target:
             return d
         W = W + (target - e) + 1
@@ -332,11 +448,10 @@ def ngrad(f: Callable, x, v=None, *, side: str = "forward", order=0) -> LCTensor
         >>> torchlc.ngrad(torch.abs, torch.tensor(0.0), side="backward")
         LCTensor(-1.0, order=0)
     """
-    if side not in ("forward", "backward", "central"):
-        raise ValueError(f"side must be 'forward', 'backward' or 'central', not {side!r}")
-    target = S.as_exponent(order)
-    x = _float(torch.as_tensor(x))
-    v = torch.ones_like(x) if v is None else _float(torch.as_tensor(v)).to(x.dtype)
+    _check_side(side, "ngrad")
+    target = _check_order(order, "ngrad")
+    x = _plain_point(x, "ngrad")
+    v = torch.ones_like(x) if v is None else _plain_point(v, "ngrad", "v").to(x.dtype)
     return _with_margin(lambda W: _quotient(f, [x], [v], side, W, target), target, "ngrad")
 
 
@@ -351,12 +466,19 @@ def njvp(f: Callable, primals, tangents, *, side: str = "forward", order=0):
         >>> out, d
         (tensor(1.), LCTensor(-1.0ε⁻¹, order=0))
     """
-    primals = tuple(_float(torch.as_tensor(p)) for p in primals)
-    tangents = tuple(_float(torch.as_tensor(t)).to(p.dtype) for t, p in zip(tangents, primals))
+    for name, val in (("primals", primals), ("tangents", tangents)):
+        if not isinstance(val, tuple):
+            raise TypeError(
+                f"njvp: {name} must be a tuple of tensors, as for torch.func.jvp (e.g. ({name[:-1]},)); "
+                f"got {type(val).__name__}"
+            )
     if len(primals) != len(tangents):
-        raise ValueError("njvp: primals and tangents must have the same length")
-    target = S.as_exponent(order)
-    d = _with_margin(lambda W: _quotient(f, list(primals), list(tangents), side, W, target), target, "njvp")
+        raise ValueError(f"njvp: primals and tangents must have the same length, got {len(primals)} and {len(tangents)}")
+    _check_side(side, "njvp")
+    target = _check_order(order, "njvp")
+    primals = tuple(_plain_point(p, "njvp", "a primal") for p in primals)
+    tangents = tuple(_plain_point(t, "njvp", "a tangent").to(p.dtype) for t, p in zip(tangents, primals))
+    d = _with_margin(lambda W: _quotient(f, list(primals), list(tangents), side, W, target, "njvp"), target, "njvp")
     return f(*primals), d
 
 
@@ -373,6 +495,8 @@ def njacfwd(f: Callable, argnums: int = 0, *, side: str = "forward", order=0, ch
         tensor([[1., 0.],
                 [0., 0.]])
     """
+    _check_side(side, "njacfwd")
+    _check_order(order, "njacfwd")
     return _jacobian(f, argnums, side=side, order=order, chunk_size=chunk_size)
 
 

@@ -7,6 +7,7 @@ from fractions import Fraction
 import torch
 
 from .. import _algebra as A
+from .. import _support as S
 from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import LCTensor, series
@@ -119,25 +120,23 @@ def true_divide(func, a, b):
     return div(None, a, b)
 
 
-def _as_fraction(e):
+def _as_fraction(e, dtype="float64"):
+    """The exact exponent a Python or tensor scalar stands for (:func:`torchlc._support.float_exponent`:
+    the simplest rational that rounds to it in its dtype), or None for an irrational-looking float.
+    Python turns Fraction exponents into floats before dispatch; this recovers them, so
+    x ** Fraction(1, 3) keeps field semantics ((-8 + ε)^(1/3) = -2 + ε/12)."""
     if isinstance(e, bool):
         e = int(e)
     if isinstance(e, int):
         return Fraction(e)
     if isinstance(e, Fraction):
         return e
-    # Python turns Fraction exponents into floats before dispatch; recover the short rational a
-    # float stands for when it round-trips exactly (1/3 → Fraction(1, 3)), so x ** Fraction(1, 3)
-    # keeps field semantics ((-8 + ε)^(1/3) = -2 + ε/12); other floats use exp(e·log x)
-    f = Fraction(e).limit_denominator(1 << 12)
-    if float(f) != e:
-        return None
-    return f
+    return S.float_exponent(float(e), dtype)
 
 
 @implements([aten.pow.Tensor_Scalar])
-def pow_scalar(func, x, e):
-    r = _as_fraction(e)
+def pow_scalar(func, x, e, dtype="float64"):
+    r = _as_fraction(e, dtype)
     if r is None:
         # an irrational-looking float exponent: exp(e·log x) on finite positive x
         return aten.exp(aten.mul(aten.log(x), e))
@@ -151,14 +150,18 @@ def pow_tensor(func, x, e):
     if isinstance(e, LCTensor):
         # LC exponent: x^e = exp(e·log x) (x must be finite and positive)
         return aten.exp(aten.mul(aten.log(x), e))
+    kind = str(e.dtype).removeprefix("torch.") if e.dtype.is_floating_point else "float64"
+    shape = list(torch.broadcast_shapes(x.shape, e.shape))
     if e.numel() == 1 and e.dim() == 0 and not torch._C._functorch.is_functorch_wrapped_tensor(e):
-        return pow_scalar(None, x, e.item())
+        return pow_scalar(None, x, e.item(), kind)
     # per-element exponents: group elements by exponent value (one host sync)
     vals = torch.unique(e)
     res = None
     for v in vals.tolist():
-        r = pow_scalar(None, x, v)
+        r = pow_scalar(None, x, v, kind)
         res = r if res is None else aten.where.self(e == v, r, res)
+    if list(res.shape) != shape:  # one distinct exponent: broadcast as torch.pow does
+        res = aten.clone.default(aten.expand.default(res, shape))
     return res
 
 

@@ -83,3 +83,12 @@ def empty_strided(func, size, stride, **kwargs):
 def zero_(func, x):
     x._set_storage(_real(torch.zeros(x.shape, dtype=x.dtype, device=x.device), x))
     return x
+
+
+@implements([aten._local_scalar_dense.default])
+def local_scalar_dense(func, x):
+    # .item() and friends inside torch: an element is a series, not a number
+    raise TypeError(
+        "an LCTensor element is a series, not a Python number; read a real number off it with "
+        "torchlc.standard_part(x) or torchlc.coeff(x, q)"
+    )
