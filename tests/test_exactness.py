@@ -181,3 +181,32 @@ def test_sqrt_of_a_truncated_zero_is_not_exact():
     with pytest.raises(torchlc.TruncationError):
         torchlc.coeff(y, 1)
     assert torchlc.coeff(torch.sqrt(torchlc.eps(order=2) * torchlc.eps(order=2)), 1).item() == 1.0
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------
+def test_torch_load_weights_only_loads_lc_tensors_and_state_dicts(tmp_path):
+    y = torch.sin(torch.tensor([1.0, 2.0], dtype=f64).nonstd(order=2))
+    m = torch.nn.Module()
+    m.register_buffer("lc", y)
+    torch.save({"t": y, "sd": m.state_dict()}, tmp_path / "ck.pt")
+    back = torch.load(tmp_path / "ck.pt")  # weights_only=True is torch's default
+    for t in (back["t"], back["sd"]["lc"]):
+        assert torchlc.support(t) == torchlc.support(y) and torch.equal(torchlc.coeffs(t), torchlc.coeffs(y))
+    old = torch.load(__import__("pathlib").Path(__file__).parent / "data" / "lctensor_0.1.0.pt", weights_only=True)
+    assert torchlc.support(old["tensor"]) == (F(0), F(1))
+
+
+@pytest.mark.parametrize("args, why", [
+    ((torch.tensor([[2.0], [-1.0]]), (F(1), F(0)), F(1), None), "not sorted"),
+    ((torch.tensor([[2.0], [-1.0]]), (F(0), F(0)), F(1), None), "not sorted"),
+    ((torch.tensor([[2.0], [-1.0]]), (F(0),), F(1), None), "2 coefficient planes for 1"),
+    ((torch.tensor([[2.0], [-1.0]]), (0, 1), F(1), None), "tuple of fractions"),
+    ((torch.tensor([[2.0], [-1.0]]), (F(0), F(1)), F(1), F(2)), "above its order"),
+    ((torch.tensor([[2.0], [-1.0]]), (F(0), F(3)), F(1), None), "above its order"),
+    ((torch.tensor([[2], [1]]), (F(0), F(1)), F(1), None), "floating"),
+])
+def test_unpickling_refuses_inconsistent_metadata(args, why):
+    from torchlc.ops import _rebuild  # the 0.1.0 name of the rebuild function
+
+    with pytest.raises(ValueError, match=why):
+        _rebuild(*args)

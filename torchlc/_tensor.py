@@ -103,8 +103,37 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
 
 
 def _rebuild(planes, support, order, exact):
-    """Unpickle an LCTensor (the function pickles name; ``torchlc.ops._rebuild`` is its 0.1.0 name)."""
+    """Unpickle an LCTensor (the function pickles name; ``torchlc.ops._rebuild`` is its 0.1.0 name).
+
+    The metadata is checked against the planes before anything is built: a checkpoint that
+    contradicts itself is refused with a clear error, never loaded as a wrong number."""
+    def bad(why):
+        return ValueError(f"torchlc: cannot load this LCTensor: {why}. The checkpoint is corrupt or "
+                          "was not written by torchlc")
+
+    if not isinstance(planes, torch.Tensor) or not planes.dtype.is_floating_point or planes.dim() < 1:
+        raise bad(f"its coefficient planes must be a floating tensor (T, *shape), got {type(planes).__name__}"
+                  + (f" of {planes.dtype}" if isinstance(planes, torch.Tensor) else ""))
+    if not isinstance(support, tuple) or not all(isinstance(q, Fraction) for q in support):
+        raise bad(f"its support must be a tuple of fractions.Fraction, got {support!r}")
+    if any(a >= b for a, b in zip(support, support[1:])):
+        raise bad(f"its support {tuple(str(q) for q in support)} is not sorted with unique exponents")
+    if len(support) != planes.shape[0]:
+        raise bad(f"it has {planes.shape[0]} coefficient planes for {len(support)} exponents")
+    for name, v in (("order", order), ("exact_through", exact)):
+        if v is not None and not isinstance(v, Fraction):
+            raise bad(f"its {name} must be a Fraction or None, got {v!r}")
+    if order is not None and exact is not None and exact > order:
+        raise bad(f"its exact_through {exact} is above its order {order}")
+    if order is not None and support and support[-1] > order:
+        raise bad(f"its support reaches ε^{support[-1]}, above its order {order}")
     return wrap(planes, support, order, exact)
+
+
+# torch.load(..., weights_only=True), the default since torch 2.6, loads LCTensors and state_dicts
+# holding them: the rebuild function (under its current and its 0.1.0 name) and the exponent type
+# are safe globals (_rebuild validates everything it is given).
+torch.serialization.add_safe_globals([_rebuild, (_rebuild, "torchlc.ops._rebuild"), Fraction])
 
 
 def set_dispatcher(fn) -> None:
