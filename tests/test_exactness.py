@@ -210,3 +210,17 @@ def test_unpickling_refuses_inconsistent_metadata(args, why):
 
     with pytest.raises(ValueError, match=why):
         _rebuild(*args)
+
+
+# -- zero-size inputs -------------------------------------------------------------------------------------
+def test_an_empty_batch_goes_through_linear_layers():
+    x = torch.zeros(0, 3).nonstd()
+    lin = torch.nn.Linear(3, 4)
+    assert lin(x).shape == lin(torch.zeros(0, 3)).shape == (0, 4)
+    assert (x @ torch.zeros(3, 2).nonstd()).shape == (0, 2)
+    assert torch.linalg.multi_dot([x, torch.zeros(3, 2)]).shape == (0, 2)
+    assert torch.zeros(2, 0).nonstd().amax(0).shape == (0,)
+    u, s, vh = torch.linalg.svd(torch.zeros(0, 3).nonstd(), full_matrices=False)
+    assert (u.shape, s.shape, vh.shape) == ((0, 0), (0,), (0, 3))
+    with pytest.raises(IndexError, match="non-zero size"):
+        torch.zeros(0, 3).nonstd().argmax(0)

@@ -227,7 +227,7 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
         # (a0 + a1ε)(b0 + b1ε) = a0b0 + (a1b0 + a0b1)ε: the row-stacked planes times b0 in one GEMM,
         # then a0b1 accumulated into the ε¹ rows (2 launches instead of 3 GEMMs, an add and a stack)
         T, M, K = pa.shape
-        Y = torch.mm(pa.reshape(T * M, K), pb[0]).view(T, M, -1)
+        Y = torch.mm(pa.reshape(T * M, K), pb[0]).view(T, M, pb.shape[-1])
         Y[1].addmm_(pa[0], pb[1])
         return Series(Y, out_sup, order, exact)
     if op is torch.mul:
@@ -268,7 +268,7 @@ def _fold_op(op, lc_planes, plain, lc_first):
         return broadcast_planes(lc_planes, nd) * plain
     if op is torch.mm and lc_first:
         T, M, K = lc_planes.shape
-        return torch.mm(lc_planes.reshape(T * M, K), plain).view(T, M, -1)
+        return torch.mm(lc_planes.reshape(T * M, K), plain).view(T, M, plain.shape[-1])
     if op is torch.mm:
         return torch.matmul(plain, lc_planes)
     return torch.stack([op(p, plain) if lc_first else op(plain, p) for p in lc_planes])

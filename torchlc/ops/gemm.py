@@ -50,7 +50,7 @@ def addmm(func, bias, a, b, *, beta=1, alpha=1):
             # half precision on CUDA: the bias in the ε⁰ GEMM's epilogue, as the plain addmm has it
             return out(Series(_jet.split_bias_gemm(P, b, bias), a.lc_support, a.lc_order, a.lc_exact))
         T, M, K = P.shape
-        Y = torch.mm(P.reshape(T * M, K), b).view(T, M, -1)
+        Y = torch.mm(P.reshape(T * M, K), b).view(T, M, b.shape[1])
         res = A.add_bias(Series(Y, a.lc_support, a.lc_order, a.lc_exact), bias)
         return out(res)
     res = A.bilinear(series(a), series(b), torch.mm)

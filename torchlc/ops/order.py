@@ -97,6 +97,9 @@ def check_ties(s: Series, keys: torch.Tensor, order_idx: torch.Tensor, d: int, w
 
 def _lex_arg(keys: torch.Tensor, d: int, largest: bool) -> torch.Tensor:
     """Index (keepdim) of the first lexicographic max/min of ``keys`` along element dim d; NaN wins."""
+    if keys.shape[d + 1] == 0:
+        raise IndexError(f"Expected reduction dim {d} to have non-zero size (an LCTensor of shape "
+                         f"{tuple(keys.shape[1:])} has no max or min along it)")
     nan = torch.isnan(keys[0])
     cand = None
     fill = float("-inf") if largest else float("inf")
@@ -106,8 +109,6 @@ def _lex_arg(keys: torch.Tensor, d: int, largest: bool) -> torch.Tensor:
         m = pm.amax(d, keepdim=True) if largest else pm.amin(d, keepdim=True)
         hit = pm == m
         cand = hit if cand is None else cand & hit
-    if cand.shape[d] == 0:
-        return cand.to(torch.long).sum(d, keepdim=True)  # torch refuses empty reductions before us
     cand = torch.where(nan.any(d, keepdim=True), nan, cand)  # like torch: the first NaN
     return cand.to(torch.uint8).argmax(d, keepdim=True)
 

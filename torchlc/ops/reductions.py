@@ -4,6 +4,8 @@ the field's order, which on aligned planes is the lexicographic order of the coe
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _algebra as A
@@ -71,7 +73,8 @@ def _flatten_dims(x: Series, dims):
     n = p.dim() - 1
     keep = [d for d in range(n) if d not in dims]
     p = p.permute(0, *[d + 1 for d in keep], *[d + 1 for d in dims])
-    return p.reshape(*p.shape[: 1 + len(keep)], -1), keep
+    n_red = math.prod(p.shape[1 + len(keep):])  # explicit: a zero-size tensor has no "-1"
+    return p.reshape(*p.shape[: 1 + len(keep)], n_red), keep
 
 
 def _arg_reduce(x, dim, keepdim, largest):
@@ -107,6 +110,9 @@ def _extreme(x, dims, keepdim, largest):
     s = series(x)
     if not dims:
         return x
+    for d in dims:
+        if x.shape[d] == 0:
+            raise IndexError(f"{'amax' if largest else 'amin'}(): Expected reduction dim {d} to have non-zero size.")
     p, keep = _flatten_dims(s, dims)
     # the values are exact even where candidates tie through exact_through (tied candidates share
     # every exact coefficient), so no tie is refused here; NaN propagates as in torch.amax
