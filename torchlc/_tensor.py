@@ -96,6 +96,8 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
         exact = order
     layout = _layouts.choose(planes, support, monomial)
     inner = (planes,) if layout is _layouts.PLANES else layout.encode(planes, support)
+    if inner is None:  # the layout declined these values
+        layout, inner = _layouts.PLANES, (planes,)
     r = LCTensor(layout, inner, support, order, exact, planes.shape[1:], planes.dtype)
     if zero is not None and exact is not None and zero.shape == r.shape:
         r._zero = zero  # only informative for truncated tensors

@@ -35,8 +35,9 @@ class Layout:
     monomial_only = False  # holds at most one term per element (rules may use monomial fast paths)
 
     # -- codec -----------------------------------------------------------------------------------
-    def encode(self, planes: torch.Tensor, support: tuple) -> tuple:
-        """Inner tensors for planes (T, *shape) over ``support``."""
+    def encode(self, planes: torch.Tensor, support: tuple):
+        """Inner tensors for planes (T, *shape) over ``support``, or None when this layout cannot
+        hold these values after all (the tensor is then stored on planes)."""
         raise NotImplementedError
 
     def decode(self, inner: tuple, support: tuple, shape, dtype) -> torch.Tensor:

@@ -63,6 +63,11 @@ class Boxed(Layout):
     monomial_only = True
 
     def encode(self, planes, support):
+        # "monomial" is static; an element outside the field can still hold several non-finite terms
+        # (NaN · LC, 1/0): a boxed word keeps one term, so such a tensor stays on planes (one sync,
+        # on this eager-only compact path)
+        if planes.shape[0] > 1 and bool(((planes != 0).sum(0) > 1).any()):
+            return None
         return (encode(planes, support),)
 
     def decode(self, inner, support, shape, dtype):
