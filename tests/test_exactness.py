@@ -224,3 +224,14 @@ def test_an_empty_batch_goes_through_linear_layers():
     assert (u.shape, s.shape, vh.shape) == ((0, 0), (0,), (0, 3))
     with pytest.raises(IndexError, match="non-zero size"):
         torch.zeros(0, 3).nonstd().argmax(0)
+
+
+def test_bernoulli_draws_the_plain_numbers_under_the_same_seed():
+    for dtype in (torch.float32, f64):
+        p = torch.rand(3, 7, dtype=dtype)
+        for args in ((), (0.3,)):
+            torch.manual_seed(0)
+            a = torch.bernoulli(p, *args)
+            torch.manual_seed(0)
+            b = torch.bernoulli(p.nonstd(), *args)
+            assert torch.equal(a, torchlc.coeff(b, 0))

@@ -41,6 +41,14 @@ def bernoulli_(func, x, p=0.5, *, generator=None):
     return x
 
 
+@implements([aten.bernoulli.p])
+def bernoulli_p(func, x, p=0.5, *, generator=None):
+    """``torch.bernoulli(x, p)``: x gives only the shape and dtype; the same draws as for a plain
+    tensor of x's dtype under the same seed."""
+    noise = func(torch.empty(x.shape, dtype=x.dtype, device=x.device), p, generator=generator)
+    return real_lc(noise, x)
+
+
 def real_lc(t: torch.Tensor, like) -> LCTensor:
     return wrap(t.unsqueeze(0), (S.ZERO,), like.lc_order if is_lc(like) else None, None)
 
