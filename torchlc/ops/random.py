@@ -41,6 +41,14 @@ def bernoulli_(func, x, p=0.5, *, generator=None):
     return x
 
 
+@implements([aten.bernoulli.default])
+def bernoulli(func, p, *, generator=None):
+    """``torch.bernoulli(p)`` with LC probabilities: a uniform draw u falls below p + vε exactly when
+    it falls below p (u = p has probability 0), so the sample is the plain op's on the standard
+    parts, from the same random stream under the same seed."""
+    return real_lc(func(series(p).plane(S.ZERO), generator=generator), p)
+
+
 @implements([aten.bernoulli.p])
 def bernoulli_p(func, x, p=0.5, *, generator=None):
     """``torch.bernoulli(x, p)``: x gives only the shape and dtype; the same draws as for a plain
