@@ -579,7 +579,8 @@ def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
         return lead_sign(planes)
     keep = [i for i, q in enumerate(sup) if q <= x.exact]
     trusted = planes[keep] if keep else planes.new_zeros((1, *planes.shape[1:]))
-    s = lead_sign(trusted)
+    # a NaN coefficient anywhere, exact or not, makes the element NaN (never a tie to refuse)
+    s = torch.where(torch.isnan(planes).any(0), NAN, lead_sign(trusted))
     rec = speculation_record()
     if rec is not None:
         amb = s == 0

@@ -205,3 +205,114 @@ def test_issue_cases():
     assert torch.tensor([1.0, float("nan")]).nonstd().argmax().item() == 1
     assert torch.tensor([1.0, float("nan")]).nonstd().argmin().item() == 1
     assert torch.equal(torch.tensor([1.0]).nonstd(), torch.tensor([1.0]).nonstd())
+
+
+FINITE = [-1.0, 0.0, 0.0, 1.0, 2.0, math.nan]
+
+
+@st.composite
+def finite_vectors(draw, min_n=1, max_n=6):
+    sup = draw(st.sampled_from(SUPPORTS))
+    n = draw(st.integers(min_n, max_n))
+    pool = draw(st.lists(st.lists(st.sampled_from(FINITE), min_size=len(sup), max_size=len(sup)),
+                         min_size=1, max_size=3))
+    rows = [draw(st.sampled_from(pool)) for _ in range(n)]
+    exact = draw(st.sampled_from([None, *[q for q in sup if q < sup[-1]]]))
+    return sup, rows, exact
+
+
+def _cmp(ka, kb):
+    """-1/0/1 for two exact-coefficient tuples (lexicographic: the field's order)."""
+    return (ka > kb) - (ka < kb)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("op", ["lt", "le", "gt", "ge", "eq", "ne"])
+@SETTINGS
+@given(data=finite_vectors(min_n=2, max_n=2))
+def test_comparisons(layout, op, data):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    ka, kb = key(rows[0], sup, exact), key(rows[1], sup, exact)
+
+    def ref():
+        if ka[0] or kb[0]:
+            return op == "ne"  # NaN compares unequal, as torch
+        c = _cmp(ka[1], kb[1])
+        if c == 0 and exact is not None:
+            raise Undecidable
+        return {"lt": c < 0, "le": c <= 0, "gt": c > 0, "ge": c >= 0, "eq": c == 0, "ne": c != 0}[op]
+
+    r = expect(ref, lambda: getattr(torch, op)(x[0], x[1]).item())
+    if r:
+        assert r[0] == r[1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@SETTINGS
+@given(data=finite_vectors())
+def test_unique(layout, data):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    keys = [key(r, sup, exact) for r in rows]
+
+    def ref():
+        idx = ref_sort(keys, exact is not None, False)
+        runs = []
+        for i in idx:
+            if runs and not keys[i][0] and keys[runs[-1][0]] == keys[i]:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        return [len(r) for r in runs]
+
+    r = expect(ref, lambda: torch.unique(x, return_counts=True)[1].tolist())
+    if r:
+        assert r[0] == r[1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@SETTINGS
+@given(data=finite_vectors(min_n=2), right=st.booleans())
+def test_searchsorted(layout, data, right):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    keys = [key(r, sup, exact) for r in rows]
+    if any(k[0] for k in keys):
+        return  # torch's searchsorted on NaN is unspecified
+    seq, val = x[1:], x[:1]
+
+    def ref():
+        n = 0
+        for k in keys[1:]:
+            c = _cmp(k[1], keys[0][1])
+            if c == 0 and exact is not None:
+                raise Undecidable
+            n += c < 0 or (right and c == 0)
+        return [n]
+
+    r = expect(ref, lambda: torch.searchsorted(seq, val, right=right).tolist())
+    if r:
+        assert r[0] == r[1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@SETTINGS
+@given(data=finite_vectors())
+def test_nonzero(layout, data):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    keys = [key(r, sup, exact) for r in rows]
+
+    def ref():
+        res = []
+        for i, k in enumerate(keys):
+            if k[0] or any(c != 0 for c in k[1]):
+                res.append(i)
+            elif exact is not None:
+                raise Undecidable
+        return res
+
+    r = expect(ref, lambda: torch.nonzero(x).flatten().tolist())
+    if r:
+        assert r[0] == r[1]

@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (each module registers its rules on import)
     reductions,
     rnn,
     scatter,
+    selection,
     shape,
     special,
     transformer,
