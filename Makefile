@@ -19,8 +19,8 @@ test-fast:          ## everything but tests marked slow
 bench:              ## benchmarks (python -m torchlc.bench); never part of the tests
 	$(PYTHON) -m torchlc.bench
 
-docs:               ## regenerate the docs' figures and check the docs' relative links
-	$(PYTHON) docs/make_plots.py
+docs:               ## regenerate the docs' figures (into docs/img) and check the docs' relative links
+	$(PYTHON) docs/make_plots.py --out-dir docs/img
 	$(PYTHON) .ci/check_links.py README.md docs
 
 lint:               ## ruff lint and the import-linter layer contracts (pyproject.toml)

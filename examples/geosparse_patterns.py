@@ -1,9 +1,11 @@
-"""Draw GeoSparse connectivity patterns (writes docs/img/geo_patterns.png).
+"""Draw GeoSparse connectivity patterns (writes geo_patterns.png into a folder it creates).
 
-Run:  python examples/geosparse_patterns.py [--out docs/img/geo_patterns.png]
+Run:  python examples/geosparse_patterns.py                      # ./torchlc_outputs/geosparse_patterns/
+      python examples/geosparse_patterns.py --out-dir docs/img     # regenerates the figure of docs/geosparse.md
 """
 
 import argparse
+import os
 
 import matplotlib
 
@@ -23,10 +25,17 @@ PANELS = [
 ]
 
 
+OUT_DIR = os.path.join("torchlc_outputs", "geosparse_patterns")  # relative to the working directory
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="docs/img/geo_patterns.png")
+    p.add_argument("--out-dir", default=OUT_DIR,
+                   help=f"folder for geo_patterns.png, created if missing (default: {OUT_DIR})")
+    p.add_argument("--out", default=None, help="the image file to write instead (overrides --out-dir)")
     args = p.parse_args(argv)
+    out = args.out or os.path.join(args.out_dir, "geo_patterns.png")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     H = W = 9
     fig, axes = plt.subplots(2, 3, figsize=(10, 7))
     for ax, (title, kw) in zip(axes.flat, PANELS):
@@ -51,8 +60,10 @@ def main(argv=None):
     fig.suptitle("Inputs (blue) read by the output neuron(s) marked ★ on a 9×9 grid (row-major idx = row·W + col)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":

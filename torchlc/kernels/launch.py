@@ -26,11 +26,7 @@ import os
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - triton is an optional extra
-    triton = None
+from ._lazy import kernels
 
 _state = {"direct": None if os.environ.get("TORCHLC_TRITON_DIRECT", "1") != "0" else False}
 _compiled: dict = {}
@@ -122,14 +118,12 @@ def _raw_stream(device):
     return torch._C._cuda_getCurrentRawStream(device)
 
 
-if triton is not None:
-
-    @triton.jit
-    def _probe_kernel(x_ptr, o_ptr, n, scale, SHIFT: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        m = offs < n
-        x = tl.load(x_ptr + offs, mask=m)
-        tl.store(o_ptr + offs, x * scale + SHIFT + offs, mask=m)
+def __getattr__(name: str):
+    # the probe kernel (:mod:`torchlc.kernels._triton_probe`), imported with Triton on first access:
+    # this module is imported by ``import torchlc`` and never imports Triton itself
+    if name == "_probe_kernel":
+        return kernels("_triton_probe")._probe_kernel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _modes():
@@ -137,6 +131,8 @@ def _modes():
     (grid, stream, function, packed metadata, launch metadata, two hooks, every parameter) is the one
     of Triton 3.4–3.9 (run on 3.6, read in the source of 3.9); older versions' runners took other
     arguments."""
+    import triton  # already imported: a kernel is being launched
+
     try:
         major, minor = (int(p) for p in triton.__version__.split(".")[:2])
     except (AttributeError, ValueError):
@@ -162,13 +158,14 @@ def _probe():
 
 
 def _probe_modes():
+    probe = kernels("_triton_probe")._probe_kernel
     for mode in _modes():
         try:
             x = torch.arange(1000, dtype=torch.float32, device="cuda")
             want, got = torch.full_like(x, -1.0), torch.full_like(x, -2.0)
-            compiled = _probe_kernel[(8, 1, 1)](x, want, 1000, 0.5, SHIFT=3, BLOCK=128)
+            compiled = probe[(8, 1, 1)](x, want, 1000, 0.5, SHIFT=3, BLOCK=128)
             run, function, packed = _entry(compiled, mode)
-            full = _full_args(_probe_kernel, (x, got, 1000, 0.5), {"SHIFT": 3, "BLOCK": 128})
+            full = _full_args(probe, (x, got, 1000, 0.5), {"SHIFT": 3, "BLOCK": 128})
             if run is None:
                 function[(8, 1, 1)](*full)
             else:

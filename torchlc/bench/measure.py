@@ -1,0 +1,147 @@
+"""Timing (``torch.utils.benchmark``), page faults and kernel counts (``torch.profiler``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.benchmark import Timer
+
+from .config import Config
+from .report import _reason
+
+# Ops that only create views, allocate or read metadata: not counted as kernels.
+_NON_KERNELS = {
+    "aten::as_strided",
+    "aten::select",
+    "aten::slice",
+    "aten::expand",
+    "aten::view",
+    "aten::unsqueeze",
+    "aten::squeeze",
+    "aten::empty",
+    "aten::empty_strided",
+    "aten::alias",
+    "aten::result_type",
+    "aten::reshape",
+    "aten::t",
+    "aten::transpose",
+    "aten::permute",
+    "aten::detach",
+    "aten::narrow",
+    "aten::_unsafe_view",
+    "aten::lift_fresh",
+    "aten::empty_like",
+    "aten::resize_",
+    "aten::split",
+    "aten::unbind",
+    "aten::_reshape_alias",
+    "aten::expand_as",
+    "aten::view_as",
+    "aten::item",
+    "aten::_local_scalar_dense",
+    "aten::is_nonzero",
+    "aten::to",
+    "aten::_to_copy",
+    "aten::resolve_conj",
+    "aten::resolve_neg",
+}
+
+
+# Kernels whose tensor arguments come as a list (the profiler records no shape for those).
+_LIST_KERNELS = {
+    "aten::cat",
+    "aten::_cat",
+    "aten::index",
+    "aten::index_put_",
+    "aten::_index_put_impl_",
+}
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_fn(fn, cfg: Config) -> float:
+    """Seconds per call of ``fn`` (see :func:`time_many`)."""
+    return time_many([fn], cfg)[0]
+
+
+def time_many(fns, cfg: Config) -> list:
+    """Seconds per call of each function: ``cfg.rounds`` rounds, the functions interleaved within
+    each round, each round a ``Timer.blocked_autorange``; the minimum over all blocks of all rounds
+    (load from other processes only ever adds time). A function that raises gets ``'n/a: ...'``."""
+    res = [None] * len(fns)
+    timers = []
+    for i, fn in enumerate(fns):
+        try:
+            fn()  # warm-up (and compilation)
+            _sync(cfg.device)
+            timers.append(
+                (i, Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()))
+            )
+        except Exception as e:  # a failure is a result, not a crash
+            res[i] = _reason(e)
+    for _ in range(cfg.rounds):
+        for i, t in timers:
+            best = min(t.blocked_autorange(min_run_time=cfg.min_run_time).times)
+            res[i] = best if res[i] is None else min(res[i], best)
+    return res
+
+
+def page_faults(fn, n: int = 10):
+    """Minor page faults per call of ``fn`` (``getrusage``): fresh memory the allocator had to map.
+    On CPU a large temporary that glibc returns to the OS and maps again costs more than the
+    arithmetic on it. CUDA: not applicable."""
+    if not torch.cuda.is_available() or not _on_cuda(fn):
+        try:
+            import resource
+
+            fn()
+            r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(n):
+                fn()
+            return f"{(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / n:.0f}"
+        except Exception:
+            return "n/a"
+    return "n/a"
+
+
+def _on_cuda(fn) -> bool:
+    args = getattr(fn, "args", ())
+    return any(isinstance(a, torch.Tensor) and a.is_cuda for a in args)
+
+
+def kernel_names(fn) -> list[str]:
+    """Compute kernels launched by one call of ``fn``: aten ops (other than views and metadata) with
+    no such op below them, in launch order (``torch.profiler``). An LC op's own outer aten event
+    reaches its rule's kernels through a ``PythonSubclass`` event, so it is not counted."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+
+    def counted(e):
+        if not e.name.startswith("aten::") or e.name in _NON_KERNELS:
+            return False
+        # wrapping a Python number into a 0-dim tensor (scalar_tensor, copy_ of one element, ...)
+        # (0-dim or non-tensor inputs only): not a kernel over the data
+        # (tensor-list arguments show as [] too: cat/stack are always counted)
+        if e.name in _LIST_KERNELS:
+            return True
+        shapes = [s for s in (e.input_shapes or []) if isinstance(s, list)]
+        return any(math.prod(s) > 1 for s in shapes if s)
+
+    def has_kernel_below(e):
+        return any(counted(c) or has_kernel_below(c) for c in e.cpu_children)
+
+    evs = [e for e in prof.events() if counted(e) and not has_kernel_below(e)]
+    evs.sort(key=lambda e: e.time_range.start)
+    return [e.name[len("aten::") :] for e in evs]
+
+
+def count_kernels(fn) -> int:
+    """Number of compute kernels one call of ``fn`` launches (see :func:`kernel_names`)."""
+    return len(kernel_names(fn))
