@@ -206,14 +206,14 @@ def dispatch(func, args, kwargs):
             elif res.dtype != args[0].dtype:
                 res = res.to(args[0].dtype)
             if tuple(res.shape) != tuple(args[0].shape) and func.overloadpacket.__name__ in _RESHAPING:
-                args[0]._restride_to(res)
+                args[0].lc_restride_(res)
             elif tuple(res.shape) != tuple(args[0].shape):
                 raise RuntimeError(
                     f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
                     f"to {tuple(res.shape)}"
                 )
             with torch._C._RestorePythonTLSSnapshot():  # so autograd records the write into the planes
-                args[0]._set_storage(res)
+                args[0].lc_write_(res)
             return args[0]
         if func.overloadpacket.__name__.endswith("_") or "out" in func._overloadname:
             raise NotImplementedError(f"torchlc: in-place/out= op {func.name()} on an LCTensor has no rule")

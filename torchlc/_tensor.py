@@ -292,7 +292,7 @@ class LCTensor(torch.Tensor):
                 self._cache = lay.decode(self._inner, self._support, self.shape, self.dtype)
         return self._cache
 
-    def _set_storage(self, other: LCTensor):
+    def lc_write_(self, other: LCTensor):
         """In-place update. Writes into the existing planes whenever they can hold the new value (so
         views and their bases stay aliased); a view cannot grow its support, which raises."""
         mine = self._inner[0]
@@ -319,7 +319,7 @@ class LCTensor(torch.Tensor):
         self._exact = min_exact(self._exact, other._exact) if self._lc_view else other._exact
         self._cache = None
 
-    def _restride_to(self, other: LCTensor):
+    def lc_restride_(self, other: LCTensor):
         """Shape-changing in-place view ops (squeeze_, t_, …): take other's shape and storage."""
         with torch._C._DisableTorchDispatch():
             torch.Tensor.as_strided_(self, other.shape, other.stride())

@@ -81,7 +81,7 @@ def empty_strided(func, size, stride, **kwargs):
 
 @implements([aten.zero_.default])
 def zero_(func, x):
-    x._set_storage(_real(torch.zeros(x.shape, dtype=x.dtype, device=x.device), x))
+    x.lc_write_(_real(torch.zeros(x.shape, dtype=x.dtype, device=x.device), x))
     return x
 
 

@@ -37,7 +37,7 @@ def bernoulli_(func, x, p=0.5, *, generator=None):
     if not is_lc(x):
         return func(x, p, generator=generator)
     noise = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(p, generator=generator)
-    x._set_storage(real_lc(noise, x))
+    x.lc_write_(real_lc(noise, x))
     return x
 
 
@@ -74,7 +74,7 @@ def rrelu_with_noise(func, x, noise, lower=0.125, upper=1.0 / 3.0, training=Fals
         func(sgn.to(x.dtype), buf, lower, upper, True, generator)
         slope = buf
         if is_lc(noise):
-            noise._set_storage(real_lc(buf, noise))
+            noise.lc_write_(real_lc(buf, noise))
         else:
             noise.copy_(buf)
     else:

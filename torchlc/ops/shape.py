@@ -369,7 +369,7 @@ def copy_(func, dst, src, non_blocking=False):
     planes = broadcast_planes(s.planes, dst.dim()).expand(len(s.support), *dst.shape)
     planes = planes.to(dtype=dst.dtype, device=dst.device)
     new = wrap(planes.clone(), s.support, s.order if s.order is not None else dst.lc_order, s.exact)
-    dst._set_storage(new)
+    dst.lc_write_(new)
     return dst
 
 
