@@ -47,10 +47,10 @@ def aligned(a: Series, b: Series):
         return pa, pb, a.support
     u = S.union(a.support, b.support)
     shape = bshape(pa.shape[1:], pb.shape[1:])
-    return _place(pa, a.support, u, shape), _place(pb, b.support, u, shape), u
+    return place(pa, a.support, u, shape), place(pb, b.support, u, shape), u
 
 
-def _place(p, sup, u, shape):
+def place(p, sup, u, shape):
     """Planes p over ``sup`` re-laid over the larger support ``u`` (zeros elsewhere)."""
     pos = dict(zip(sup, range(len(sup))))
     zero = None
@@ -501,7 +501,7 @@ def _merge_groups(parts):
         sup = S.union(sup, s.support)
     out = None
     for mask, s in parts:
-        p = _place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes
+        p = place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes
         out = p if out is None else torch.where(mask, p, out)
     return Series(out, sup)
 

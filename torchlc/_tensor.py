@@ -21,7 +21,7 @@ import torch._C._functorch as _F
 from . import _context, _rulehash, _vmap
 from . import _support as S
 from . import layouts as _layouts
-from ._algebra import Series, min_exact
+from ._algebra import Series, min_exact, place
 from ._repr import lc_repr
 
 __all__ = ["LCTensor", "Series", "series", "wrap", "set_dispatcher", "read_planes", "unwrap_lc"]
@@ -67,11 +67,9 @@ def unwrap_lc(x):
     return x if isinstance(x, LCTensor) else None
 
 
-def _place_planes(p, sup, u):
-    """Planes over support ``sup`` re-laid over the larger support ``u`` (zero planes elsewhere)."""
-    pos = dict(zip(sup, range(len(sup))))
-    zero = p.new_zeros(p.shape[1:])
-    return torch.stack([p[pos[q]] if q in pos else zero for q in u])
+def real(t: torch.Tensor, order) -> LCTensor:
+    """A real-valued LCTensor (one ε⁰ plane) holding the plain tensor t, truncated at ``order``."""
+    return wrap(t.unsqueeze(0), (S.ZERO,), order, None)
 
 
 def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTensor:
@@ -300,7 +298,7 @@ class LCTensor(torch.Tensor):
         if planes and set(other._support) <= set(self._support):
             src = other._planes_view()
             if other._support != self._support:
-                src = _place_planes(src, other._support, self._support)
+                src = place(src, other._support, self._support, src.shape[1:])
             mine.copy_(src.expand(mine.shape))
         elif planes and self._lc_view:
             missing = sorted(set(other._support) - set(self._support))
@@ -322,8 +320,13 @@ class LCTensor(torch.Tensor):
     def lc_restride_(self, other: LCTensor):
         """Shape-changing in-place view ops (squeeze_, t_, …): take other's shape and storage."""
         with torch._C._DisableTorchDispatch():
-            torch.Tensor.as_strided_(self, other.shape, other.stride())
+            try:
+                torch.Tensor.as_strided_(self, other.shape, other.stride())
+            except RuntimeError:  # as_strided_ beyond the wrapper's own (data-less) storage: new one
+                torch.Tensor.set_(self, _make_wrapper(LCTensor, other.shape, strides=other.stride(),
+                                                      dtype=self.dtype, device=self.device))
         self._layout = other._layout
+        self._zero = None
         self._set_inner(other._inner)
         self._support = other._support
         self._cache = None

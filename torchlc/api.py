@@ -10,7 +10,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from . import _algebra as A
 from . import _support as S
-from ._tensor import LCTensor, read_planes, series, unwrap_lc, wrap
+from ._tensor import LCTensor, read_planes, real, series, unwrap_lc, wrap
 from .errors import TruncationError
 
 __all__ = [
@@ -376,8 +376,7 @@ def _shift(y, by, keep_through):
 
 
 def _real_lc(x, W):
-    x = _float(torch.as_tensor(x))
-    return wrap(x.unsqueeze(0), (S.ZERO,), W, None)
+    return real(_float(torch.as_tensor(x)), W)
 
 
 def _outputs(f, args, what):

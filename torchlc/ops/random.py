@@ -8,7 +8,7 @@ import torch
 from .. import _algebra as A
 from .. import _support as S
 from .._dispatch import implements
-from .._tensor import LCTensor, series, wrap
+from .._tensor import LCTensor, real, series
 from ._util import is_lc, out
 
 aten = torch.ops.aten
@@ -58,7 +58,7 @@ def bernoulli_p(func, x, p=0.5, *, generator=None):
 
 
 def real_lc(t: torch.Tensor, like) -> LCTensor:
-    return wrap(t.unsqueeze(0), (S.ZERO,), like.lc_order if is_lc(like) else None, None)
+    return real(t, like.lc_order if is_lc(like) else None)
 
 
 @implements([aten.rrelu_with_noise.default], kind="decision")

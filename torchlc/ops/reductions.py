@@ -31,7 +31,10 @@ def zero_dim_ok(rule):
 
         def back(r):
             if isinstance(r, torch.Tensor) and r.dim() == 1 and r.shape[0] == 1:
-                return aten.squeeze.dim(r, 0) if isinstance(r, LCTensor) else r.squeeze(0)
+                if isinstance(r, LCTensor):  # squeeze the storage: a fresh tensor, not an LC view of
+                    src, k, rebuild = r.movable()  # an internal temporary (in-place ops under grad)
+                    return rebuild(src.squeeze(k))
+                return r.squeeze(0)
             return r
 
         if isinstance(res, tuple):
@@ -109,7 +112,7 @@ def _take(s: Series, idx, d):
 def _extreme(x, dims, keepdim, largest):
     s = series(x)
     if not dims:
-        return x
+        return aten.clone.default(x)  # a fresh result, never the input itself
     for d in dims:
         if x.shape[d] == 0:
             raise IndexError(f"{'amax' if largest else 'amin'}(): Expected reduction dim {d} to have non-zero size.")
@@ -183,7 +186,7 @@ def sort(func, x, *args, **kwargs):
         descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
     s = series(x)
     if x.dim() == 0:
-        return x, torch.zeros((), dtype=torch.long, device=x.device)
+        return aten.clone.default(x), torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     idx = order.sort_indices(s, d, descending, "sort indices")
     vals = _take(s, idx, d)
@@ -209,9 +212,11 @@ def topk(func, x, k, dim=-1, largest=True, sorted=True):
     d = dim + x.dim() if dim < 0 else dim
     # NaN is the largest value, as in torch.topk: first in a descending sort, last in an ascending
     # one; only ties that change the k selected or their order are refused
-    idx = order.sort_indices(s, d, largest, "topk indices", upto=k)
+    idx = order.sort_indices(s, d, largest, "topk indices", upto=k).narrow(d, 0, k).contiguous()
+    # gather only the k selected: fresh values (an LC view of an internal tensor would refuse
+    # in-place ops under grad, e.g. topk(...)[0].div_(2) in mixture-of-experts routing)
     vals = _take(s, idx, d)
-    return aten.narrow(out(Series(vals, s.support, s.order, s.exact)), d, 0, k), idx.narrow(d, 0, k)
+    return out(Series(vals, s.support, s.order, s.exact)), idx
 
 
 def _tree_prod(p: Series, d):
@@ -223,7 +228,7 @@ def _tree_prod(p: Series, d):
             one = Series(torch.ones_like(cur.planes.narrow(d + 1, 0, 1)[:1]), (S.ZERO,))
             one = A.add(Series(cur.planes.narrow(d + 1, 0, 1) * 0, cur.support), one)
             cur = Series(torch.cat([cur.planes, one.planes if one.support == cur.support else
-                                    A._place(one.planes, one.support, cur.support, one.planes.shape[1:])], d + 1),
+                                    A.place(one.planes, one.support, cur.support, one.planes.shape[1:])], d + 1),
                          cur.support, cur.order, cur.exact)
             n += 1
         a = Series(cur.planes.narrow(d + 1, 0, n // 2), cur.support, cur.order, cur.exact)
@@ -272,7 +277,7 @@ def cumprod(func, x, dim, *, dtype=None):
         prod_ = A.bilinear(a, b)
         sup = prod_.support
         head_s = Series(head, cur.support)
-        headp = A._place(head, cur.support, sup, head.shape[1:]) if cur.support != sup else head
+        headp = A.place(head, cur.support, sup, head.shape[1:]) if cur.support != sup else head
         cur = Series(torch.cat([headp, prod_.planes], d + 1), sup, prod_.order, prod_.exact)
         _ = head_s
         shift *= 2

@@ -34,8 +34,8 @@ def _scatter_extreme(x, d, index, src, largest, include_self):
     (a tie shares the gradient evenly), on the ε⁰ plane exactly as for the plain tensors."""
     sx, ss = _scatter_operands(x, index, src)
     u = S.union(sx.support, ss.support)
-    px = sx.planes if sx.support == u else A._place(sx.planes, sx.support, u, sx.shape)
-    ps = ss.planes if ss.support == u else A._place(ss.planes, ss.support, u, ss.shape)
+    px = sx.planes if sx.support == u else A.place(sx.planes, sx.support, u, sx.shape)
+    ps = ss.planes if ss.support == u else A.place(ss.planes, ss.support, u, ss.shape)
     red, fill = ("amax", float("-inf")) if largest else ("amin", float("inf"))
     dev = px.device
     cand_x = torch.ones(px.shape[1:], dtype=torch.bool, device=dev)
@@ -100,7 +100,7 @@ def _scatter_prod(x, d, index, src, include_self):
     T = len(sup)
     rows = ss.planes.reshape(len(ss.support), -1)[:, perm]
     if sup != ss.support:
-        rows = A._place(rows, ss.support, sup, rows.shape[1:])
+        rows = A.place(rows, ss.support, sup, rows.shape[1:])
     dense = rows.new_zeros((T, n * K))
     dense[sup.index(S.ZERO)] = 1.0
     dense = dense.index_copy(1, pos * K + rank, rows)

@@ -280,7 +280,7 @@ def cat(func, tensors, dim=0):
     sup = ss[0].support
     for s in ss[1:]:
         sup = A.S.union(sup, s.support)
-    planes = [A._place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes for s in ss]
+    planes = [A.place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes for s in ss]
     res = torch.cat(planes, d + 1)
     mono = all(is_monomial(t) for t in tensors)
     return out(Series(res, sup, A.result_order(*ss), A.min_exact(*(s.exact for s in ss))), monomial=mono and bool(lcs))
@@ -307,7 +307,7 @@ def per_plane(func, args, kwargs, value_positions):
     sup = None
     for s in ss.values():
         sup = s.support if sup is None else A.S.union(sup, s.support)
-    planes = {i: A._place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes
+    planes = {i: A.place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes
               for i, s in ss.items()}
     outs = []
     for t in range(len(sup)):
