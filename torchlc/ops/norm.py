@@ -14,6 +14,7 @@ from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import series
 from ._util import decomposed, first_order, is_lc, out
+from .reductions import reduced_dims
 
 aten = torch.ops.aten
 prims = torch.ops.prims
@@ -22,16 +23,8 @@ prims = torch.ops.prims
 # -- variance ----------------------------------------------------------------------------------------
 
 
-def _red_dims(x, dim):
-    n = x.dim()
-    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
-        return list(range(n))
-    dims = [dim] if isinstance(dim, int) else list(dim)
-    return [d + n if d < 0 else d for d in dims]
-
-
 def _var(x, dim, correction, keepdim):
-    dims = _red_dims(x, dim)
+    dims = reduced_dims(x, dim)
     n = 1
     for d in dims:
         n *= x.shape[d]

@@ -45,7 +45,8 @@ def zero_dim_ok(rule):
     return wrapped
 
 
-def _dims(x, dim):
+def reduced_dims(x, dim):
+    """The element dims a reduction over ``dim`` covers (None or () means all), non-negative."""
     n = x.dim()
     if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
         return list(range(n))
@@ -59,7 +60,7 @@ def _termwise(reduce):
     @zero_dim_ok
     def rule(func, x, dim=None, keepdim=False, *, dtype=None):
         s = series(x)
-        dims = [d + 1 for d in _dims(x, dim)]
+        dims = [d + 1 for d in reduced_dims(x, dim)]
         p = reduce(s.planes, dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
         return out(Series(p, s.support, s.order, s.exact))
 
@@ -132,13 +133,13 @@ def _extreme(x, dims, keepdim, largest):
 @implements([aten.amax.default], kind="decision")
 @zero_dim_ok
 def amax(func, x, dim=(), keepdim=False):
-    return _extreme(x, _dims(x, dim), keepdim, True)
+    return _extreme(x, reduced_dims(x, dim), keepdim, True)
 
 
 @implements([aten.amin.default], kind="decision")
 @zero_dim_ok
 def amin(func, x, dim=(), keepdim=False):
-    return _extreme(x, _dims(x, dim), keepdim, False)
+    return _extreme(x, reduced_dims(x, dim), keepdim, False)
 
 
 @implements([aten.max.default], kind="decision")
