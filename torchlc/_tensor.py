@@ -72,6 +72,11 @@ def real(t: torch.Tensor, order) -> LCTensor:
     return wrap(t.unsqueeze(0), (S.ZERO,), order, None)
 
 
+# Set once an LCTensor with complex coefficients has been built: until then dispatch skips the check
+# for complex operands (a list, so other layers read the current value through one shared object).
+COMPLEX_SEEN = [False]
+
+
 def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTensor:
     """Build an LCTensor from planes, choosing the storage layout by policy (see layouts)."""
     # one functorch check covers both vmap (lift) and grad transforms (refuse); dynamo-traced code
@@ -90,6 +95,8 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
     if not support:
         planes = planes.new_zeros((1, *planes.shape[1:]))
         support = (S.ZERO,)
+    if planes.dtype.is_complex:
+        COMPLEX_SEEN[0] = True  # from now on dispatch checks for complex operands (see _dispatch)
     if order is not None and exact is not None and exact > order:
         exact = order
     layout = _layouts.choose(planes, support, monomial)
@@ -111,8 +118,10 @@ def _rebuild(planes, support, order, exact):
         return ValueError(f"torchlc: cannot load this LCTensor: {why}. The checkpoint is corrupt or "
                           "was not written by torchlc")
 
-    if not isinstance(planes, torch.Tensor) or not planes.dtype.is_floating_point or planes.dim() < 1:
-        raise bad(f"its coefficient planes must be a floating tensor (T, *shape), got {type(planes).__name__}"
+    if (not isinstance(planes, torch.Tensor) or not (planes.dtype.is_floating_point or planes.dtype.is_complex)
+            or planes.dim() < 1):
+        raise bad(f"its coefficient planes must be a floating or complex tensor (T, *shape), got "
+                  f"{type(planes).__name__}"
                   + (f" of {planes.dtype}" if isinstance(planes, torch.Tensor) else ""))
     if not isinstance(support, tuple) or not all(isinstance(q, Fraction) for q in support):
         raise bad(f"its support must be a tuple of fractions.Fraction, got {support!r}")
@@ -158,6 +167,24 @@ def _outside_inference(owner, inner):
 
 
 _make_wrapper = torch.Tensor._make_wrapper_subclass
+
+_OWN_GRAD = (
+    "an LCTensor cannot require grad itself (its adjoint is not an LC product). Make the "
+    "coefficient planes the leaves instead, e.g. p = nn.Parameter(torchlc.coeffs(lc)) and "
+    "build the LCTensor in forward with torchlc.from_terms({q: p[i] ...})"
+)
+
+
+class _Handles:
+    """Removable handle of a hook registered on several tensors."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
 
 _NOT_A_NUMBER = (
     "an LCTensor element is a series, not {what}; read a real number off it with "
@@ -356,12 +383,28 @@ class LCTensor(torch.Tensor):
 
     def requires_grad_(self, requires_grad: bool = True):
         if requires_grad:
-            raise TypeError(
-                "an LCTensor cannot require grad itself (its adjoint is not an LC product). Make the "
-                "coefficient planes the leaves instead, e.g. p = nn.Parameter(torchlc.coeffs(lc)) and "
-                "build the LCTensor in forward with torchlc.from_terms({q: p[i] ...})"
-            )
+            raise TypeError(_OWN_GRAD)
         return self
+
+    # -- autograd seen from outside: an LCTensor is a container of planes --------------------------------
+    # Autograd records on the coefficient planes ("inner" autograd): the wrapper itself is never in
+    # the graph. Engines that look at a module's outputs from Python (FSDP2's pre-backward hooks,
+    # which re-gather sharded parameters before their gradients are needed) see an LCTensor as
+    # requiring grad when its planes do, and a hook registered on it is registered on those planes
+    # (it receives the planes' gradient). Without this FSDP2 never re-gathers and backward fails.
+    @property
+    def requires_grad(self) -> bool:
+        return any(t.requires_grad for t in self._inner)
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool):
+        if value:
+            raise TypeError(_OWN_GRAD)
+
+    def register_hook(self, hook):
+        """Register ``hook`` on the coefficient planes that require grad (it receives their gradient);
+        returns a handle whose ``remove()`` removes it from all of them."""
+        return _Handles([t.register_hook(hook) for t in self._inner if t.requires_grad])
 
     def __bool__(self):
         raise TypeError(

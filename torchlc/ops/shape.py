@@ -80,6 +80,12 @@ def _aliases(t, src) -> bool:
 @implements([aten.view.default, aten._unsafe_view.default, aten.reshape.default], kind="structural")
 def view(func, x, size):
     if func is aten.view.default:
+        if not torch.is_grad_enabled() and list(size) == list(x.shape) and x.requires_grad:
+            # x.view_as(x) with grad off and planes that require grad: what autograd.Function does
+            # with an input it returns unchanged (_view_as_self_with_no_grad; FSDP2 passes every
+            # module input through one). The alias keeps the very same planes, so the planes'
+            # graph stays connected: autograd records on planes, never on the wrapper.
+            return structural(x, lambda t, k: t)
         return structural(x, lambda t, k: t.view(*t.shape[:k], *size))
     r = structural(x, lambda t, k: t.reshape(*t.shape[:k], *size), None)
     if r.lc_view and func is aten.reshape.default and _inference_mode_on() and not _is_inference(x):
@@ -349,7 +355,8 @@ def fill_like_ops(func, x, *args):
     # the filled value is a real number: the ε⁰ plane gets it, every other plane gets 0
     *rest, value = args
     if isinstance(value, LCTensor):
-        raise NotImplementedError(f"torchlc: {func.name()} with an LCTensor fill value; use torch.where")
+        # an LC fill value v (0-dim): the op is linear in (x, v) jointly, so plane q gets v's q-th term
+        return per_plane(func, (x, *args), {}, (0, len(args)))
     zero = torch.zeros_like(value) if isinstance(value, torch.Tensor) else 0
     s = series(x)
     if A.S.ZERO not in s.support:
@@ -376,7 +383,7 @@ def copy_(func, dst, src, non_blocking=False):
 @implements([aten._to_copy.default])
 def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, non_blocking=False,
             memory_format=None):
-    if dtype is not None and not dtype.is_floating_point:
+    if dtype is not None and not (dtype.is_floating_point or dtype.is_complex):
         raise TypeError(
             f"torchlc: cannot convert an LCTensor to {dtype}; take torchlc.standard_part(x) (or "
             "floor/round, which are exact) first"
