@@ -199,8 +199,17 @@ def dispatch(func, args, kwargs):
     if mutable and args and isinstance(args[0], LCTensor):
         functional = _functional_variant(func)
         if functional is not None:
-            # in-place on an LCTensor: compute out of place, then write into self's storage
-            res = dispatch(functional, args, kwargs)
+            # in-place on an LCTensor: compute out of place, then write into self's storage. When
+            # autograd records, the out-of-place result's graph may hold self's planes (h / h.sum()):
+            # compute it from a copy, as torch's in-place ops do, so writing into self does not
+            # modify a tensor the backward needs
+            fargs = args
+            if torch.is_grad_enabled() and any(
+                isinstance(a, torch.Tensor) and a.requires_grad for a in args
+            ):
+                snap = dispatch(aten.clone.default, (args[0],), {})
+                fargs = tuple(snap if a is args[0] else a for a in args)
+            res = dispatch(functional, fargs, kwargs)
             if not isinstance(res, LCTensor):
                 res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0].lc_order, None)
             elif res.dtype != args[0].dtype:

@@ -31,6 +31,7 @@ from . import (  # noqa: F401  (each module registers its rules on import)
     selection,
     shape,
     special,
+    strided,
     transformer,
 )
 

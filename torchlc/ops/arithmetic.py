@@ -141,7 +141,7 @@ def pow_scalar(func, x, e, dtype="float64"):
         # an irrational-looking float exponent: exp(e·log x) on finite positive x
         return aten.exp(aten.mul(aten.log(x), e))
     if r == 1:
-        return x
+        return aten.clone.default(x) if isinstance(x, LCTensor) else x  # a new tensor, as torch's x ** 1
     if r.denominator == 1 and 2 <= r <= 4 and isinstance(x, LCTensor):
         # small integer powers through the product path (a truncated Cauchy product, one fused
         # kernel at first order) instead of the general leading-term series: the same exact value,

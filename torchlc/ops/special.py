@@ -388,7 +388,7 @@ def _pick_at(s: Series, idx, vals, pos, d, keepdim):
 def _median(x, dim, keepdim, ignore_nan):
     s = series(x)
     if x.dim() == 0:
-        return x, torch.zeros((), dtype=torch.long, device=x.device)
+        return aten.clone.default(x), torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     idx, vals = _sorted(s, d)
     nan = _nan_elems(s.planes)
@@ -435,7 +435,7 @@ def nanmedian_all(func, x):
 def kthvalue(func, x, k, dim=-1, keepdim=False):
     s = series(x)
     if x.dim() == 0:
-        return x, torch.zeros((), dtype=torch.long, device=x.device)
+        return aten.clone.default(x), torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     idx, vals = _sorted(s, d)
     shape = list(x.shape)
@@ -450,7 +450,7 @@ def mode(func, x, dim=-1, keepdim=False):
     occurrence (as torch)."""
     s = series(x)
     if x.dim() == 0:
-        return x, torch.zeros((), dtype=torch.long, device=x.device)
+        return aten.clone.default(x), torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     idx, vals = _sorted(s, d)
     n = x.shape[d]
@@ -469,7 +469,7 @@ def _cum_extreme(x, dim, largest, name):
     """Hillis–Steele scan of (value, index) pairs: the later one wins ties (as torch), NaN absorbs."""
     s = series(x)
     if x.dim() == 0:
-        return x, torch.zeros((), dtype=torch.long, device=x.device)
+        return aten.clone.default(x), torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
     n = x.shape[d]
     planes = s.planes
