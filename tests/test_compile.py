@@ -192,9 +192,10 @@ def test_one_lc_argument_keys_on_its_metadata():
     assert len(backend.graphs) == 3
 
 
-def test_key_carries_strides_grad_autocast_and_strict():
+def test_key_carries_strides_grad_and_autocast():
     """A compiled graph is reused only for inputs it was traced for: other strides, a tangent that
-    requires grad, autocast and strict mode each trace anew, and each result is eager's."""
+    requires grad and autocast each trace anew, and each result is eager's. Strict mode runs eagerly
+    (no graph; see test_compile_cache.py for its DomainError)."""
     m = _mlp()
     backend = _Recording()
     f = torchlc.compile(lambda t: m(t.t()), backend=backend)
@@ -206,10 +207,10 @@ def test_key_carries_strides_grad_autocast_and_strict():
             assert torch.equal(torchlc.coeffs(f(t)), torchlc.coeffs(m(t.t())))
         with torchlc.strict():
             assert torch.equal(torchlc.coeffs(f(lx)), torchlc.coeffs(m(lx.t())))
-    assert len(backend.graphs) == 3
+    assert len(backend.graphs) == 2
     w = v.clone().requires_grad_()
     y = f(x.nonstd(w))
-    assert len(backend.graphs) == 4
+    assert len(backend.graphs) == 3
     (g,) = torch.autograd.grad(torchlc.coeff(y, 1).sum(), w)
     (ref,) = torch.autograd.grad(torchlc.coeff(m(x.nonstd(w).t()), 1).sum(), w)
     torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
