@@ -49,7 +49,8 @@ def test_subset_nothing_wrong(subset_results):
 def test_subset_statuses_are_known(subset_results):
     for r in subset_results:
         assert r.status in coverage.STATUSES
-        assert r.samples <= 2
+        assert r.samples <= 2 + 2  # max_samples, plus the zero-size and the non-contiguous sample
+        assert r.zero_size in ("pass", "fail", "n/a", "") and r.noncontig in ("pass", "fail", "n/a", "")
 
 
 def test_markdown_rendering(subset_results):
@@ -149,8 +150,85 @@ def test_missing_expecttest_names_the_extra():
     assert "Traceback" not in r.stderr and hint in r.stderr
 
 
-@pytest.mark.slow
-def test_full_run_nothing_wrong():
-    results = coverage.run(max_samples=4, timeout=10.0)
-    wrong = [(r.name, r.note) for r in results if r.status == "wrong"]
-    assert not wrong, wrong
+# The full run (nothing wrong, nothing erroring, the page exactly as committed) is
+# tests/test_coverage_page.py.
+
+
+# -- the derived samples: zero-size and non-contiguous ----------------------------------------------
+class _Plain:
+    name = "f"
+
+    @staticmethod
+    def gradcheck_wrapper(op, *a, **k):
+        return op(*a, **k)
+
+
+def _fake_op(fn):
+    class Op(_Plain):
+        @staticmethod
+        def get_op():
+            return fn
+
+    return Op
+
+
+def _fake_sample(*tensors):
+    class Sample:
+        input = tensors[0]
+        args = tuple(tensors[1:])
+        kwargs = {}
+
+        @staticmethod
+        def output_process_fn_grad(x):
+            return x
+
+    return Sample
+
+
+def test_zero_size_variants_narrow_the_input_and_the_matching_arguments():
+    from torchlc.coverage import runner
+
+    a, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    variants = runner._zero_size_variants([_fake_sample(a, b)])
+    shapes = [[tuple(t.shape) for t in tr([a, b], 1)] for _, tr in variants]
+    assert shapes[0] == [(0, 4), (0, 4)] and shapes[1] == [(0, 4), (3, 4)]  # batch dim, matching / alone
+    assert [(3, 0), (3, 0)] in shapes
+    op = _fake_op(torch.add)
+    gen = torch.Generator().manual_seed(0)
+    s, ref, err = runner._prepare(op, _fake_sample(a, b), gen, 0, transform=variants[0][1])
+    assert err is None and coverage.check_sample(s, ref[0], ref[1], 0) == "pass"
+
+
+def test_non_contiguous_samples_lift_views():
+    gen = torch.Generator().manual_seed(0)
+    seen = []
+
+    def record(x, y):
+        seen.append((x.is_contiguous(), y.is_contiguous(), torchlc.is_lc(x)))
+        return x * y
+
+    s = coverage._Sample(_fake_op(record), _fake_sample(torch.randn(3, 4, dtype=torch.float64),
+                                                        torch.randn(5, dtype=torch.float64)[:4]),
+                         gen, False, layout="non-contiguous")
+    lifted = s.lift()
+    assert not lifted[0].is_contiguous() and lifted[0].lc_view  # a transposed LC view
+    assert not lifted[1].is_contiguous() and lifted[1].stride() == (2,)  # every other element
+    ref = torch.func.jvp(lambda *xs: s.call(xs), tuple(s.plain(p) for p in s.primals),
+                         tuple(s.plain(v) for v in s.tangents))
+    assert coverage.check_sample(s, ref[0], ref[1], 0) == "pass"
+    assert (False, False, True) in seen
+
+
+def test_truncation_error_reruns_at_the_order_it_names():
+    from torchlc.coverage import runner
+    from torchlc.coverage.spec import OpResult
+
+    # ‖x‖ at x = 0: at order 1 the ε¹ coefficient is not exact; at order 2 it is ‖v‖ (the one-sided
+    # value of the kink, where jvp gives 0)
+    op = _fake_op(torch.linalg.vector_norm)
+    gen = torch.Generator().manual_seed(0)
+    s, ref, _ = runner._prepare(op, _fake_sample(torch.zeros(3, dtype=torch.float64)), gen, 0)
+    with pytest.raises(torchlc.TruncationError):
+        coverage.check_sample(s, ref[0], ref[1], 0)
+    res = OpResult("f", "pass")
+    assert runner._check_at_needed_order(s, ref, 0, None, res) == "kink" and res.reordered == 1

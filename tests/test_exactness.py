@@ -82,11 +82,18 @@ def test_non_float_coefficient_dtypes_are_refused(dtype):
         torchlc.from_terms({0: 1.0}, dtype=dtype)
 
 
-def test_complex_input_is_refused():
-    with pytest.raises(TypeError, match="complex"):
-        torch.tensor([1 + 2j]).nonstd()
+def test_complex_input_keeps_its_imaginary_part_or_is_refused():
+    # nonstd of a complex point: complex coefficients, nothing dropped (semantics §7)
+    z = torch.tensor([1 + 2j]).nonstd()
+    assert z.dtype == torch.complex64
+    assert torchlc.coeff(z, 0).tolist() == [1 + 2j] and torchlc.coeff(z, 1).tolist() == [1 + 0j]
+    with pytest.raises(TypeError, match="complex coefficients"):
+        torch.sin(z)  # decisions and analytic functions name the op and the dtype
+    # from_terms, eps and the derivative API stay real: a TypeError naming the dtype
     with pytest.raises(TypeError, match="complex"):
         torchlc.from_terms({0: torch.tensor([1 + 2j])})
+    with pytest.raises(TypeError, match="complex"):
+        torchlc.ngrad(torch.sin, torch.tensor([1 + 2j]))
 
 
 def test_integer_inputs_become_floats():

@@ -28,11 +28,11 @@ import torch._decomp
 
 from . import _support as S
 from ._algebra import Series, add
-from ._tensor import LCTensor, series, set_dispatcher, wrap
+from ._tensor import COMPLEX_SEEN, LCTensor, series, set_dispatcher, wrap
 
 __all__ = [
     "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "find_rule",
-    "kind_of", "registered", "dispatch", "register_linear_op",
+    "kind_of", "registered", "dispatch", "register_linear_op", "implements_complex", "COMPLEX_KINDS",
 ]
 
 aten = torch.ops.aten
@@ -158,6 +158,65 @@ def intercept(ops, rule):
         _route_below_autograd(op)
 
 
+# -- complex coefficients ------------------------------------------------------------------------------
+# An LCTensor may hold complex coefficients (an element of the Levi-Civita field over C). The field over
+# C has no order, so an op with a complex LC operand runs only a rule that is valid there: its rule of
+# this second table (:func:`implements_complex`), else its ordinary rule when that rule's kind is one of
+# COMPLEX_KINDS (linear per plane, data movement, factories, torch's own decompositions, whose pieces
+# dispatch again). Every other op (decisions, analytic functions, jets, ...) raises a TypeError naming
+# itself and the dtype; an op without any rule takes the usual fallback chain.
+
+COMPLEX_KINDS = frozenset({"per_plane", "structural", "factory", "decomposition"})
+_COMPLEX_RULES: dict = {}
+
+
+def implements_complex(ops):
+    """Decorator: the rule of each op in ``ops`` for calls with an LCTensor of complex coefficients
+    (one per op; a second registration raises :class:`RegistrationError`)."""
+
+    def deco(fn):
+        for op in ops:
+            if op in _COMPLEX_RULES:
+                raise RegistrationError(
+                    f"torchlc: {op} already has a complex rule ({_describe(_COMPLEX_RULES[op])}); "
+                    f"cannot also register {_describe(fn)}"
+                )
+        for op in ops:
+            _COMPLEX_RULES[op] = fn
+        return fn
+
+    return deco
+
+
+def _complex_operand(args):
+    """The dtype of the first LCTensor operand with complex coefficients (None if there is none)."""
+    for a in args:
+        if isinstance(a, LCTensor):
+            if a.dtype.is_complex:
+                return a.dtype
+        elif isinstance(a, (list, tuple)):
+            for t in a:
+                if isinstance(t, LCTensor) and t.dtype.is_complex:
+                    return t.dtype
+    return None
+
+
+def _complex_rule(func, dtype):
+    rule = _COMPLEX_RULES.get(func) or _COMPLEX_RULES.get(func.overloadpacket)
+    if rule is not None:
+        return rule
+    rule = find_rule(func)
+    if rule is not None and kind_of(func) not in COMPLEX_KINDS:
+        raise TypeError(
+            f"torchlc: {func.name()} on an LCTensor with complex coefficients ({dtype}) is not "
+            "supported: complex LC tensors take linear ops, data movement, + − × ÷, real/imag/conj, "
+            "abs/angle, view_as_real/complex/polar and the FFTs; decisions (comparisons, sign, "
+            "sorting, rounding, max/min) and analytic functions need real coefficients. Work on "
+            "x.real and x.imag (or torch.view_as_real(x)) instead"
+        )
+    return rule
+
+
 # -- dispatch --------------------------------------------------------------------------------------------
 _DECOMP = torch._decomp.decomposition_table
 
@@ -191,7 +250,10 @@ def _functional_variant(func):
 
 
 def dispatch(func, args, kwargs):
-    rule = find_rule(func)
+    if COMPLEX_SEEN[0] and (dtype := _complex_operand(args)) is not None:
+        rule = _complex_rule(func, dtype)
+    else:
+        rule = find_rule(func)
     if rule is not None:
         with torch._C._RestorePythonTLSSnapshot():
             return rule(func, *args, **kwargs)
@@ -204,7 +266,8 @@ def dispatch(func, args, kwargs):
             # compute it from a copy, as torch's in-place ops do, so writing into self does not
             # modify a tensor the backward needs
             fargs = args
-            if torch.is_grad_enabled() and any(
+            reshaping = func.overloadpacket.__name__ in _RESHAPING  # views: never from a copy
+            if not reshaping and torch.is_grad_enabled() and any(
                 isinstance(a, torch.Tensor) and a.requires_grad for a in args
             ):
                 snap = dispatch(aten.clone.default, (args[0],), {})
@@ -214,9 +277,12 @@ def dispatch(func, args, kwargs):
                 res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0].lc_order, None)
             elif res.dtype != args[0].dtype:
                 res = res.to(args[0].dtype)
-            if tuple(res.shape) != tuple(args[0].shape) and func.overloadpacket.__name__ in _RESHAPING:
+            if reshaping:
+                # an in-place view op (also one that keeps the shape: transpose_ of a square
+                # matrix): self takes the view's strides and storage, nothing is copied
                 args[0].lc_restride_(res)
-            elif tuple(res.shape) != tuple(args[0].shape):
+                return args[0]
+            if tuple(res.shape) != tuple(args[0].shape):
                 raise RuntimeError(
                     f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
                     f"to {tuple(res.shape)}"

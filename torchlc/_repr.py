@@ -23,6 +23,10 @@ def element_str(coeffs, support, exact=None) -> str:
     for c, q in zip(coeffs, support):
         if c == 0 or (exact is not None and q > exact):
             continue
+        if isinstance(c, complex):  # complex coefficients: (a±bj), always added
+            body = f"({_num(c.real)}{'-' if c.imag < 0 else '+'}{_num(abs(c.imag))}j)" if c == c else "nan"
+            parts.append(("+", body + (S.fmt_exponent(q) if q != 0 else "")))
+            continue
         body = _num(abs(c)) if c == c else "nan"
         body = body + (S.fmt_exponent(q) if q != 0 else "")
         parts.append(("-" if c < 0 else "+", body))

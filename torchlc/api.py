@@ -36,6 +36,12 @@ def _float(x: torch.Tensor, what: str = "torchlc") -> torch.Tensor:
     return x if x.dtype.is_floating_point else x.to(torch.get_default_dtype())
 
 
+def _point(x: torch.Tensor, what: str) -> torch.Tensor:
+    """A point for :func:`nonstd`: floating and complex tensors as they are, integer and bool ones cast
+    to the default float dtype."""
+    return x if x.dtype.is_complex else _float(x, what)
+
+
 def _float_dtype(dtype, what: str):
     """A floating coefficient dtype (the default when None); integer, bool and complex refused."""
     if dtype is None:
@@ -85,6 +91,9 @@ def nonstd(x, v=None, *, order=1) -> LCTensor:
 
     Also available as the Tensor method ``x.nonstd(v, order=...)``. Integer tensors are cast to the
     default float dtype. ``order`` is the truncation order of everything computed from the result.
+    A complex x (or v) gives an LCTensor with complex coefficients (x and v promoted to one complex
+    dtype), which takes linear ops, data movement, + − × ÷, real/imag/conj/abs/angle and the FFTs;
+    every op that decides or is analytic raises a TypeError naming itself (semantics §7).
 
     Example:
         >>> import torch, torchlc
@@ -109,16 +118,23 @@ def nonstd(x, v=None, *, order=1) -> LCTensor:
         x = None
     else:
         base = None
-        x = _float(torch.as_tensor(x), "nonstd")
+        x = _point(torch.as_tensor(x), "nonstd")
     like = x if x is not None else base
     if v is None:
         v = torch.ones(like.shape, dtype=like.dtype, device=like.device)
     else:
-        v = _float(torch.as_tensor(v, device=like.device), "nonstd").to(like.dtype)
+        v = _point(torch.as_tensor(v, device=like.device), "nonstd")
+        if v.dtype.is_complex and not like.dtype.is_complex:  # a complex direction: complex planes
+            v = v.to(torch.promote_types(like.dtype, v.dtype))
+            if x is not None:
+                x = x.to(v.dtype)
+        else:
+            v = v.to(like.dtype)
         if v.shape != like.shape:
             v = v.expand(torch.broadcast_shapes(v.shape, like.shape))
     if base is not None:
-        return base + v * eps(1, order=order, dtype=like.dtype, device=like.device)
+        real = like.dtype.to_real() if like.dtype.is_complex else like.dtype
+        return base + v * eps(1, order=order, dtype=real, device=like.device)
     shape = torch.broadcast_shapes(x.shape, v.shape)
     if order < 1:
         return wrap(x.expand(shape).unsqueeze(0).clone(), (S.ZERO,), order, order)

@@ -12,16 +12,26 @@
   ``torch.func.jvp`` returns a conventional (almost-everywhere) derivative instead;
 * or where torchlc's element is infinite (nonzero ε⁻¹·… terms) and the reference is not finite.
 
+Ops without float64 support run complex128 samples (complex LC inputs). Each op also runs two derived
+samples, compared the same way: a *zero-size* one (a dimension of a sample's input, and of the
+arguments that share it, narrowed to 0; the first variant the plain op accepts) and a
+*non-contiguous* one (the lifted inputs are transposed or strided views). A sample whose ε¹
+coefficient is not exact at order 1 (TruncationError naming the order needed) is recomputed at that
+order.
+
 Each op is classified ``pass`` (every sample matches), ``not-implemented`` (torchlc raised a clear
 NotImplementedError/TypeError naming what is missing), ``wrong`` (numbers differ), ``error`` (any other
 exception) or ``skipped`` (no float64 sample with a floating tensor, the jvp reference itself fails,
-or the op is random). The report is written to ``docs/coverage.md``.
+or the op is random). The report is written to ``docs/coverage.md``; every op is seeded on its own, so
+the report does not depend on ``--ops`` or ``--jobs``, and ``tests/test_coverage_page.py`` checks that
+the committed page is exactly what the tool produces.
 
 Usage::
 
     python -m torchlc.coverage                     # full run, writes docs/coverage.md
     python -m torchlc.coverage --ops sin,add,cat   # a subset, prints the table
     python -m torchlc.coverage --json results.json # also dump machine-readable results
+    python -m torchlc.coverage --jobs 2            # in 2 worker processes (same report)
 """
 
 from .cli import main

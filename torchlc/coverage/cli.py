@@ -24,6 +24,8 @@ def main(argv=None):
     p.add_argument("--max-samples", type=int, default=4)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per op")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes (one thread each); the results do not depend on it")
     p.add_argument(
         "--out", default=None, help="markdown output (default docs/coverage.md on a full run)"
     )
@@ -31,7 +33,7 @@ def main(argv=None):
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args(argv)
     names = a.ops.split(",") if a.ops else None
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(min(torch.get_num_threads(), 2) if a.jobs <= 1 else 1)
 
     def progress(r):
         if not a.quiet:
@@ -39,7 +41,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     try:
-        results = run(names, a.max_samples, a.timeout, a.seed, progress)
+        results = run(names, a.max_samples, a.timeout, a.seed, progress, jobs=a.jobs)
     except MissingDependencyError as e:
         print(f"python -m torchlc.coverage: {e}", file=sys.stderr)
         return 2

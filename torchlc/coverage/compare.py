@@ -15,18 +15,30 @@ from .spec import ATOL, FD_ATOL, FD_RTOL, FD_STEP, RTOL
 
 
 def _is_float(t) -> bool:
-    return isinstance(t, torch.Tensor) and t.dtype.is_floating_point and t.layout == torch.strided
+    """A leaf to lift: floating (or, in the complex samples of ops without float64, complex)."""
+    return isinstance(t, torch.Tensor) and (t.dtype.is_floating_point or t.is_complex()) and t.layout == torch.strided
 
 
 class _Sample:
-    """One OpInfo sample with its floating leaves identified and tangents drawn."""
+    """One OpInfo sample with its floating leaves identified and tangents drawn.
 
-    def __init__(self, op, sample, gen, input_only):
+    ``transform`` (optional) maps the sample's flattened leaves to new ones before anything else: the
+    zero-size samples narrow a dimension to 0 this way. ``layout`` is how the lifted leaves are laid
+    out in memory: ``"contiguous"`` (as OpInfo made them), or ``"non-contiguous"``: every lifted leaf
+    of dimension ≥ 2 is a transposed view (``.mT`` of a contiguous tensor) and every 1-dim one a
+    strided view (every other element of a longer tensor), both for the LC input and for the plain
+    tensors that ``torch.func.jvp`` and the finite differences see.
+    """
+
+    def __init__(self, op, sample, gen, input_only, *, transform=None, layout="contiguous"):
         self.op = op
         self.sample = sample
+        self.layout = layout
         tree = (sample.input, tuple(sample.args), dict(sample.kwargs))
         self.leaves, self.spec = tree_flatten(tree)
         n_in = len(tree_flatten(sample.input)[0])
+        if transform is not None:
+            self.leaves = transform(self.leaves, n_in)
         self.idx = [
             i for i, t in enumerate(self.leaves) if _is_float(t) and (not input_only or i < n_in)
         ]
@@ -34,6 +46,31 @@ class _Sample:
         self.tangents = tuple(
             torch.randn(p.shape, dtype=p.dtype, generator=gen) for p in self.primals
         )
+
+    def plain(self, t):
+        """A fresh plain tensor equal to ``t``, laid out as this sample's lifted leaves are."""
+        if self.layout == "contiguous" or t.dim() == 0:
+            return t.clone()
+        if t.dim() >= 2:
+            return t.mT.contiguous().mT
+        return torch.stack([t, torch.full_like(t, 7.0)], -1)[..., 0]
+
+    def lift(self, order=1):
+        """The LC inputs ``x + v·ε`` (truncation ``order``), laid out as :meth:`plain` lays out plain
+        ones."""
+        if self.layout == "contiguous":
+            return tuple(p.clone().nonstd(v, order=order) for p, v in zip(self.primals, self.tangents))
+        out = []
+        for p, v in zip(self.primals, self.tangents):
+            if p.dim() == 0:
+                out.append(p.clone().nonstd(v, order=order))
+            elif p.dim() >= 2:  # a transposed view of an LC tensor
+                out.append(p.mT.contiguous().nonstd(v.mT.contiguous(), order=order).mT)
+            else:  # every other element of an LC tensor twice as long
+                pad = torch.full_like(p, 7.0)
+                lc = torch.stack([p, pad], -1).nonstd(torch.stack([v, pad], -1), order=order)
+                out.append(lc[..., 0])
+        return tuple(out)
 
     def call(self, xs):
         # fresh copies of every plain tensor leaf: ops that update arguments in place (running
@@ -61,9 +98,11 @@ class _Sample:
                 return f"[{inner}]" if isinstance(x, list) else f"({inner})"
             return repr(x)
 
-        s = self.sample
-        parts = [fmt(s.input)] + [fmt(a) for a in s.args]
-        parts += [f"{k}={fmt(v)}" for k, v in s.kwargs.items()]
+        inp, args, kwargs = tree_unflatten(self.leaves, self.spec)
+        parts = [fmt(inp)] + [fmt(a) for a in args]
+        parts += [f"{k}={fmt(v)}" for k, v in kwargs.items()]
+        if self.layout != "contiguous":
+            parts.append(f"# lifted inputs {self.layout}")
         return ", ".join(parts)
 
 
@@ -88,7 +127,12 @@ def _singular_mask(out):
 
 
 def _close_mask(a, b, rtol, atol):
-    """Elementwise assert_close criterion (NaN == NaN, inf == inf)."""
+    """Elementwise assert_close criterion (NaN == NaN, inf == inf); complex numbers compare their
+    real and imaginary parts."""
+    if a.is_complex() or b.is_complex():
+        a = torch.view_as_real(a.to(torch.complex128).resolve_conj())
+        b = torch.view_as_real(b.to(torch.complex128).resolve_conj())
+        return _close_mask(a, b, rtol, atol).all(-1)
     a = a.to(torch.float64)
     b = b.to(torch.float64)
     both_nan = torch.isnan(a) & torch.isnan(b)
@@ -100,14 +144,15 @@ def _close_mask(a, b, rtol, atol):
     return ok | both_nan | eq
 
 
-def check_sample(s: _Sample, ref_primal, ref_tangent, seed, allowed=None):
-    """Run the LC version of sample ``s`` and compare it with the jvp reference.
+def check_sample(s: _Sample, ref_primal, ref_tangent, seed, allowed=None, order=1):
+    """Run the LC version of sample ``s`` (inputs lifted at truncation ``order``) and compare it with
+    the jvp reference.
 
     Returns ``"pass"``, ``"kink"`` (a one-sided difference was accepted) or ``"allowed"`` (an
     ``allowed`` = (reason, mask) difference was accepted); raises :class:`_Mismatch` with a description, or whatever the
     LC computation raised.
     """
-    lifted = tuple(p.clone().nonstd(v) for p, v in zip(s.primals, s.tangents))
+    lifted = s.lift(order)
     lc_out = s.seeded(lifted, seed)
     lc_leaves, lc_spec = tree_flatten(lc_out)
     p_leaves, p_spec = tree_flatten(ref_primal)
@@ -191,13 +236,19 @@ def check_sample(s: _Sample, ref_primal, ref_tangent, seed, allowed=None):
         gotv = p0[idx].item() if which == "ε⁰" else p1[idx].item()
         raise _Mismatch(
             f"{where}: {which} plane differs at {int(bad.sum())}/{bad.numel()} elements, "
-            f"e.g. index {list(idx)}: expected {expv:.6g}, got {gotv:.6g}"
+            f"e.g. index {list(idx)}: expected {_num(expv)}, got {_num(gotv)}"
         )
     if allow:
         return "allowed"
     if jvp_off:
         return "jvp-off"
     return "kink" if kink else "pass"
+
+
+def _num(x) -> str:
+    if isinstance(x, complex):
+        return f"{x.real:.6g}{x.imag:+.6g}j"
+    return f"{x:.6g}"
 
 
 def _limits(a, b, k, h):
@@ -216,7 +267,7 @@ def _one_sided(s: _Sample, seed):
 
     def at(t):
         with torch.no_grad():
-            return s.seeded(tuple(p + t * v for p, v in zip(s.primals, s.tangents)), seed)
+            return s.seeded(tuple(s.plain(p + t * v) for p, v in zip(s.primals, s.tangents)), seed)
 
     try:
         right = (at(h), at(2 * h))
@@ -233,5 +284,6 @@ def _reference(s: _Sample, seed):
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        primals = tuple(p.clone() for p in s.primals)
-        return torch.func.jvp(lambda *xs: s.call(xs), primals, s.tangents)
+        primals = tuple(s.plain(p) for p in s.primals)
+        tangents = tuple(s.plain(v) for v in s.tangents)
+        return torch.func.jvp(lambda *xs: s.call(xs), primals, tangents)

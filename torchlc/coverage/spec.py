@@ -9,6 +9,7 @@ import torch
 
 STATUSES = ("pass", "not-implemented", "wrong", "error", "skipped")
 DTYPE = torch.float64
+COMPLEX_DTYPE = torch.complex128  # for ops without float64 support (view_as_real, imag, istft)
 RTOL = 1e-7
 ATOL = 1e-7
 FD_STEP = 1e-6
@@ -76,6 +77,11 @@ class OpResult:
         0  # samples where jvp disagreed with two-sided finite differences; torchlc agreed
     )
     allowed: int = 0  # samples where an ALLOWED difference was accepted
+    reordered: int = 0  # samples rerun at a higher truncation order after a TruncationError
     seconds: float = 0.0
+    # the extra samples: "pass", "fail", "n/a" (no such sample: the plain op refuses every zero-size
+    # variant, or no floating input of ≥ 2 elements), "" (not run: nothing comparable)
+    zero_size: str = ""
+    noncontig: str = ""
     cause: str = ""  # root-cause key for not-implemented / error
     repro: str = ""  # for wrong: a snippet

@@ -58,6 +58,14 @@ def _any(mask) -> bool:
     return _inner_is_plain(mask) and bool(mask.any())
 
 
+def _constant(M: _M) -> bool:
+    """Whether the infinitesimal part of M is exactly zero (then a factorization of A0 is one of A,
+    with zero infinitesimal terms, where A0's would be refused as degenerate). False where data cannot
+    be read (vmap, tracing), as :func:`_any` is."""
+    d = list(M.d.values())
+    return all(_inner_is_plain(t) for t in d) and not any(_any(t != 0) for t in d)
+
+
 def _nie(name, why):
     raise NotImplementedError(f"torchlc: aten.{name} on LCTensors: {why}")
 
@@ -322,7 +330,7 @@ def pinv(func, A, atol=None, rtol=None, hermitian=False):
         return _write(_M({ZERO: p0}, M.order, M.exact))
     rank = torch.linalg.matrix_rank(M.a0, atol=atol, rtol=rtol, hermitian=hermitian)
     if _any(rank < min(m, n)):
-        _nie(name, "a rank-deficient standard part (pinv is discontinuous there)")
+        return _pinv_kept(M, p0, atol, rtol, hermitian, name)
     At = M.map(_mT)
     if m >= n:
         G = _M(_mm(At, M, M.order), M.order, M.exact)
@@ -332,6 +340,71 @@ def pinv(func, A, atol=None, rtol=None, hermitian=False):
         X = _gen_solve(G, M, name).map(_mT)
     X.p[ZERO] = p0
     return _write(X)
+
+
+def _pinv_kept(M: _M, p0, atol, rtol, hermitian, name):
+    """pinv where the tolerances drop singular values of the standard part (first order).
+
+    torch's pinv keeps the singular values σ > tol = max(atol, rtol·σ_max) and inverts only those:
+    pinv(A) = f(G) Aᵀ with G = AᵀA and f(λ) = 1/λ on the kept eigenvalues λ = σ², 0 on the dropped
+    ones. In the field an infinitesimal singular value is below every positive standard tolerance, so
+    the kept set is the standard part's, and f is analytic on a neighbourhood of G's spectrum (the
+    tolerance separates kept from dropped values). Then, with G0 = W diag(λ) Wᵀ (W the full right
+    singular basis of A0) and dG = dAᵀA0 + A0ᵀdA, the Daleckii–Krein formula gives
+    d f(G) = W (F ∘ Wᵀ dG W) Wᵀ, F_ij = (f(λ_i) − f(λ_j))/(λ_i − λ_j) (f'(λ_i) = −1/λ_i² for two kept
+    equal ones, 0 for two dropped ones), and d pinv = d f(G)·A0ᵀ + f(G0)·dAᵀ. Along perturbations
+    that keep the rank (A = a·bᵀ with both factors perturbed) this is the derivative of pinv itself;
+    a perturbation that raises the rank adds only infinitesimal singular values, which the (standard,
+    positive) tolerance drops, as the field's order decides σ > tol.
+    A zero tolerance (nothing can separate an infinitesimal singular value) or a singular value exactly
+    at the tolerance refuses, as does a higher order; a matrix without infinitesimal terms has A0's
+    pinv."""
+    if _constant(M):  # A is exactly A0 (a zero matrix, say): A0's pinv, exactly
+        P = {q: p0 if q == ZERO else torch.zeros_like(p0) for q in M.p}
+        return _write(_M(P, M.order, M.exact))
+    if M.order is None or any(2 * p <= M.order for p in M.d):
+        _nie(name, "a rank-deficient standard part at orders where products of infinitesimal terms "
+                   "survive (only the first-order formula is implemented; use order=1)")
+    A0 = M.a0
+    m, n = A0.shape[-2:]
+    _, S, Vh = torch.linalg.svd(A0, full_matrices=True)
+    smax = S.amax(-1, keepdim=True) if S.shape[-1] else S.new_zeros((*S.shape[:-1], 1))
+    a_ = torch.as_tensor(0.0 if atol is None else atol, dtype=S.dtype, device=S.device)
+    if rtol is None:
+        r_ = torch.as_tensor(0.0 if atol is not None and _any(a_ > 0) else torch.finfo(S.dtype).eps * max(m, n),
+                             dtype=S.dtype, device=S.device)
+    else:
+        r_ = torch.as_tensor(rtol, dtype=S.dtype, device=S.device)
+    tol = torch.maximum(a_.unsqueeze(-1) if a_.dim() else a_, r_.unsqueeze(-1) * smax if r_.dim() else r_ * smax)
+    if _any(tol <= 0):
+        _nie(name, "a rank-deficient standard part with zero tolerances (pinv is discontinuous there)")
+    # σ_max = rtol·σ_max with rtol = 1 holds for every ε (dropped, as torch drops σ = tol); any other
+    # singular value at the tolerance is decided by infinitesimal terms that this order lacks
+    always = (S == smax) & (tol == r_ * smax) & (r_ == 1)
+    if _any((S == tol) & ~always):
+        _nie(name, "a singular value exactly at the tolerance (the rank is undecided)")
+    W = Vh.mT  # (n, n): the full right singular basis
+    lam = torch.zeros((*S.shape[:-1], n), dtype=S.dtype, device=S.device)
+    lam[..., : S.shape[-1]] = S * S
+    kept = torch.zeros_like(lam, dtype=torch.bool)
+    kept[..., : S.shape[-1]] = S > tol
+    f = torch.where(kept, 1 / torch.where(kept, lam, torch.ones_like(lam)), torch.zeros_like(lam))
+    li, lj = lam.unsqueeze(-1), lam.unsqueeze(-2)
+    fi, fj = f.unsqueeze(-1), f.unsqueeze(-2)
+    ki, kj = kept.unsqueeze(-1), kept.unsqueeze(-2)
+    diff = li - lj
+    safe = torch.where(diff == 0, torch.ones_like(diff), diff)
+    F = torch.where(ki & kj, -fi * fj, torch.where(ki | kj, (fi - fj) / safe, torch.zeros_like(diff)))
+    f0 = W @ (f.unsqueeze(-1) * W.mT)  # f(G0)
+    AW = A0 @ W
+    P = {ZERO: p0}
+    for q, dA in M.d.items():
+        dAW = dA @ W
+        K = AW.mT @ dAW
+        K = K + K.mT  # Wᵀ dG W
+        dF = W @ (F * K) @ W.mT
+        P[q] = dF @ A0.mT + f0 @ dA.mT
+    return _write(_M(P, M.order, min_exact(M.exact, M.order)))
 
 
 def _gen_solve(G: _M, B: _M, name):

@@ -21,6 +21,7 @@ from .linalg import (
     ZERO,
     _any,
     _check_singular,
+    _constant,
     _eye_like,
     _grid,
     _lu_series,
@@ -218,6 +219,14 @@ def qr(func, A, mode="reduced"):
     if M.d:
         if mode == "complete" and m > n:
             _nie(name, "mode='complete' with m > n (the completion is not unique)")
+        if _any(R0.diagonal(0, -2, -1) == 0) and _constant(M):
+            sup = _grid([ZERO], list(M.d.keys()), M.order, name)  # A is exactly A0: A0's QR, exactly
+            exact = min_exact(M.exact, M.order)
+            Qs = {q: Q0 if q == ZERO else torch.zeros_like(Q0) for q in sup}
+            Rs = {q: R0 if q == ZERO else torch.zeros_like(R0) for q in sup}
+            R = _write(_M(Rs, M.order, exact))
+            return (torch.empty(0, dtype=Q0.dtype, device=Q0.device) if mode == "r" else
+                    _write(_M(Qs, M.order, exact))), R
         _check_singular(R0.diagonal(0, -2, -1) == 0, name, M)
     sup = _grid([ZERO], list(M.d.keys()), M.order, name)
     Qs, Rs = {ZERO: Q0}, {ZERO: R0}
@@ -291,13 +300,18 @@ def svd(func, A, full_matrices=False, compute_uv=True, driver=None):
         _nie(name, "full_matrices=True with a non-square matrix (the completion is not unique)")
     U, Sv, Vh = torch.linalg.svd(M.a0, full_matrices=full_matrices, driver=driver)
     Us, Ss, Vhs = {ZERO: U}, {ZERO: Sv}, {ZERO: Vh}
-    if M.d:
+    if M.d and _constant(M):  # A is exactly A0 (e.g. a zero matrix): A0's SVD, exactly
+        for q in M.d:
+            Us[q], Ss[q], Vhs[q] = torch.zeros_like(U), torch.zeros_like(Sv), torch.zeros_like(Vh)
+    elif M.d:
         E = _gaps(Sv * Sv, name, "singular values")
         if _any(Sv == 0):
             _nie(name, "a zero singular value (|·| kink of the singular values)")
     V = _mT(Vh)
     Uk, Vk = U[..., :, :k], V[..., :, :k]
     for q, dA in M.d.items():
+        if q in Ss:
+            continue
         dP = _mT(Uk) @ dA @ Vk
         Ss[q] = dP.diagonal(0, -2, -1)
         if not compute_uv:

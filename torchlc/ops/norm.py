@@ -117,7 +117,7 @@ def batch_norm_no_update(func, x, weight, bias, rm, rv, momentum, eps):
 @implements([aten.native_group_norm.default])
 def native_group_norm(func, x, weight, bias, N, C, HxW, group, eps):
     shape = x.shape
-    xg = x.reshape(N, group, -1)
+    xg = x.reshape(N, group, (C // group) * HxW)  # explicit: -1 is ambiguous for an empty batch
     v, m = _var(xg, [-1], 0, True)
     rstd = (v + eps).rsqrt()
     o = ((xg - m) * rstd).reshape(shape)

@@ -3,6 +3,8 @@ pooling select each window's maximum in the field's order (lexicographic over th
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._algebra import Series
@@ -90,9 +92,9 @@ def _window_max(x, windows):
     Os = flat.shape[:n]
     flat = flat.reshape(*Os, -1)
     valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, -1)
-    pl = p.reshape(T, N * C, -1)
+    pl = p.reshape(T, N * C, math.prod(spatial))  # explicit sizes: N·C or a spatial size may be 0
     ind = lex_window_argmax(pl, flat, valid)  # (N*C, *O)
-    vals = torch.gather(pl, 2, ind.reshape(1, N * C, -1).expand(T, -1, -1))
+    vals = torch.gather(pl, 2, ind.reshape(1, N * C, math.prod(Os)).expand(T, -1, -1))
     vals = vals.reshape(T, N, C, *Os)
     ind = ind.reshape(N, C, *Os)
     if not batched:

@@ -223,6 +223,9 @@ def topk(func, x, k, dim=-1, largest=True, sorted=True):
 def _tree_prod(p: Series, d):
     """Product along element dim d by a log-depth tree of truncated Cauchy products."""
     n = p.planes.shape[d + 1]
+    if n == 0:  # the empty product is exactly 1
+        shape = p.planes.shape[1:d + 1] + p.planes.shape[d + 2:]
+        return Series(p.planes.new_ones((1, *shape)), (S.ZERO,), p.order, None)
     cur = p
     while n > 1:
         if n % 2:

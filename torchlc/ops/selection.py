@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .._algebra import Series
+from .._algebra import Series, broadcast_planes
 from .._dispatch import implements
 from .._tensor import LCTensor, series
 from . import order
@@ -30,7 +30,7 @@ def masked_select(func, x, mask):
         raise TypeError("masked_select: the mask must be a bool tensor, not an LCTensor (compare it first)")
     s = series(x)
     shape = torch.broadcast_shapes(s.shape, mask.shape)
-    planes = s.planes.expand(s.planes.shape[0], *shape)
+    planes = broadcast_planes(s.planes, len(shape)).expand(s.planes.shape[0], *shape)
     return out(Series(planes[:, mask.expand(shape)], s.support, s.order, s.exact))
 
 

@@ -385,14 +385,18 @@ def _pick_at(s: Series, idx, vals, pos, d, keepdim):
     return out(Series(v, s.support, s.order, s.exact)), i
 
 
-def _median(x, dim, keepdim, ignore_nan):
+def _median(x, dim, keepdim, ignore_nan, all_elements=False):
     s = series(x)
     if x.dim() == 0:
         return aten.clone.default(x), torch.zeros((), dtype=torch.long, device=x.device)
     d = dim + x.dim() if dim < 0 else dim
+    n = x.shape[d]
+    if n == 0:  # as torch: the median of no elements is NaN; an empty reduction dim is an error
+        if not all_elements:
+            raise IndexError(f"median(): Expected reduction dim {dim} to have non-zero size.")
+        return out(Series(s.planes.new_full((1,), float("nan")), (S.ZERO,), s.order, None)), None
     idx, vals = _sorted(s, d)
     nan = _nan_elems(s.planes)
-    n = x.shape[d]
     shape = list(x.shape)
     shape[d] = 1
     if ignore_nan:
@@ -423,12 +427,12 @@ def _flat(x):
 
 @implements([aten.median.default], kind="decision")
 def median_all(func, x):
-    return _median(_flat(x), 0, False, False)[0]
+    return _median(_flat(x), 0, False, False, all_elements=True)[0]
 
 
 @implements([aten.nanmedian.default], kind="decision")
 def nanmedian_all(func, x):
-    return _median(_flat(x), 0, False, True)[0]
+    return _median(_flat(x), 0, False, True, all_elements=True)[0]
 
 
 @implements([aten.kthvalue.default], kind="decision")
