@@ -168,13 +168,6 @@ def _outside_inference(owner, inner):
 
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 
-_OWN_GRAD = (
-    "an LCTensor cannot require grad itself (its adjoint is not an LC product). Make the "
-    "coefficient planes the leaves instead, e.g. p = nn.Parameter(torchlc.coeffs(lc)) and "
-    "build the LCTensor in forward with torchlc.from_terms({q: p[i] ...})"
-)
-
-
 class _Handles:
     """Removable handle of a hook registered on several tensors."""
 
@@ -382,8 +375,17 @@ class LCTensor(torch.Tensor):
         return _rebuild, (self._planes_view(), self._support, self._order, self._exact)
 
     def requires_grad_(self, requires_grad: bool = True):
-        if requires_grad:
-            raise TypeError(_OWN_GRAD)
+        """Make the coefficient planes autograd leaves that require grad (``False``: stop requiring
+        it). An LCTensor never requires grad itself: its adjoint is not an LC product; gradients land
+        on the planes (read them with ``torchlc.coeffs(x)`` kept from before, or make the planes
+        ``nn.Parameter``s and build the LCTensor in forward with ``torchlc.from_terms``)."""
+        for t in self._inner:
+            # planes computed from others already require grad (non-leaves); only leaves can change
+            if t.is_leaf and (t.is_floating_point() or t.is_complex()):
+                t.requires_grad_(requires_grad)
+            elif not requires_grad:
+                raise RuntimeError("torchlc: cannot stop requiring grad on planes computed from other "
+                                   "tensors (not autograd leaves); use x.detach()")
         return self
 
     # -- autograd seen from outside: an LCTensor is a container of planes --------------------------------
@@ -398,8 +400,7 @@ class LCTensor(torch.Tensor):
 
     @requires_grad.setter
     def requires_grad(self, value: bool):
-        if value:
-            raise TypeError(_OWN_GRAD)
+        self.requires_grad_(value)  # on the planes (Wav2Vec2's feature encoder sets it on its input)
 
     def register_hook(self, hook):
         """Register ``hook`` on the coefficient planes that require grad (it receives their gradient);

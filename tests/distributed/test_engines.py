@@ -124,8 +124,12 @@ def test_lc_outputs_expose_their_planes_to_engine_hooks():
     h.remove()
     with torch.no_grad():
         assert not lin(torch.randn(4, 3).nonstd()).requires_grad
-    with pytest.raises(TypeError, match="cannot require grad"):
-        y.requires_grad = True
+    x = torch.randn(3).nonstd()
+    x.requires_grad = True  # on the planes, which become autograd leaves (Wav2Vec2 does this)
+    assert x.requires_grad and torchlc.coeffs(x).is_leaf and torchlc.coeffs(x).requires_grad
+    y.requires_grad_()  # planes computed from parameters: they require grad already
+    with pytest.raises(RuntimeError, match="not autograd leaves"):
+        y.requires_grad_(False)
 
 
 def test_distributed_example_runs_under_torchrun(tmp_path):
