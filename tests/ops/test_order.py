@@ -316,3 +316,92 @@ def test_nonzero(layout, data):
     r = expect(ref, lambda: torch.nonzero(x).flatten().tolist())
     if r:
         assert r[0] == r[1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@SETTINGS
+@given(data=finite_vectors(min_n=1, max_n=1))
+def test_sign_and_heaviside(layout, data):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    k = key(rows[0], sup, exact)
+
+    def ref_sign():
+        if k[0]:
+            return "nan"
+        s = next((1 if c > 0 else -1 for c in k[1] if c != 0), 0)
+        if s == 0 and exact is not None:
+            raise Undecidable
+        return s
+
+    def lc_sign():
+        v = torchlc.coeff(torch.sign(x[0]), 0).item()
+        return "nan" if v != v else v
+
+    r = expect(ref_sign, lc_sign)
+    if r:
+        assert r[0] == r[1]
+    r = expect(lambda: 0.0 if ref_sign() == "nan" else {1: 1.0, -1: 0.0, 0: 0.5}[ref_sign()],
+               lambda: torchlc.coeff(torch.heaviside(x[0], torch.tensor(0.5)), 0).item())
+    if r:
+        assert r[0] == r[1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@SETTINGS
+@given(data=finite_vectors(min_n=2))
+def test_cummax_and_median(layout, data):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    keys = [key(r, sup, exact) for r in rows]
+    if any(k[0] for k in keys):
+        return  # NaN propagation of cummax/median follows torch; covered in test_special
+    trunc = exact is not None
+
+    def ref_cummax():
+        best, out = 0, [0]
+        for i in range(1, len(keys)):
+            c = _cmp(keys[i][1], keys[best][1])
+            if c == 0 and trunc:
+                raise Undecidable
+            if c >= 0:  # ties: the later index, as torch
+                best = i
+            out.append(best)
+        return out
+
+    r = expect(ref_cummax, lambda: torch.cummax(x, 0).indices.tolist())
+    if r:
+        assert r[0] == r[1]
+    # median refuses any undecidable tie in the slice (its index depends on the whole order)
+    r = expect(lambda: ref_sort(keys, trunc, False)[(len(keys) - 1) // 2], lambda: x.median(0).indices.item())
+    if r:
+        assert r[0] == r[1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@SETTINGS
+@given(data=finite_vectors(min_n=1))
+def test_boolean_indexing_by_a_comparison(layout, data):
+    sup, rows, exact = data
+    x, rows = build(sup, rows, exact, layout)
+    keys = [key(r, sup, exact) for r in rows]
+
+    def ref():
+        sel = []
+        for i, k in enumerate(keys):
+            if k[0]:
+                continue  # NaN > 0 is False
+            s = next((1 if c > 0 else -1 for c in k[1] if c != 0), 0)
+            if s == 0 and exact is not None:
+                raise Undecidable
+            if s > 0:
+                sel.append(i)
+        return sel
+
+    r = expect(ref, lambda: torch.nonzero(x > 0).flatten().tolist())
+    if r:
+        assert r[0] == r[1]
+        picked = x[x > 0]
+        assert picked.shape == (len(r[0]),)
+        assert torch.equal(torchlc.coeffs(picked), torchlc.coeffs(x)[:, r[0]])
+        assert torch.equal(torchlc.coeffs(torch.masked_select(x, x > 0)), torchlc.coeffs(x)[:, r[0]])

@@ -483,11 +483,7 @@ def _cum_extreme(x, dim, largest, name):
     while shift < n:
         lp = planes.narrow(d + 1, 0, n - shift)
         rp = planes.narrow(d + 1, shift, n - shift)
-        diff = rp - lp
-        if s.exact is not None:
-            sg = A.trusted_lead_sign(Series(diff, s.support, s.order, s.exact), name)
-        else:
-            sg = A.lead_sign(diff)
+        sg = A.lead_sign(_exact_planes(rp - lp, s))  # ties resolved as torch; checked below
         ln, rn = _nan_elems(lp), _nan_elems(rp)
         wins = (sg >= 0) if largest else (sg <= 0)
         right = rn | (wins & ~ln)
@@ -496,7 +492,21 @@ def _cum_extreme(x, dim, largest, name):
         planes = torch.cat([planes.narrow(d + 1, 0, shift), newp], d + 1)
         idx = torch.cat([idx.narrow(d, 0, shift), newi], d)
         shift *= 2
+    if s.exact is not None and n > 1:
+        # only the comparisons the result depends on may refuse: each element against the running
+        # extreme before it (a tie there decides whether the index moves)
+        before = planes.narrow(d + 1, 0, n - 1)
+        diff = Series(s.planes.narrow(d + 1, 1, n - 1) - before, s.support, s.order, s.exact)
+        A.trusted_lead_sign(diff, name)
     return out(Series(planes, s.support, s.order, s.exact)), idx
+
+
+def _exact_planes(planes, s: Series):
+    """The planes through exact_through (all when nothing was dropped)."""
+    if s.exact is None:
+        return planes
+    keep = [i for i, q in enumerate(s.support) if q <= s.exact]
+    return planes[keep] if keep else planes[:1] * 0
 
 
 @implements([aten.cummax.default], kind="decision")
