@@ -115,3 +115,21 @@ def test_train_grads_resnet18():
     # 64x64: the last stage's BatchNorm normalises over 2x2x2 values (at 32x32 over 2 values, and the
     # ε¹ plane, divided by a tiny batch deviation, is ill-conditioned)
     check_train_grads(build(MODELS["resnet18"][0]), _call, randn(2, 3, 64, 64))
+
+
+def test_njacfwd_of_resnet18_chunked_matches_autograd():
+    """vmap on a real model: torchlc.njacfwd batches the basis directions of the input through
+    resnet18 with torch.func.vmap (chunk_size bounds the batch); its ε⁰ plane is the Jacobian and its
+    ε⁻¹ plane the jumps (none here: no relu kink is hit exactly)."""
+    import torch
+
+    import torchlc
+
+    torch.manual_seed(0)
+    m = tv.models.resnet18(num_classes=3).eval().double()
+    x = torch.randn(1, 3, 8, 8, dtype=torch.float64)
+    J = torchlc.njacfwd(m, chunk_size=48)(x)
+    assert J.shape == (1, 3, 1, 3, 8, 8)
+    ref = torch.autograd.functional.jacobian(m, x)
+    torch.testing.assert_close(torchlc.coeff(J, 0), ref, rtol=1e-10, atol=1e-12)
+    assert torch.count_nonzero(torchlc.coeff(J, -1)) == 0
