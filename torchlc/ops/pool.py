@@ -64,16 +64,21 @@ def _pool_windows(L, k, stride, pad, dil, ceil_mode, device):
     return idx.clamp(0, L - 1), valid
 
 
+def pool_planes(x, n):
+    """``(series, planes, batched)`` of x for pooling over its n trailing dims: planes shaped
+    (T, N, C, *spatial), an unbatched (C, *spatial) input given N = 1."""
+    s = series(x)
+    p = s.planes
+    batched = p.dim() - 1 == n + 2
+    return s, (p if batched else p.unsqueeze(1)), batched
+
+
 def _window_max(x, windows):
     """Max in the field's order over per-dim windows (``windows[d]`` = (idx (O_d, K_d), valid)) of the
     trailing spatial dims of x, (N, C, *spatial) or (C, *spatial): values and torch-style indices
     (flattened spatial position of each window's first maximum)."""
     n = len(windows)
-    s = series(x)
-    p = s.planes
-    batched = p.dim() - 1 == n + 2
-    if not batched:
-        p = p.unsqueeze(1)
+    s, p, batched = pool_planes(x, n)
     T, N, C = p.shape[:3]
     spatial = p.shape[3:]
     flat = None

@@ -22,7 +22,7 @@ from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import series
 from ._util import fold_batch, out
-from .pool import lex_window_argmax
+from .pool import lex_window_argmax, pool_planes
 
 aten = torch.ops.aten
 
@@ -51,11 +51,7 @@ def _starts(u, L, n_out, k):
 
 
 def _fractional_max(x, kernel_size, output_size, samples, n):
-    s = series(x)
-    p = s.planes
-    batched = p.dim() - 1 == n + 2
-    if not batched:
-        p = p.unsqueeze(1)
+    s, p, batched = pool_planes(x, n)
     T, N, C = p.shape[:3]
     spatial = p.shape[3:]
     B = N * C
