@@ -143,3 +143,16 @@ def test_distributed_example_runs_under_torchrun(tmp_path):
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "OK" in r.stdout and not list(tmp_path.iterdir())  # learned, and wrote nothing
+
+
+def test_full_backward_hooks_do_not_cost_parameter_gradients():
+    # torch wraps a hooked module's outputs in an autograd.Function that returns them unchanged; the
+    # LC planes must stay connected through it (at 14af904 the weight got no gradient at all)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, dtype=torch.float64).nonstd()
+    plain, hooked = torch.nn.Linear(3, 2).double(), torch.nn.Linear(3, 2).double()
+    hooked.load_state_dict(plain.state_dict())
+    hooked.register_full_backward_hook(lambda m, gi, go: None)
+    for m in (plain, hooked):
+        torchlc.coeff(m(x), 1).sum().backward()
+    torch.testing.assert_close(hooked.weight.grad, plain.weight.grad, rtol=0, atol=0)
