@@ -574,13 +574,11 @@ def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
     If an element is zero through ``exact_through`` but the tensor was truncated, its sign depends on
     dropped terms; where that decision ``matters`` (a mask; default everywhere) raise TruncationError
     naming the order needed (one host sync, only for truncated inputs)."""
-    planes, sup = x.planes, x.support
+    planes = x.planes
     if x.exact is None:
         return lead_sign(planes)
-    keep = [i for i, q in enumerate(sup) if q <= x.exact]
-    trusted = planes[keep] if keep else planes.new_zeros((1, *planes.shape[1:]))
     # a NaN coefficient anywhere, exact or not, makes the element NaN (never a tie to refuse)
-    s = torch.where(torch.isnan(planes).any(0), NAN, lead_sign(trusted))
+    s = torch.where(torch.isnan(planes).any(0), NAN, lead_sign(exact_planes(x)))
     rec = speculation_record()
     if rec is not None:
         amb = s == 0
@@ -592,11 +590,25 @@ def trusted_lead_sign(x: Series, what: str, matters=None) -> torch.Tensor:
         if x.zero is not None:
             amb = amb & ~x.zero.expand(amb.shape)
         if bool(amb.any()):
-            order = x.order if x.order is not None else x.exact
-            need = order + (order - x.exact) + 1
             raise TruncationError(
                 f"{what}: {int(amb.sum())} element(s) are zero through ε^{x.exact} but terms above "
                 f"were truncated, so the result depends on them; rerun with a higher order "
-                f"(e.g. x.nonstd(order={need}))"
+                f"(e.g. x.nonstd(order={needed_order(x)}))"
             )
     return s
+
+
+def exact_planes(x: Series) -> torch.Tensor:
+    """The planes through ``exact_through``, the ones decisions may read (all of them when nothing
+    was dropped; one zero plane when none is exact)."""
+    if x.exact is None:
+        return x.planes
+    keep = [i for i, q in enumerate(x.support) if q <= x.exact]
+    return x.planes[keep] if keep else x.planes.new_zeros((1, *x.planes.shape[1:]))
+
+
+def needed_order(x: Series):
+    """A truncation order at which what is undecided through ``x.exact`` gets decided (a lower bound
+    named in TruncationError messages)."""
+    order = x.order if x.order is not None else x.exact
+    return order + (order - x.exact) + 1

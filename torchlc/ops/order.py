@@ -39,18 +39,7 @@ def nan_elements(planes: torch.Tensor) -> torch.Tensor:
 def key_planes(s: Series) -> torch.Tensor:
     """The planes that decide the order: those through ``exact_through`` (all of them when nothing
     was dropped); a NaN element has NaN in every plane, so each plane's sort treats it alike."""
-    planes = s.planes
-    if s.exact is not None:
-        keep = [i for i, q in enumerate(s.support) if q <= s.exact]
-        planes = planes[keep] if keep else planes.new_zeros((1, *planes.shape[1:]))
-    nan = nan_elements(s.planes)
-    return torch.where(nan, float("nan"), planes)
-
-
-def needed_order(s: Series):
-    """A truncation order at which ties through ``s.exact`` would be decided (a lower bound)."""
-    order = s.order if s.order is not None else s.exact
-    return order + (order - s.exact) + 1
+    return torch.where(nan_elements(s.planes), float("nan"), A.exact_planes(s))
 
 
 def _refuse(s: Series, ties: torch.Tensor, what: str) -> None:
@@ -65,7 +54,7 @@ def _refuse(s: Series, ties: torch.Tensor, what: str) -> None:
         raise TruncationError(
             f"{what}: {int(ties.sum())} comparison(s) of elements tie through ε^{s.exact}, but terms "
             f"above that were truncated, so the result depends on them; rerun with a higher order "
-            f"(e.g. x.nonstd(order={needed_order(s)}))"
+            f"(e.g. x.nonstd(order={A.needed_order(s)}))"
         )
 
 

@@ -365,10 +365,6 @@ def addbmm(func, inp, b1, b2, *, beta=1, alpha=1):
 # -- order statistics ------------------------------------------------------------------------------
 
 
-def _nan_elems(planes):
-    return torch.isnan(planes).any(0)
-
-
 def _sorted(s: Series, d):
     """Lexicographic sort along element dim d with NaN elements last; (indices, sorted planes)."""
     idx = order.sort_indices(s, d, False, "median/kthvalue/mode")
@@ -396,7 +392,7 @@ def _median(x, dim, keepdim, ignore_nan, all_elements=False):
             raise IndexError(f"median(): Expected reduction dim {dim} to have non-zero size.")
         return out(Series(s.planes.new_full((1,), float("nan")), (S.ZERO,), s.order, None)), None
     idx, vals = _sorted(s, d)
-    nan = _nan_elems(s.planes)
+    nan = order.nan_elements(s.planes)
     shape = list(x.shape)
     shape[d] = 1
     if ignore_nan:
@@ -483,8 +479,8 @@ def _cum_extreme(x, dim, largest, name):
     while shift < n:
         lp = planes.narrow(d + 1, 0, n - shift)
         rp = planes.narrow(d + 1, shift, n - shift)
-        sg = A.lead_sign(_exact_planes(rp - lp, s))  # ties resolved as torch; checked below
-        ln, rn = _nan_elems(lp), _nan_elems(rp)
+        sg = A.lead_sign(A.exact_planes(Series(rp - lp, s.support, s.order, s.exact)))  # ties resolved as torch; checked below
+        ln, rn = order.nan_elements(lp), order.nan_elements(rp)
         wins = (sg >= 0) if largest else (sg <= 0)
         right = rn | (wins & ~ln)
         newp = torch.where(right, rp, lp)
@@ -499,14 +495,6 @@ def _cum_extreme(x, dim, largest, name):
         diff = Series(s.planes.narrow(d + 1, 1, n - 1) - before, s.support, s.order, s.exact)
         A.trusted_lead_sign(diff, name)
     return out(Series(planes, s.support, s.order, s.exact)), idx
-
-
-def _exact_planes(planes, s: Series):
-    """The planes through exact_through (all when nothing was dropped)."""
-    if s.exact is None:
-        return planes
-    keep = [i for i, q in enumerate(s.support) if q <= s.exact]
-    return planes[keep] if keep else planes[:1] * 0
 
 
 @implements([aten.cummax.default], kind="decision")
