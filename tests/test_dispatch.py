@@ -94,3 +94,9 @@ def test_pickles_written_by_0_1_0_still_load():
     assert torch.equal(torchlc.coeffs(saved["tensor"]), torchlc.coeffs(ref))
     assert torch.equal(torchlc.coeffs(saved["state_dict"]["lc"]), torchlc.coeffs(ref))
     assert torchlc.coeff(saved["boxed"], 1).tolist() == [1.0, 2.0]
+
+
+def test_decomposed_registration_needs_a_torch_decomposition():
+    with pytest.raises(_dispatch.RegistrationError, match="no torch._decomp decomposition"):
+        _dispatch.decomposed([aten.histc.default])
+    assert _dispatch.kind_of(aten.histc.default) is None  # nothing was registered

@@ -32,7 +32,7 @@ from ._tensor import COMPLEX_SEEN, LCTensor, series, set_dispatcher, wrap
 
 __all__ = [
     "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "find_rule",
-    "kind_of", "registered", "dispatch", "register_linear_op", "implements_complex", "COMPLEX_KINDS",
+    "kind_of", "registered", "dispatch", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS",
 ]
 
 aten = torch.ops.aten
@@ -100,7 +100,9 @@ def registered(kind: str | None = None) -> list:
     return [op for op, k in _KIND.items() if kind is None or k == kind]
 
 
-def _via_decomposition(func, *args, **kwargs):
+def run_decomposition(func, *args, **kwargs):
+    """``func`` through torch's own decomposition (``torch._decomp``): the rule of ops registered with
+    :func:`decomposed`, and the general path of rules that have a fast case."""
     return torch._decomp.decomposition_table[func](*args, **kwargs)
 
 
@@ -109,7 +111,7 @@ def decomposed(ops):
     missing = [op for op in ops if op not in torch._decomp.decomposition_table]
     if missing:
         raise RegistrationError(f"torchlc: no torch._decomp decomposition for {missing}")
-    register(ops, _via_decomposition, kind="decomposition")
+    register(ops, run_decomposition, kind="decomposition")
 
 
 # -- intercepted ops: kernels at the autograd keys ------------------------------------------------------

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch._decomp
 
 from .. import _algebra as A
 from .._algebra import Series
+from .._dispatch import run_decomposition as decomposed  # noqa: F401  (the rules' general path)
 from .._jet import upcast as upcast  # the rules' half-precision computation dtype
 from .._tensor import LCTensor, real, series, wrap
-
-
-def decomposed(func, *args, **kwargs):
-    """``func`` through torch's own decomposition: the general path of rules that have a fast case."""
-    return torch._decomp.decomposition_table[func](*args, **kwargs)
 
 
 def first_order(x):
