@@ -206,8 +206,6 @@ class LCTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, layout, inner, support, order, exact, shape, dtype):
         first = inner[0]
-        if isinstance(layout, str):
-            layout = _layouts.get(layout)
         # the wrapper reports its storage's strides, so torch's view-vs-copy decisions (reshape)
         # match what the planes (plane dim first) or boxed words can actually do
         strides = layout.strides(inner)
@@ -361,7 +359,7 @@ class LCTensor(torch.Tensor):
     def __tensor_unflatten__(inner_tensors, ctx, outer_size, outer_stride):
         layout, support, order, exact, dtype, _ = ctx
         inner = [inner_tensors[k] for k in sorted(inner_tensors)]
-        return LCTensor(layout, inner, support, order, exact, outer_size, dtype)
+        return LCTensor(_layouts.get(layout), inner, support, order, exact, outer_size, dtype)
 
     # ----------------------------------------------------------------------------------------------
     @classmethod

@@ -43,7 +43,7 @@ def force(layout: str | None):
     """Store every result in ``layout`` where it can hold it (for testing layout independence).
 
     ``"boxed"`` applies to monomial tensors with boxable dtypes; ``"csr"`` to tensors that do not
-    require grad. The forced layout is context-local (this thread, task or context only). Example:
+    require grad; a value the forced layout cannot hold is stored by the usual policy. The forced layout is context-local (this thread, task or context only). Example:
 
         >>> import torch, torchlc
         >>> with torchlc.layouts.force("csr"):
@@ -73,8 +73,7 @@ def choose(planes_t, support, monomial) -> Layout:
         lay = get(forced)
         if lay.fits(planes_t, support, monomial, True):
             return lay
-        if lay is not BOXED:
-            return PLANES
+        # it cannot hold this value (boxed: not a monomial): the usual policy decides
     for lay in registered():  # in registration order: boxed, csr, then any registered later
         if lay is not PLANES and lay.fits(planes_t, support, monomial, False):
             return lay
