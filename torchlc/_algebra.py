@@ -98,8 +98,19 @@ def add(a: Series, b: Series, alpha=1) -> Series:
         if S.ZERO in a.support:
             k = a.support.index(S.ZERO)
             shape = bshape(pa.shape[1:], bb.shape)
+            dtype = torch.result_type(pa, bb)
+            if _grad_free(pa, bb):
+                # one pass: the sum written into the ε⁰ plane, the other planes copied beside it
+                # (a cat would first materialise pa[k] + bb, then copy every plane again)
+                planes = torch.empty((pa.shape[0], *shape), dtype=dtype, device=pa.device)
+                torch.add(pa[k], bb, out=planes[k])
+                if k > 0:
+                    planes[:k].copy_(pa[:k])
+                if k + 1 < pa.shape[0]:
+                    planes[k + 1 :].copy_(pa[k + 1 :])
+                return Series(planes, a.support, order, a.exact)
             parts = [pa[:k].expand(k, *shape), (pa[k] + bb).unsqueeze(0), pa[k + 1 :].expand(-1, *shape)]
-            return Series(torch.cat(parts), a.support, order, a.exact)
+            return Series(torch.cat(parts).to(dtype), a.support, order, a.exact)
     pa, pb, sup = aligned(a, b)
     planes = pa + pb if alpha == 1 else torch.add(pa, pb, alpha=alpha)
     res = Series(planes, sup, order, exact_add(a, b))

@@ -188,3 +188,62 @@ def test_max_pool_rule_matches_jvp_and_indices(dim, kernel, stride, padding, dil
     # ties in the field's order: the first maximum, as torch
     z = torch.zeros_like(x)
     assert torch.equal(f(z.nonstd(z), return_indices=True)[1], f(z, return_indices=True)[1])
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("affine", [True, False])
+def test_eval_batch_norm_is_one_affine_pass(dim, affine):
+    # eval batch norm: y = α·x + β per channel, α scaling every plane and β only the ε⁰ plane, in one
+    # elementwise kernel over all planes (no LC mul and add, no cat); the ε¹ plane is exactly α·v
+    torch.manual_seed(0)
+    bn = getattr(torch.nn, f"BatchNorm{dim}d")(3, affine=affine).double().eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        if affine:
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+    shape = (4, 3) + (5,) * dim
+    x, v = R(*shape), R(*shape, seed=1)
+    with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+        y = bn(x.nonstd(v))
+    big = [e.name for e in prof.events() if e.name in ("aten::addcmul", "aten::mul", "aten::add", "aten::cat", "aten::sub")
+           and e.input_shapes and e.input_shapes[0] and len(e.input_shapes[0]) > dim + 1]
+    assert big.count("aten::addcmul") == 1 and "aten::cat" not in big
+    val, tan = torch.func.jvp(bn, (x,), (v,))
+    assert_close(torchlc.coeff(y, 0), val, **TOL)
+    assert_close(torchlc.coeff(y, 1), tan, **TOL)
+    # higher order and a support without ε¹: every plane scaled, β on ε⁰ only
+    z = x + v * torchlc.eps(0.5, order=3) + x * torchlc.eps(2, order=3)
+    with torch.no_grad():
+        yz = bn(z)
+    alpha = (bn.running_var + bn.eps).rsqrt() * (bn.weight if affine else 1)
+    a = alpha.view((1, 3) + (1,) * dim)
+    assert_close(torchlc.coeff(yz, 0.5), v * a, **TOL)
+    assert_close(torchlc.coeff(yz, 2), x * a, **TOL)
+    assert_close(torchlc.coeff(yz, 0), val, **TOL)
+    # with grad: the parameters' gradients through the affine map agree with the reference formula
+    if affine:
+        loss = torchlc.coeff(bn(x.nonstd(v)), 1).square().sum()
+        gw, = torch.autograd.grad(loss, [bn.weight])
+        w = bn.weight.detach().requires_grad_()
+        ref = (v * ((bn.running_var + bn.eps).rsqrt() * w).view((1, 3) + (1,) * dim)).square().sum()
+        gref, = torch.autograd.grad(ref, [w])
+        assert_close(gw, gref, **TOL)
+
+
+def test_plain_bias_adds_write_planes_once():
+    # an LC value plus a plain tensor: the sum into the ε⁰ plane, the ε¹ plane copied, no cat
+    x, v, b = R(4, 6), R(4, 6, seed=1), R(6, seed=2)
+    xl = x.nonstd(v)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        y = xl + b
+    names = [e.name for e in prof.events()]
+    assert "aten::cat" not in names
+    assert torch.equal(torchlc.coeff(y, 1), v) and torch.equal(torchlc.coeff(y, 0), x + b)
+    # mixed dtypes promote as torch does; grad recording keeps the out-of-place formula
+    y32 = x.float().nonstd(v.float()) + b
+    assert y32.dtype == torch.float64 and torch.equal(torchlc.coeff(y32, 1), v.float().double())
+    bg = b.clone().requires_grad_()
+    torchlc.coeff(x.nonstd(v) + bg, 0).sum().backward()
+    assert torch.equal(bg.grad, torch.full_like(b, 4.0))

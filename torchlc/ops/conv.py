@@ -8,7 +8,7 @@ import torch
 from .. import _algebra as A
 from .._algebra import Series
 from .._dispatch import implements
-from .._tensor import series
+from .._tensor import LCTensor, series
 from ._util import fold_batch, out
 
 aten = torch.ops.aten
@@ -26,6 +26,7 @@ def convolution(func, x, w, bias, stride, padding, dilation, transposed, output_
     else:
         res = A.bilinear(sx, sw, conv)
     if bias is not None:
-        nd = x.dim() - 2
-        res = A.add(res, series(bias.reshape(-1, *([1] * nd))))
+        # the bias joins the ε⁰ plane: in place into the fresh result when nothing records autograd
+        b = bias.reshape(-1, *([1] * (x.dim() - 2)))
+        res = A.add(res, series(b)) if isinstance(b, LCTensor) else A.add_bias(res, b)
     return out(res)

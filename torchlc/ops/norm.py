@@ -79,7 +79,38 @@ def _update_running(buf, new):
             buf.copy_(_standard(new).detach().to(buf.dtype))
 
 
+def _eval_affine(x, weight, bias, rm, rv, eps):
+    """Batch norm with running statistics as one affine map per channel, y = α·x + β with
+    α = w/√(var + ε) and β = b − mean·α (torch's CPU kernel's formula), on every plane in one pass:
+    α scales all planes, β joins the ε⁰ plane only. None when it does not apply (LC statistics or
+    parameters, no ε⁰ plane): the general formula runs."""
+    if any(is_lc(t) for t in (weight, bias, rm, rv)) or rm is None or rv is None:
+        return None
+    s = series(x)
+    if S.ZERO not in s.support or s.planes.dim() < 3:
+        return None
+    alpha = _jet.upcast(rv).add(eps).rsqrt()
+    if weight is not None:
+        alpha = alpha * _jet.upcast(weight)
+    beta = -_jet.upcast(rm) * alpha
+    if bias is not None:
+        beta = beta + _jet.upcast(bias)
+    dt = s.planes.dtype
+    bshape = (1, alpha.shape[0]) + (1,) * (s.planes.dim() - 3)
+    alpha, beta = alpha.to(dt).view(bshape), beta.to(dt).view(bshape)
+    zero = torch.zeros_like(beta)
+    shift = torch.stack([beta if q == 0 else zero for q in s.support])
+    o = out(Series(torch.addcmul(shift, s.planes, alpha), s.support, s.order, s.exact))
+    if x.device.type == "cpu":  # the saved statistics of an eval batch norm, as torch returns them
+        sm = sr = torch.zeros(0, dtype=dt, device=x.device)
+    else:
+        sm, sr = _jet.upcast(rm), _jet.upcast(rv).add(eps).rsqrt()
+    return o, sm, sr
+
+
 def _batch_norm(x, weight, bias, rm, rv, training, momentum, eps):
+    if not training and is_lc(x) and (res := _eval_affine(x, weight, bias, rm, rv, eps)) is not None:
+        return res
     o, sm, sr, nrm, nrv = native_batch_norm_helper(x, weight, bias, rm, rv, training, momentum, eps, True)
     if training:
         _update_running(rm, nrm)
