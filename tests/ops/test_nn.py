@@ -247,3 +247,36 @@ def test_plain_bias_adds_write_planes_once():
     bg = b.clone().requires_grad_()
     torchlc.coeff(x.nonstd(v) + bg, 0).sum().backward()
     assert torch.equal(bg.grad, torch.full_like(b, 4.0))
+
+
+def test_eval_batch_norm_never_uses_stale_statistics():
+    # the eval affine map is cached by the identity and version of parameters and statistics: every
+    # way of changing them (in place, reassignment, load_state_dict, an optimizer step) is seen
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(3).double().eval()
+    x, v = R(2, 3, 4, 4), R(2, 3, 4, 4, seed=1)
+
+    def check_against_jvp():
+        with torch.no_grad():
+            y = bn(x.nonstd(v))
+        val, tan = torch.func.jvp(bn, (x,), (v,))
+        assert_close(torchlc.coeff(y, 0), val, **TOL)
+        assert_close(torchlc.coeff(y, 1), tan, **TOL)
+
+    check_against_jvp()
+    with torch.no_grad():
+        bn.running_var.mul_(3.0)
+        bn.running_mean.add_(1.0)
+    check_against_jvp()
+    bn.weight = torch.nn.Parameter(torch.full((3,), 2.0, dtype=torch.float64))
+    check_against_jvp()
+    sd = {k: t.clone() + 0.5 if t.is_floating_point() else t for k, t in bn.state_dict().items()}
+    bn.load_state_dict(sd)
+    check_against_jvp()
+    opt = torch.optim.SGD(bn.parameters(), lr=0.1)
+    torchlc.coeff(bn(x.nonstd(v)), 1).sum().backward()
+    opt.step()
+    check_against_jvp()
+    with torch.inference_mode():  # inference tensors have no version counter: computed afresh
+        y = bn(x.nonstd(v))
+    assert_close(torchlc.coeff(y, 1), torch.func.jvp(bn, (x,), (v,))[1], **TOL)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import torch
 from torch._decomp.decompositions import native_batch_norm_helper
 
@@ -11,6 +13,7 @@ from .. import _algebra as A
 from .. import _jet
 from .. import _support as S
 from .._algebra import Series
+from .._context import grad_free
 from .._dispatch import implements
 from .._tensor import series
 from ._util import decomposed, first_order, is_lc, out
@@ -89,6 +92,40 @@ def _eval_affine(x, weight, bias, rm, rv, eps):
     s = series(x)
     if S.ZERO not in s.support or s.planes.dim() < 3:
         return None
+    alpha, shift, sm, sr = _affine_coeffs(s, weight, bias, rm, rv, eps)
+    return out(Series(torch.addcmul(shift, s.planes, alpha), s.support, s.order, s.exact)), sm, sr
+
+
+# (α, β on the ε⁰ plane, the saved statistics) of recent eval batch norms, by the identity and version of their parameters
+# and statistics: an eval network computes them once instead of in ~10 small kernels per call. An
+# entry holds its tensors, so their ids stay theirs while it exists; in-place updates (optimizer
+# steps, load_state_dict) bump the versions. Bounded; bypassed when autograd records or code is traced.
+_AFFINE: collections.OrderedDict = collections.OrderedDict()
+_AFFINE_MAX = 256
+
+
+def _affine_coeffs(s: Series, weight, bias, rm, rv, eps):
+    ts = (weight, bias, rm, rv)
+    key = None
+    if grad_free(*(t for t in ts if t is not None)) and not is_lc(s.planes):
+        try:
+            key = (s.support, s.planes.dtype, s.planes.dim(), eps) + tuple(
+                (id(t), t._version) if t is not None else None for t in ts)
+        except RuntimeError:  # inference tensors have no version counter
+            key = None
+        hit = _AFFINE.get(key) if key is not None else None
+        if hit is not None:
+            _AFFINE.move_to_end(key)
+            return hit[1]
+    res = _affine_formula(s, weight, bias, rm, rv, eps)
+    if key is not None:
+        _AFFINE[key] = (ts, res)
+        if len(_AFFINE) > _AFFINE_MAX:
+            _AFFINE.popitem(last=False)
+    return res
+
+
+def _affine_formula(s: Series, weight, bias, rm, rv, eps):
     alpha = _jet.upcast(rv).add(eps).rsqrt()
     if weight is not None:
         alpha = alpha * _jet.upcast(weight)
@@ -100,12 +137,11 @@ def _eval_affine(x, weight, bias, rm, rv, eps):
     alpha, beta = alpha.to(dt).view(bshape), beta.to(dt).view(bshape)
     zero = torch.zeros_like(beta)
     shift = torch.stack([beta if q == 0 else zero for q in s.support])
-    o = out(Series(torch.addcmul(shift, s.planes, alpha), s.support, s.order, s.exact))
-    if x.device.type == "cpu":  # the saved statistics of an eval batch norm, as torch returns them
-        sm = sr = torch.zeros(0, dtype=dt, device=x.device)
+    if s.planes.device.type == "cpu":  # the saved statistics of an eval batch norm, as torch returns them
+        sm = sr = torch.zeros(0, dtype=dt, device=s.planes.device)
     else:
         sm, sr = _jet.upcast(rm), _jet.upcast(rv).add(eps).rsqrt()
-    return o, sm, sr
+    return alpha, shift, sm, sr
 
 
 def _batch_norm(x, weight, bias, rm, rv, training, momentum, eps):
