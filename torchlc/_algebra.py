@@ -557,6 +557,11 @@ def split_finite(x: Series, name: str):
 def analytic(x: Series, taylor, name: str) -> Series:
     """g(x) for finite x = a + d: Σ_k c_k(a) d^k where ``taylor(a, K)`` returns the Taylor
     coefficients c_0..c_{K-1} of g at a (elementwise tensors). Infinite elements become NaN."""
+    if x.support == FIRST_ORDER and x.order == 1:
+        # first order (x.nonstd(v) and what follows from it): g(a) + g'(a)·b ε, nothing to truncate
+        # or check (no infinite elements), two kernels besides the Taylor coefficients
+        c0, c1 = taylor(x.planes[0], 2)
+        return Series(torch.stack([c0, c1 * x.planes[1]]), FIRST_ORDER, x.order, min_exact(x.exact, x.order))
     a, d, bad = split_finite(x, name)
     order = x.order
     K = n_terms(d.support, order) if order is not None else 1

@@ -273,8 +273,19 @@ def dispatch(func, args, kwargs):
                 isinstance(a, torch.Tensor) and a.requires_grad for a in args
             ):
                 snap = dispatch(aten.clone.default, (args[0],), {})
+_FUNCTIONAL: dict = {}  # in-place op -> its out-of-place overload (or None); bounded by aten's ops
+
+
                 fargs = tuple(snap if a is args[0] else a for a in args)
             res = dispatch(functional, fargs, kwargs)
+    try:
+        return _FUNCTIONAL[func]
+    except KeyError:
+        res = _FUNCTIONAL[func] = _find_functional_variant(func)
+        return res
+
+
+def _find_functional_variant(func):
             if not isinstance(res, LCTensor):
                 res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0].lc_order, None)
             elif res.dtype != args[0].dtype:

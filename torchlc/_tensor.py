@@ -313,7 +313,7 @@ class LCTensor(torch.Tensor):
         views and their bases stay aliased); a view cannot grow its support, which raises."""
         mine = self._inner[0]
         planes = self._layout is _layouts.PLANES
-        if planes and set(other._support) <= set(self._support):
+        if planes and (other._support == self._support or set(other._support) <= set(self._support)):
             src = other._planes_view()
             if other._support != self._support:
                 src = place(src, other._support, self._support, src.shape[1:])
