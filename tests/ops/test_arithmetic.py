@@ -303,3 +303,23 @@ def test_reciprocal_of_exact_zero_is_outside_the_field():
     assert not bool(torch.isfinite(torchlc.standard_part(r))[1])   # never a finite 0
     with torchlc.strict(), pytest.raises(torchlc.DomainError):
         1 / a
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_first_order_mul_fast_path_is_the_general_product(grad, dtype):
+    # the first-order fast path of aten.mul must give the general truncated product bit for bit,
+    # metadata included, on every value (zeros, infinities, NaN) and with autograd recording
+    from torchlc.ops.arithmetic import mul, mul_lc
+
+    g = torch.Generator().manual_seed(0)
+    vals = torch.tensor([0.0, -0.0, 1.5, -2.0, float("inf"), float("-inf"), float("nan"), 3.0], dtype=dtype)
+    a0, a1, b0, b1 = (vals[torch.randperm(8, generator=g)] for _ in range(4))
+    a1 = a1.clone().requires_grad_(grad)
+    a, b = a0.nonstd(a1), b0.nonstd(b1)
+    fast, general = mul(None, a, b), mul_lc(a, b)
+    assert (fast.lc_support, fast.lc_order, fast.lc_exact) == (general.lc_support, general.lc_order, general.lc_exact)
+    torch.testing.assert_close(fast.lc_planes(), general.lc_planes(), rtol=0, atol=0, equal_nan=True)
+    if grad:
+        (torchlc.coeff(fast, 1).nan_to_num().sum()).backward()
+        assert a1.grad is not None
