@@ -46,3 +46,31 @@ def test_inplace_writes_are_recorded_by_autograd():
     z = torch.ones(3, dtype=f64).nonstd()
     z.add_(b[:3])
     assert torch.autograd.grad(torchlc.coeff(z, 0).sum(), b)[0].tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("op", ["relu_", "add_"])
+def test_first_order_in_place_updates_planes_where_they_are(op):
+    # relu_ and a residual add_ on exact first-order tensors write into the planes themselves: no new
+    # planes and no copy back; a view taken before sees the result; values equal the functional op
+    g = torch.Generator().manual_seed(0)
+    x0, x1, y0, y1 = (torch.randn(4, 5, generator=g, dtype=torch.float64) for _ in range(4))
+    x0[0, :3] = 0.0  # ties decided by the ε¹ plane
+    fn = (lambda a, b: torch.relu(a)) if op == "relu_" else (lambda a, b: a + b)
+    with torch.no_grad():
+        x, y = x0.nonstd(x1), y0.nonstd(y1)
+        want = fn(x, y)
+        ptr = x.lc_planes().data_ptr()
+        view = x[1:3]
+        with torch.profiler.profile() as prof:
+            res = x.relu_() if op == "relu_" else x.add_(y)
+    assert res is x and x.lc_planes().data_ptr() == ptr
+    direct = [e.name for e in prof.events() if e.cpu_parent is not None and e.cpu_parent.name == "PythonSubclass"]
+    assert not {"aten::copy_", "aten::clone", "aten::stack", "aten::cat"} & set(direct), direct
+    assert torch.equal(x.lc_planes(), want.lc_planes())
+    assert torch.equal(view.lc_planes(), want.lc_planes()[:, 1:3])
+    # with autograd recording, the functional path: gradients reach the planes that made x
+    x1g = x1.clone().requires_grad_()
+    x = x0.nonstd(x1g) * 1.0
+    (x.relu_() if op == "relu_" else x.add_(y0.nonstd(y1)))
+    torchlc.coeff(x, 1).sum().backward()
+    assert x1g.grad is not None

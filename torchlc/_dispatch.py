@@ -32,7 +32,7 @@ from ._tensor import COMPLEX_SEEN, LCTensor, series, set_dispatcher, wrap
 
 __all__ = [
     "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "find_rule",
-    "kind_of", "registered", "dispatch", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS",
+    "kind_of", "registered", "dispatch", "in_place_via_functional", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS",
 ]
 
 aten = torch.ops.aten
@@ -234,8 +234,19 @@ def find_rule(func):
 _RESHAPING = {"squeeze_", "unsqueeze_", "t_", "transpose_", "swapaxes_", "swapdims_", "as_strided_"}
 
 
+_FUNCTIONAL: dict = {}  # in-place op -> its out-of-place overload (or None); bounded by aten's ops
+
+
 def _functional_variant(func):
     """The out-of-place overload of an in-place op (``add_.Tensor`` → ``add.Tensor``), or None."""
+    try:
+        return _FUNCTIONAL[func]
+    except KeyError:
+        res = _FUNCTIONAL[func] = _find_functional_variant(func)
+        return res
+
+
+def _find_functional_variant(func):
     name = func.overloadpacket.__name__
     if not name.endswith("_") or name.startswith("_"):
         return None
@@ -251,6 +262,54 @@ def _functional_variant(func):
     return None
 
 
+def _plain_destination(func) -> TypeError:
+    return TypeError(
+        f"torchlc: {func.name()} would write LCTensor values into a plain tensor, which cannot "
+        "hold them; create the destination from the LCTensor instead, e.g. lc.new_zeros(shape) "
+        "or torch.zeros_like(lc), or use the out-of-place op"
+    )
+
+
+def in_place_via_functional(func, args, kwargs):
+    """An in-place op on an LCTensor ``args[0]`` by its functional variant: compute out of place, then
+    write into self's storage (the general path of in-place ops; rules with an in-place fast path
+    call it for the other cases). Runs where rules run (the Python TLS restored: ops on LCTensors
+    dispatch again). None when the op has no functional variant."""
+    if not isinstance(args[0], LCTensor):
+        raise _plain_destination(func)
+    functional = _functional_variant(func)
+    if functional is None:
+        return None
+    # in-place on an LCTensor: compute out of place, then write into self's storage. When
+    # autograd records, the out-of-place result's graph may hold self's planes (h / h.sum()):
+    # compute it from a copy, as torch's in-place ops do, so writing into self does not
+    # modify a tensor the backward needs
+    fargs = args
+    reshaping = func.overloadpacket.__name__ in _RESHAPING  # views: never from a copy
+    if not reshaping and torch.is_grad_enabled() and any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in args
+    ):
+        snap = aten.clone.default(args[0])
+        fargs = tuple(snap if a is args[0] else a for a in args)
+    res = functional(*fargs, **kwargs)
+    if not isinstance(res, LCTensor):
+        res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0].lc_order, None)
+    elif res.dtype != args[0].dtype:
+        res = res.to(args[0].dtype)
+    if reshaping:
+        # an in-place view op (also one that keeps the shape: transpose_ of a square
+        # matrix): self takes the view's strides and storage, nothing is copied
+        args[0].lc_restride_(res)
+        return args[0]
+    if tuple(res.shape) != tuple(args[0].shape):
+        raise RuntimeError(
+            f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
+            f"to {tuple(res.shape)}"
+        )
+    args[0].lc_write_(res)  # with the TLS restored, autograd records the write into the planes
+    return args[0]
+
+
 def dispatch(func, args, kwargs):
     if COMPLEX_SEEN[0] and (dtype := _complex_operand(args)) is not None:
         rule = _complex_rule(func, dtype)
@@ -261,56 +320,14 @@ def dispatch(func, args, kwargs):
             return rule(func, *args, **kwargs)
     mutable = func._schema.is_mutable
     if mutable and args and isinstance(args[0], LCTensor):
-        functional = _functional_variant(func)
-        if functional is not None:
-            # in-place on an LCTensor: compute out of place, then write into self's storage. When
-            # autograd records, the out-of-place result's graph may hold self's planes (h / h.sum()):
-            # compute it from a copy, as torch's in-place ops do, so writing into self does not
-            # modify a tensor the backward needs
-            fargs = args
-            reshaping = func.overloadpacket.__name__ in _RESHAPING  # views: never from a copy
-            if not reshaping and torch.is_grad_enabled() and any(
-                isinstance(a, torch.Tensor) and a.requires_grad for a in args
-            ):
-                snap = dispatch(aten.clone.default, (args[0],), {})
-_FUNCTIONAL: dict = {}  # in-place op -> its out-of-place overload (or None); bounded by aten's ops
-
-
-                fargs = tuple(snap if a is args[0] else a for a in args)
-            res = dispatch(functional, fargs, kwargs)
-    try:
-        return _FUNCTIONAL[func]
-    except KeyError:
-        res = _FUNCTIONAL[func] = _find_functional_variant(func)
-        return res
-
-
-def _find_functional_variant(func):
-            if not isinstance(res, LCTensor):
-                res = wrap(res.unsqueeze(0).to(args[0].dtype), (S.ZERO,), args[0].lc_order, None)
-            elif res.dtype != args[0].dtype:
-                res = res.to(args[0].dtype)
-            if reshaping:
-                # an in-place view op (also one that keeps the shape: transpose_ of a square
-                # matrix): self takes the view's strides and storage, nothing is copied
-                args[0].lc_restride_(res)
-                return args[0]
-            if tuple(res.shape) != tuple(args[0].shape):
-                raise RuntimeError(
-                    f"torchlc: in-place {func.name()} would change the shape {tuple(args[0].shape)} "
-                    f"to {tuple(res.shape)}"
-                )
-            with torch._C._RestorePythonTLSSnapshot():  # so autograd records the write into the planes
-                args[0].lc_write_(res)
-            return args[0]
+        with torch._C._RestorePythonTLSSnapshot():
+            res = in_place_via_functional(func, args, kwargs)
+        if res is not None:
+            return res
         if func.overloadpacket.__name__.endswith("_") or "out" in func._overloadname:
             raise NotImplementedError(f"torchlc: in-place/out= op {func.name()} on an LCTensor has no rule")
     if mutable and args and not isinstance(args[0], LCTensor):
-        raise TypeError(
-            f"torchlc: {func.name()} would write LCTensor values into a plain tensor, which cannot "
-            "hold them; create the destination from the LCTensor instead, e.g. lc.new_zeros(shape) "
-            "or torch.zeros_like(lc), or use the out-of-place op"
-        )
+        raise _plain_destination(func)
     with torch._C._RestorePythonTLSSnapshot():
         out = func.decompose(*args, **kwargs)
         if out is not NotImplemented:

@@ -248,6 +248,11 @@ class LCTensor(torch.Tensor):
         """Highest exponent known to be exact (None: nothing was ever dropped)."""
         return self._exact
 
+    @property
+    def lc_zero(self):
+        """Bool mask of elements known to be exactly 0 although truncated (None: no record)."""
+        return self._zero
+
     def lc_planes(self) -> torch.Tensor:
         """Coefficient planes (T, *shape) over ``lc_support``, decoded from any layout."""
         return self._planes_view()
@@ -314,11 +319,6 @@ class LCTensor(torch.Tensor):
         mine = self._inner[0]
         planes = self._layout is _layouts.PLANES
         if planes and (other._support == self._support or set(other._support) <= set(self._support)):
-    @property
-    def lc_zero(self):
-        """Bool mask of elements known to be exactly 0 although truncated (None: no record)."""
-        return self._zero
-
             src = other._planes_view()
             if other._support != self._support:
                 src = place(src, other._support, self._support, src.shape[1:])

@@ -66,12 +66,14 @@ def _launch(kernel: str, out, *inputs, row=None, **constexprs):
     return out
 
 
-def relu2(planes: torch.Tensor, bias0: torch.Tensor | None = None) -> torch.Tensor:
+def relu2(planes: torch.Tensor, bias0: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Fused first-order relu on planes (2, *shape); with ``bias0`` (the last dim's length, same dtype,
-    contiguous), relu of the planes with bias0 added to the ε⁰ plane (a linear layer's bias)."""
+    contiguous), relu of the planes with bias0 added to the ε⁰ plane (a linear layer's bias). ``out``
+    may be ``planes`` itself (relu_): each element is read before it is written."""
     tl = _kernels().tl
     op = tl.float64 if bias0 is not None and planes.dtype == torch.float64 else tl.float32
-    return _launch("_relu2_kernel", torch.empty_like(planes), planes, planes if bias0 is None else bias0,
+    out = torch.empty_like(planes) if out is None else out
+    return _launch("_relu2_kernel", out, planes, planes if bias0 is None else bias0,
                    row=planes.shape[-1], HAS_BIAS=bias0 is not None, OP=op)
 
 

@@ -9,7 +9,7 @@ import torch
 from .. import _algebra as A
 from .. import _support as S
 from .._algebra import Series
-from .._dispatch import implements
+from .._dispatch import implements, in_place_via_functional
 from .. import kernels
 from .._context import grad_free as _grad_free
 from .._tensor import LCTensor, series, wrap
@@ -33,6 +33,18 @@ def _add(a, b, alpha=1):
 @implements([aten.add.Tensor, aten.add.Scalar])
 def add(func, a, b, *, alpha=1):
     return _add(a, b, alpha)
+
+
+@implements([aten.add_.Tensor])
+def add_(func, a, b, *, alpha=1):
+    """a += alpha·b. Two exact first-order tensors (a residual connection) add in place on a's planes
+    (one kernel, no result and no copy back); every other case through the functional add."""
+    if (pair := _first_order_pair(a, b)) is not None and a.lc_exact is None and b.lc_exact is None:
+        pa, pb = pair
+        if pa.is_contiguous() and _grad_free(pa, pb):
+            pa.add_(pb, alpha=alpha)
+            return a
+    return in_place_via_functional(func, (a, b), {"alpha": alpha})
 
 
 @implements([aten.sub.Tensor, aten.sub.Scalar])

@@ -13,8 +13,10 @@ from .. import _algebra as A
 from .. import _context, kernels
 from .. import _support as S
 from .._algebra import Series, broadcast_planes
-from .._dispatch import implements
+from .._context import grad_free as _grad_free
+from .._dispatch import implements, in_place_via_functional
 from .._tensor import LCTensor, series
+from ..layouts import PLANES
 from ._util import is_monomial, operand, out, real_out
 
 aten = torch.ops.aten
@@ -137,6 +139,24 @@ def relu(func, x):
         res.zero = zero
         return out(res, monomial=is_monomial(x))
     return out(A.relu(s), monomial=is_monomial(x))
+
+
+@implements([aten.relu_.default], kind="decision")
+def relu_(func, x):
+    """relu in place. First-order planes (exact, no zero record) are updated where they are — one
+    fused pass on CUDA, no result tensor and no copy back — so views of x see the result as torch's
+    relu_ gives it; every other case computes relu and writes it back."""
+    if type(x) is LCTensor and x.lc_layout is PLANES and x.lc_support == A.FIRST_ORDER and x.lc_exact is None:
+        P = x.lc_planes()
+        if x.lc_zero is None and P.is_contiguous() and _grad_free(P):
+            if kernels.usable(P):
+                kernels.relu2(P, out=P)
+            elif (res := kernels.fused("relu", P)) is not None:
+                P.copy_(res)
+            else:
+                P.masked_fill_(kernels.cpu.relu_nonpos(P[0], P[1]), 0)
+            return x
+    return in_place_via_functional(func, (x,), {})
 
 
 def _pick(a, b, take_a_if):
