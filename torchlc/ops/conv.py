@@ -19,6 +19,19 @@ def convolution(func, x, w, bias, stride, padding, dilation, transposed, output_
     def conv(a, b):
         return aten.convolution.default(a, b, None, stride, padding, dilation, transposed, output_padding, groups)
 
+    if type(x) is LCTensor and not isinstance(w, LCTensor) and not isinstance(bias, LCTensor):
+        # a plain weight (every model's case), written out: one convolution over the planes folded
+        # into the batch (an unbatched input gets the planes as its batch), the bias into ε⁰
+        P = x.lc_planes()
+        T = P.shape[0]
+        batched = x.dim() == w.dim()  # planes (T, N, C, *spatial)
+        Y = conv(P.reshape(T * P.shape[1], *P.shape[2:]) if batched else P, w)
+        if batched:
+            Y = Y.view(T, P.shape[1], *Y.shape[1:])
+        res = Series(Y, x.lc_support, x.lc_order, x.lc_exact)
+        if bias is not None:
+            res = A.add_bias(res, bias.reshape(-1, *([1] * (x.dim() - 2))))
+        return out(res)
     sx, sw = series(x), series(w)
     if A.is_plain(sw):
         res = fold_batch(lambda p: conv(p, sw.planes[0]), sx, x.dim())
