@@ -30,7 +30,8 @@ for dtype in (torch.float32, torch.float64):
         # transcendentals: libdevice/numpy vs the float64 torch formulas rounded to dtype. ATen's own
         # float32 CPU sin is no reference: in some processes it returned sin(3.0) 60 ulp off
         # (pytorch/pytorch#188792, MKL VML's first-call dispatch race picking a low-precision kernel)
-        fns_close = [torch.sin, torch.cos, torch.exp]
+        fns_close = [torch.sin, torch.cos, torch.exp, torch.sigmoid, torch.nn.functional.silu,
+                     torch.nn.functional.gelu]
         refs = [f(x) for f in fns]
         x64 = torchlc.from_terms({0: a, 1: b})
         close_refs = [torchlc.coeffs(f(x64)).to(dtype) for f in fns_close]

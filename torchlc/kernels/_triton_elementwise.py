@@ -72,19 +72,34 @@ def _heaviside2_kernel(p_ptr, v_ptr, o_ptr, n, BLOCK: tl.constexpr):
 
 @triton.jit
 def _analytic2_kernel(p_ptr, o_ptr, n, FN: tl.constexpr, BLOCK: tl.constexpr):
-    # g(a + dε) = g(a) + g'(a)·d ε for g = sin (FN 0), cos (1), exp (2)
+    # g(a + dε) = g(a) + g'(a)·d ε for g = sin (FN 0), cos (1), exp (2), sigmoid (3), silu (4),
+    # gelu (5, the erf form); half precision computes in float32, as torch's kernels
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     a = tl.load(p_ptr + offs, mask=m)
     d = tl.load(p_ptr + n + offs, mask=m)
+    if a.dtype != tl.float64:
+        a = a.to(tl.float32)
+        d = d.to(tl.float32)
     if FN == 0:
         g = tl.sin(a)
         dg = tl.cos(a)
     elif FN == 1:
         g = tl.cos(a)
         dg = -tl.sin(a)
-    else:
+    elif FN == 2:
         g = tl.exp(a)
         dg = g
+    elif FN == 3:  # σ' = σ(1 − σ)
+        g = tl.sigmoid(a)
+        dg = g * (1.0 - g)
+    elif FN == 4:  # silu(a) = a·σ(a), silu' = σ(1 + a(1 − σ))
+        s = tl.sigmoid(a)
+        g = a * s
+        dg = s * (1.0 + a * (1.0 - s))
+    else:  # gelu(a) = a·Φ(a), gelu' = Φ(a) + a·φ(a)
+        cdf = 0.5 * (1.0 + tl.math.erf(a * 0.7071067811865476))
+        g = a * cdf
+        dg = cdf + a * (tl.exp(-0.5 * a * a) * 0.3989422804014327)
     tl.store(o_ptr + offs, g, mask=m)
     tl.store(o_ptr + n + offs, dg * d, mask=m)

@@ -49,11 +49,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-ANALYTIC2 = {"sin": 0, "cos": 1, "exp": 2}
+ANALYTIC2 = {"sin": 0, "cos": 1, "exp": 2, "sigmoid": 3, "silu": 4, "gelu": 5}
 
 
 def analytic2(name: str, planes: torch.Tensor) -> torch.Tensor:
-    """Fused first-order sin/cos/exp on planes (2, *shape) over support (0, 1)."""
+    """Fused first-order ``name`` (a key of ANALYTIC2) on planes (2, *shape) over support (0, 1)."""
     return _launch("_analytic2_kernel", torch.empty_like(planes), planes, FN=ANALYTIC2[name])
 
 

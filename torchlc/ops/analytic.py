@@ -80,8 +80,11 @@ def exp2(func, x):
 
 @implements([aten.gelu.default], kind="analytic")
 def gelu(func, x, approximate="none"):
+    s = series(x)
+    if approximate == "none" and s.support == A.FIRST_ORDER and kernels.usable(s.planes):
+        return out(Series(kernels.analytic2("gelu", s.planes), s.support, s.order, A.min_exact(s.exact, s.order)))
     taylor = T.taylor_gelu if approximate == "none" else T.taylor_gelu_tanh
-    return out(A.analytic(series(x), taylor, "gelu"))
+    return out(A.analytic(s, taylor, "gelu"))
 
 
 @implements([aten.softplus.default], kind="analytic")
