@@ -42,6 +42,11 @@ for dtype in (torch.float32, torch.float64):
             torch.testing.assert_close(torchlc.coeffs(got), ref, equal_nan=True)
     for ref, got in zip(refs, gots):
         assert torch.equal(torchlc.coeffs(ref).nan_to_num(7.5), torchlc.coeffs(got).nan_to_num(7.5))
+# support (0, 1) at order 2 is not the first-order jet: the fused kernels must not take it (ε² term)
+x2 = torchlc.from_terms({0: torch.tensor([0.5, -1.0]), 1: torch.tensor([1.0, 2.0])}, order=2)
+for f in [torch.sin, torch.cos, torch.exp, torch.sigmoid, torch.nn.functional.silu, torch.nn.functional.gelu]:
+    y = f(x2)
+    assert 2 in torchlc.support(y) and bool((torchlc.coeff(y, 2) != 0).all()), f
 print("ok")
 """
 

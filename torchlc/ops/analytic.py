@@ -27,7 +27,9 @@ def _lift(fn_name, taylor, domain=None):
 
     def rule(func, x, *args, **kwargs):
         s = series(x)
-        if fn_name in kernels.ANALYTIC2 and s.support == A.FIRST_ORDER and kernels.usable(s.planes):
+        # the fused kernel is the first-order jet: support (0, 1) truncated at order 1 (at order 2 the
+        # same support has an ε² term, b²g''(a)/2)
+        if fn_name in kernels.ANALYTIC2 and s.support == A.FIRST_ORDER and s.order == 1 and kernels.usable(s.planes):
             return out(Series(kernels.analytic2(fn_name, s.planes), s.support, s.order,
                               A.min_exact(s.exact, s.order)))
         res = A.analytic(s, taylor, fn_name)
@@ -81,7 +83,7 @@ def exp2(func, x):
 @implements([aten.gelu.default], kind="analytic")
 def gelu(func, x, approximate="none"):
     s = series(x)
-    if approximate == "none" and s.support == A.FIRST_ORDER and kernels.usable(s.planes):
+    if approximate == "none" and s.support == A.FIRST_ORDER and s.order == 1 and kernels.usable(s.planes):
         return out(Series(kernels.analytic2("gelu", s.planes), s.support, s.order, A.min_exact(s.exact, s.order)))
     taylor = T.taylor_gelu if approximate == "none" else T.taylor_gelu_tanh
     return out(A.analytic(s, taylor, "gelu"))
