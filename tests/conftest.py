@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# The Inductor-fused CPU kernels (torchlc.kernels.cpu) compile once per process and function, seconds
+# each; the suite checks them in tests/kernels/test_cpu_fusion.py and runs everything else on the
+# torch formulas (the same numbers, bit for bit), so test processes never stall on a compile.
+os.environ.setdefault("TORCHLC_CPU_FUSION", "0")
 
 
 @pytest.fixture(autouse=True)

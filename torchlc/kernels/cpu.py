@@ -16,7 +16,9 @@ import torch
 
 from .._context import grad_free as _grad_free
 
-MIN_NUMEL = 1 << 18
+# elements per plane from which the fused loop pays: on one core, first-order relu of 2^14 elements
+# per plane takes 36 µs fused against 88 µs for the torch formulas (2^16: 60 against 666 µs)
+MIN_NUMEL = 1 << 14
 _enabled = os.environ.get("TORCHLC_CPU_FUSION", "1") != "0"
 _compiled: dict = {}
 
