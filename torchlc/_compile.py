@@ -61,6 +61,7 @@ changed in the key, as Dynamo's recompile limit does (and keeps compiling).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -104,6 +105,26 @@ _FAST_PATH_OPTIONS = (
     if "_disable_torch_fn_metadata_mode" in inspect.signature(make_fx).parameters
     else {}
 )
+
+
+@contextlib.contextmanager
+def _compiling_flag():
+    """``torch.compiler.is_compiling()`` is true while ``fn`` is traced, as under torch.export.
+
+    Libraries branch on it to stay traceable: transformers' mask construction reads a tensor on the
+    host (``(mask[:, -1] == 0).all()``, to detect packed sequences) unless it is set, and a host read of
+    a traced tensor cannot be traced. torch.export sets the same module flag the same way; without it
+    (torch versions that lack it) the trace proceeds as before.
+    """
+    if not hasattr(torch.compiler, "_is_compiling_flag"):
+        yield
+        return
+    before = torch.compiler._is_compiling_flag
+    torch.compiler._is_compiling_flag = True
+    try:
+        yield
+    finally:
+        torch.compiler._is_compiling_flag = before
 
 
 def _make_fx_options(leaves) -> dict:
@@ -281,7 +302,7 @@ def _trace(fn, flat, spec, tensor_pos, leaves, grad, compile_kwargs, state) -> _
     # trace to their jets (attention: two GEMMs per product) instead of to their decompositions
     trace_mode = torch.no_grad() if grad else torch.inference_mode()
     try:
-        with speculate() as spec_flags, trace_mode:
+        with speculate() as spec_flags, trace_mode, _compiling_flag():
             gm = make_fx(inner, **_make_fx_options(leaves))(*examples)
     finally:
         mut_state = tuple(i for i, t in enumerate(state) if t._version != before[i])

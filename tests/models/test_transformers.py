@@ -10,6 +10,7 @@ import contextlib
 
 import pytest
 import torch
+import torchlc
 
 from tests.models.helpers import (
     Float64Throughout,
@@ -241,3 +242,29 @@ def test_train_grads(name):
     check_train_grads(
         build(make), call, randn(*shape), context=_context(name) or contextlib.nullcontext
     )
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_torchlc_compile_equals_eager(name, grad):
+    """torchlc.compile traces these models whole: their mask code reads a tensor on the host unless
+    ``torch.compiler.is_compiling()``, which the trace therefore sets (as torch.export does). Without a
+    cache (``use_cache=False``, as in training) they check for packed sequences that way."""
+    make, _, shape = MODELS[name]
+    model = build(make).eval()
+
+    def call(m, e):
+        return m(inputs_embeds=e, use_cache=False).logits
+
+    x, v = randn(*shape), randn(*shape, seed=7)
+    context = _context(name) or contextlib.nullcontext
+    compiled = torchlc.compile(lambda e: call(model, e), backend="aot_eager")
+    with torch.set_grad_enabled(grad), context():
+        want = call(model, x.nonstd(v))
+        got = compiled(x.nonstd(v))
+        got_again = compiled(x.nonstd(v))  # the cached graph
+    assert not torch.compiler.is_compiling()  # the flag is restored after the trace
+    for y in (got, got_again):
+        assert torchlc.support(y) == torchlc.support(want)
+        for q in torchlc.support(want):
+            torch.testing.assert_close(torchlc.coeff(y, q), torchlc.coeff(want, q))
