@@ -9,13 +9,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import torchlc.bench as bench
 
 
 def test_bench_quick_runs_and_writes_markdown(tmp_path, capsys):
     md = tmp_path / "benchmarks.md"
     md.write_text("# Benchmarks\n\n## keep me\n\nuntouched\n\n## smoke\n\nold text\n")
-    rc = bench.main(["--quick", "--min-run-time", "0.001", "--md", str(md), "--section", "smoke"])
+    # every section but `real` (its own smoke test below: the model libraries are optional)
+    only = ",".join(s for s in bench.SECTIONS if s != "real")
+    rc = bench.main(["--quick", "--min-run-time", "0.001", "--only", only, "--md", str(md), "--section", "smoke"])
     assert rc == 0
     text = md.read_text()
     assert "## keep me\n\nuntouched" in text
@@ -41,6 +45,66 @@ def test_bench_quick_runs_and_writes_markdown(tmp_path, capsys):
     rows = [r for r in core.splitlines() if r.startswith("| ") and not r.startswith("| op")]
     assert len(rows) == 6 and all(any(v in r for v in ("PASS", "FAIL", "n/a")) for r in rows)
     assert "### Core ops" in capsys.readouterr().out
+
+
+def _model_libraries_or_skip():
+    from torchlc.bench._thirdparty import MissingLibrary, import_model_library
+
+    for name in ("torchvision", "transformers"):
+        try:
+            import_model_library(name)
+        except MissingLibrary as e:
+            pytest.skip(str(e))
+
+
+def test_bench_real_quick(tmp_path):
+    """``--only real --quick``: one row per model, dtype and mode (eager only: --quick does not compile),
+    the profile and per-dispatch tables; no assertion on a number."""
+    _model_libraries_or_skip()
+    import torch
+
+    md = tmp_path / "benchmarks.md"
+    threads = torch.get_num_threads()
+    try:
+        rc = bench.main(["--quick", "--only", "real", "--threads", "1", "--min-run-time", "0.001",
+                         "--dtypes", "float32,bfloat16", "--md", str(md), "--section", "real"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    text = md.read_text()
+    assert "### Real models (torchvision, transformers)" in text and "CPU count" in text
+    body = text.split("### Real models")[1]
+    tables = [[r for r in t.splitlines() if r.startswith("| ") and "---" not in r] for t in body.split("\n\n")]
+    tables = [t for t in tables if t]
+    assert len(tables) == 3, body  # times, profile per forward, host time per dispatch
+    models = ("resnet50", "vit_b_16", "convnext_tiny", "gpt2", "llama")
+    for table in tables:
+        rows = table[1:]
+        dtype_col = 2 if table is tables[0] else 1  # the times table has an `input` column
+        assert [(r.split(" | ")[0][2:], r.split(" | ")[dtype_col]) for r in rows] == [
+            (m, d) for m in models for d in ("float32", "bfloat16")
+        ], table
+    for row in tables[0][1:]:
+        cells = row.split(" | ")
+        assert cells[3] == "eager" and "skipped" not in row, row
+        assert not cells[7].startswith("n/a"), row  # LC ran (jvp may fail: not LC's concern)
+        assert cells[-1].rstrip(" |").split(" / ")[0] in ("PASS", "MISS"), row
+
+
+def test_bench_real_skips_a_missing_library(monkeypatch):
+    from torchlc.bench import real
+    from torchlc.bench._thirdparty import MissingLibrary
+
+    def missing(name):
+        raise MissingLibrary(f"{name} is not installed (ModuleNotFoundError): pip install --no-deps {name}")
+
+    monkeypatch.setattr(real, "import_model_library", missing)
+    cfg = bench.Config(quick=True, models=("resnet50", "gpt2"))
+    text, data = real.bench_real(cfg, log=lambda *a: None)
+    assert data == []
+    assert "| resnet50 | — | — | — | skipped: torchvision is not installed" in text
+    assert "pip install --no-deps torchvision" in text
+    assert "| gpt2 | — | — | — | skipped: transformers is not installed" in text
 
 
 def test_write_section_appends_and_replaces(tmp_path):

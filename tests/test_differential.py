@@ -492,7 +492,9 @@ def test_differential_csr(tree, inp):
 @SETTINGS
 @given(trees(depth=3), nonstd_inputs())
 def test_differential_layouts_agree(tree, inp):
-    """The same program gives the same numbers on every layout (planes vs csr vs boxed)."""
+    """The same program gives the same numbers on every layout (planes vs csr vs boxed), up to float
+    rounding: the native CSR rules (torchlc.ops.ragged) sum Cauchy products and series terms in
+    their own order, so a non-dyadic coefficient (√, tanh, 1/3) may differ in its last bit."""
     order, xs = inp
     env = [build_core(order, p, f64, "nonstd") for p in xs]
     try:
@@ -520,5 +522,5 @@ def test_differential_layouts_agree(tree, inp):
     for q in set(ta) | set(tb):
         ca = ta.get(q, torch.zeros(N, dtype=f64)).expand(N)[fin]
         cb = tb.get(q, torch.zeros(N, dtype=f64)).expand(N)[fin]
-        torch.testing.assert_close(ca, cb, rtol=0, atol=0, msg=lambda m, q=q: f"{tree} ε^{q}: {m}")
+        torch.testing.assert_close(ca, cb, rtol=1e-12, atol=1e-12, msg=lambda m, q=q: f"{tree} ε^{q}: {m}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import datasets, layouts, nn, ops  # noqa: F401  (ops registers the rules)
+from . import _autograd, datasets, layouts, nn, ops  # noqa: F401  (they install rules and hooks)
 from ._compile import compile
 from ._graphs import set_cuda_graphs
 from ._smoothing import smoothing
@@ -23,6 +23,7 @@ from .api import (
     coeffs,
     eps,
     exact_through,
+    from_csr,
     from_terms,
     is_lc,
     layout,
@@ -35,6 +36,7 @@ from .api import (
     standard_part,
     support,
     terms,
+    to_csr,
 )
 from .errors import DomainError, TermBudgetError, TruncationError, is_strict, strict
 from .ops import register_linear_op
@@ -43,7 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LCTensor", "nonstd", "eps", "from_terms", "terms", "coeff", "coeffs", "support", "exact_through",
-    "order", "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc", "DomainError",
+    "order", "standard_part", "leading", "layout", "from_csr", "to_csr", "ngrad", "njvp", "njacfwd", "is_lc", "DomainError",
     "TruncationError", "TermBudgetError", "strict", "is_strict", "layouts", "compile", "register_linear_op", "smoothing", "nn", "datasets",
     "set_cuda_graphs",
 ]

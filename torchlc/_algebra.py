@@ -14,12 +14,15 @@ import torch
 from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
 from . import _support as S
+from . import _taylor as T
 from . import kernels
 from ._context import grad_free as _grad_free
 from ._context import inner_is_plain as _inner_is_plain
 from ._context import speculation_record
 from ._series import Series, broadcast_planes, min_exact, plain, result_order
+from ._taylor import fma_sum as _fma_sum
 from .errors import DomainError, TermBudgetError, TruncationError, is_strict
+from .kernels.alloc import empty as _empty_planes
 
 NAN = float("nan")
 FIRST_ORDER = (S.ZERO, Fraction(1))
@@ -255,12 +258,17 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
         if _grad_free(pa, pb) and len(out_sup) > 1:
             shape = bshape(pa.shape[1:], pb.shape[1:])
             dtype = torch.result_type(pa, pb)
-            out = torch.empty((len(out_sup), *shape), dtype=dtype, device=pa.device)
-            for k, pairs in groups:
-                (i, j), rest = pairs[0], pairs[1:]
-                torch.mul(pa[i], pb[j], out=out[k])
-                for i, j in rest:
-                    out[k].addcmul_(pa[i], pb[j])
+            out = _empty_planes((len(out_sup), *shape), dtype, pa.device)
+            # a square (x * x, x ** 2): a_i·a_j and a_j·a_i are one product taken twice
+            square = a.support == b.support and _same_planes(pa, pb)
+            n = out[0].numel()
+            cuts = blocks((pa[0], pb[0]), n) if pa[0].shape == pb[0].shape == shape else None
+            if cuts is None:
+                _cauchy_mul(pa, pb, out, groups, square)
+            else:  # block by block (same kernels per element: the same numbers)
+                fa, fb, fo = pa.reshape(len(pa), n), pb.reshape(len(pb), n), out.view(len(out), n)
+                for lo, hi in cuts:
+                    _cauchy_mul(fa[:, lo:hi], fb[:, lo:hi], fo[:, lo:hi], groups, square)
             return Series(out, out_sup, order, exact)
     planes = []
     for _, pairs in groups:
@@ -270,6 +278,25 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
             acc = t if acc is None else acc + t
         planes.append(acc)
     return Series(torch.stack(planes), out_sup, order, exact)
+
+
+def _cauchy_mul(pa, pb, out, groups, square):
+    """out[k] = Σ pa[i]·pb[j] over the pairs of group k, in place (pairs folded for a square)."""
+    if square:
+        for k, pairs in groups:
+            _fma_sum([(1 if i == j else 2, pa[i], pa[j]) for i, j in pairs if i <= j], out[k])
+        return
+    for k, pairs in groups:
+        (i, j), rest = pairs[0], pairs[1:]
+        torch.mul(pa[i], pb[j], out=out[k])
+        for i, j in rest:
+            out[k].addcmul_(pa[i], pb[j])
+
+
+def _same_planes(p: torch.Tensor, q: torch.Tensor) -> bool:
+    """Whether two plane tensors are views of the same elements (so their product is a square)."""
+    return (p is q or (p.data_ptr() == q.data_ptr() and p.shape == q.shape and p.stride() == q.stride()
+                       and p.dtype == q.dtype and p.device == q.device))
 
 
 def _fold_op(op, lc_planes, plain, lc_first):
@@ -355,6 +382,15 @@ def _series_eval(coeffs, d: Series, rel_order):
     by Horner's rule with truncated Cauchy products. d has a positive support."""
     if not d.support or len(coeffs) == 1:
         return Series(coeffs[0].unsqueeze(0), (S.ZERO,))
+    m = dense_steps(d.support, rel_order)
+    if m is not None and all(c.shape == d.planes.shape[1:] for c in coeffs):
+        # d = Σ_{i≤m} d_i t^i in t = ε^g: Σ c_k d^k through t^n, at most (K−1)·m
+        g = d.support[0]
+        n = min(int(rel_order // g), (len(coeffs) - 1) * m)
+        u = [coeffs[0], *d.planes.unbind(0)]
+        c = len(coeffs[: n + 1])
+        return _dense(lambda ins, dst, tmp: T.compose(ins[:c], ins[c:], dst, tmp), [*coeffs[:c], *u], n, g,
+                      (*coeffs, d.planes))
     if len(d.support) == 1:
         # one exponent g: d^k is a single plane at k·g
         g = d.support[0]
@@ -438,8 +474,12 @@ def power(x: Series, r) -> Series:
         lr = l * r
         rel = (order - lr) if order is not None else None
         if rel is not None and rel < 0:
-            # every term of this group is above the cutoff: these elements truncate to 0
-            parts.append((mask, Series(planes.new_zeros((1, *planes.shape[1:])), (S.ZERO,))))
+            # every term of this group is above the cutoff: these elements truncate to 0 (but the
+            # zero elements, which land in the first group, stay outside the field for r < 0)
+            z = planes.new_zeros((1, *planes.shape[1:]))
+            if L == 0 and r < 0:
+                z = torch.where(a == 0, NAN, z)
+            parts.append((mask, Series(z, (S.ZERO,))))
             exact_bounds.append(order)
             continue
         K = n_terms(d_sup, rel) if rel is not None else (int(r) + 1 if r.denominator == 1 and r >= 0 else None)
@@ -554,10 +594,66 @@ def split_finite(x: Series, name: str):
     return a, d, bad
 
 
+# From this many elements a first-order argument also takes the series rule below (written in place:
+# no Taylor-coefficient temporaries, no stack); smaller ones keep the fewer Python calls above.
+DENSE_MIN = 1 << 16
+
+
+def dense_steps(sup, order):
+    """m when ``sup`` = (g, 2g, …, mg) with mg ≤ order: a dense univariate series in t = ε^g (the
+    series of x.nonstd(v, order=K) and of everything analytic computed from it); else None."""
+    g = sup[0]
+    if sup[-1] > order or any(q != (i + 1) * g for i, q in enumerate(sup)):
+        return None
+    return len(sup)
+
+
+# Elements per block of the blocked in-place kernels: the ~20 planes a series rule or a product reads
+# and writes stay in cache for one block (10 MB at 2^16 float64 elements) instead of streaming every
+# full plane through memory once per kernel. Each element's kernels are the same, so blocking changes
+# no number.
+BLOCK = 1 << 16
+
+
+def blocks(tensors, numel):
+    """Element ranges (start, stop) of ``BLOCK`` elements on CPU (a GPU keeps one kernel per plane), or
+    None when the tensors cannot be cut into blocks as flat views (too small, not all contiguous with
+    ``numel`` elements)."""
+    if numel < 2 * BLOCK or any(t.device.type != "cpu" or not t.is_contiguous() or t.numel() != numel
+                                for t in tensors):
+        return None
+    return [(s, min(numel, s + BLOCK)) for s in range(0, numel, BLOCK)]
+
+
+def _dense(run, ins, n, g, operands) -> Series:
+    """Planes ε^0, ε^g, …, ε^{ng} written by ``run(ins, dst, scratch)``: ``ins`` its elementwise input
+    tensors (all of one shape), dst the n + 1 destinations, scratch(k) k scratch planes. Grad-free and
+    untraced: planes of one buffer written in place (no stack), block by block; otherwise new
+    tensors, stacked."""
+    if not _grad_free(*operands):
+        return Series(torch.stack(run(ins, [None] * (n + 1), None)), tuple(k * g for k in range(n + 1)))
+    ref = ins[-1]
+    shape, dev = ref.shape, ref.device
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in ins))
+    buf = _empty_planes((n + 1, *shape), dtype, dev)
+    cuts = blocks(ins, ref.numel())
+    if cuts is None:
+        run(ins, list(buf.unbind(0)), lambda k: list(_empty_planes((k, *shape), dtype, dev).unbind(0)))
+    else:
+        flat, out = [t.view(-1) for t in ins], buf.view(n + 1, -1)
+        for lo, hi in cuts:
+            run([t[lo:hi] for t in flat], list(out[:, lo:hi].unbind(0)),
+                lambda k, w=hi - lo: list(torch.empty((k, w), dtype=dtype, device=dev).unbind(0)))
+    return Series(buf, tuple(k * g for k in range(n + 1)))
+
+
 def analytic(x: Series, taylor, name: str) -> Series:
     """g(x) for finite x = a + d: Σ_k c_k(a) d^k where ``taylor(a, K)`` returns the Taylor
-    coefficients c_0..c_{K-1} of g at a (elementwise tensors). Infinite elements become NaN."""
-    if x.support == FIRST_ORDER and x.order == 1:
+    coefficients c_0..c_{K-1} of g at a (elementwise tensors). Infinite elements become NaN.
+
+    A dense d (ε^g, ε^{2g}, …: every higher-order jet) with a series rule for g (``_taylor.SERIES``:
+    exp, log, sin, tanh, …) takes that rule's O(K²) recurrence instead of the O(K³) composition."""
+    if x.support == FIRST_ORDER and x.order == 1 and (x.planes[0].numel() < DENSE_MIN or taylor not in T.SERIES):
         # first order (x.nonstd(v) and what follows from it): g(a) + g'(a)·b ε, nothing to truncate
         # or check (no infinite elements), two kernels besides the Taylor coefficients
         c0, c1 = taylor(x.planes[0], 2)
@@ -567,8 +663,14 @@ def analytic(x: Series, taylor, name: str) -> Series:
     K = n_terms(d.support, order) if order is not None else 1
     if d.support and order is None:
         raise ValueError(f"torchlc: {name} of an untruncated series needs an order")
-    coeffs = taylor(a, K if d.support else 1)
-    ser = _series_eval(coeffs, d, order) if d.support else Series(coeffs[0].unsqueeze(0), (S.ZERO,))
+    rule = T.SERIES.get(taylor) if d.support else None
+    if rule is not None and dense_steps(d.support, order) is not None and a.shape == d.planes.shape[1:]:
+        u = [a, *d.planes.unbind(0)]
+        ser = _dense(rule, u, K - 1, d.support[0], (x.planes,))
+    elif d.support:
+        ser = _series_eval(taylor(a, K), d, order)
+    else:
+        ser = Series(taylor(a, 1)[0].unsqueeze(0), (S.ZERO,))
     planes = ser.planes
     if bad is not None:
         planes = torch.where(bad, torch.full_like(planes, NAN), planes)

@@ -29,10 +29,11 @@ import torch._decomp
 from . import _support as S
 from ._algebra import Series, add
 from ._tensor import COMPLEX_SEEN, LCTensor, series, set_dispatcher, wrap
+from .layouts import NATIVE_SEEN
 
 __all__ = [
     "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "find_rule",
-    "kind_of", "registered", "dispatch", "in_place_via_functional", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS",
+    "kind_of", "registered", "dispatch", "in_place_via_functional", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS", "implements_layout",
 ]
 
 aten = torch.ops.aten
@@ -219,6 +220,44 @@ def _complex_rule(func, dtype):
     return rule
 
 
+# -- storage-native rules ------------------------------------------------------------------------------
+# A layout may compute some ops on its own storage instead of on decoded planes (CSR: per-element
+# exponent runs, torchlc.ops.ragged). Such rules live in a second table, per layout; dispatch consults
+# it first when an operand is stored in that layout. A native rule returns NotImplemented to decline
+# (autograd, complex, a case it does not cover), and the op takes the ordinary path below, which
+# decodes to planes: nothing without a native rule changes behaviour.
+
+_LAYOUT_RULES: dict = {}  # layout -> {aten op or packet: rule}
+
+
+def implements_layout(layout, ops):
+    """Decorator: the native rule of each op in ``ops`` for operands stored in ``layout`` (one per op
+    and layout; a second registration raises :class:`RegistrationError`)."""
+
+    def deco(fn):
+        table = _LAYOUT_RULES.setdefault(layout, {})
+        for op in ops:
+            if op in table:
+                raise RegistrationError(f"torchlc: {op} already has a {layout.name} rule ({_describe(table[op])})")
+        for op in ops:
+            table[op] = fn
+        return fn
+
+    return deco
+
+
+def _layout_rule(func, args):
+    """The native rule for the first LC operand whose layout has a table with ``func`` (None if none)."""
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            a = next((t for t in a if isinstance(t, LCTensor)), None)
+        if isinstance(a, LCTensor) and (table := _LAYOUT_RULES.get(a._layout)) is not None:
+            rule = table.get(func) or table.get(func.overloadpacket)
+            if rule is not None:
+                return rule
+    return None
+
+
 # -- dispatch --------------------------------------------------------------------------------------------
 _DECOMP = torch._decomp.decomposition_table
 
@@ -311,6 +350,12 @@ def in_place_via_functional(func, args, kwargs):
 
 
 def dispatch(func, args, kwargs):
+    # storage-native rules (CSR): one list read on the dense path until a CSR tensor exists
+    if NATIVE_SEEN[0] and (native := _layout_rule(func, args)) is not None:
+        with torch._C._RestorePythonTLSSnapshot():
+            res = native(func, *args, **kwargs)
+        if res is not NotImplemented:
+            return res
     if COMPLEX_SEEN[0] and (dtype := _complex_operand(args)) is not None:
         rule = _complex_rule(func, dtype)
     else:

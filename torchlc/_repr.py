@@ -49,6 +49,10 @@ def _nested(flat, shape):
 
 
 def lc_repr(x) -> str:
+    if x.numel() > MAX_SHOWN and not x.lc_support_known:
+        # a large tensor whose support was never computed (CSR with per-element exponents): printing
+        # it must not decode it (its planes may be numel × numel)
+        return _wrap(x, f"shape={tuple(x.shape)}, layout={x.lc_layout.name}")
     planes = x.lc_planes().detach()
     from torch._subclasses.fake_tensor import is_fake
 
@@ -68,6 +72,10 @@ def lc_repr(x) -> str:
         exact = x.lc_exact if inexact else None
         cols = planes.reshape(len(x.lc_support), -1).t().tolist()
         body = _nested([element_str(c, x.lc_support, exact) for c in cols], tuple(x.shape))
+    return _wrap(x, body)
+
+
+def _wrap(x, body) -> str:
     extras = [f"order={x.lc_order}"]
     if x.lc_exact is not None and x.lc_order is not None and x.lc_exact < x.lc_order:
         extras.append(f"exact_through={x.lc_exact}")

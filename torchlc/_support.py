@@ -76,6 +76,42 @@ def float_exponent(value: float, dtype: str = "float64"):
     return f if value > 0 else -f
 
 
+def float_exponents(u: torch.Tensor):
+    """:func:`float_exponent` of many float64 values at once: ``(num, den, ok)`` int64 tensors and a
+    mask; where ``ok``, u means num/den exactly (lowest terms, den ≤ MAX_FLOAT_DENOMINATOR).
+
+    Vectorised continued fractions give a candidate p/q per value; IEEE division of the exact ints p
+    and q is correctly rounded, so ``p / q == u`` in float64 says exactly that p/q rounds to u. For
+    |u| < 2¹² two rationals of denominator ≤ 2²⁰ differ by ≥ 2⁻⁴⁰, more than a float64 rounding
+    interval there (≤ 2⁻⁴¹): a verified candidate is the only one, hence :func:`float_exponent`'s
+    answer. Values it cannot settle (larger, irrational-looking, non-finite) have ok False: use the
+    scalar function for those."""
+    u = u.to(torch.float64)
+    x = u.abs()
+    lim = MAX_FLOAT_DENOMINATOR
+    p0, q0 = torch.zeros_like(x, dtype=torch.int64), torch.ones_like(x, dtype=torch.int64)
+    p1, q1 = torch.ones_like(p0), torch.zeros_like(p0)
+    num, den = torch.zeros_like(p0), torch.ones_like(p0)
+    ok = torch.zeros_like(x, dtype=torch.bool)
+    live = torch.isfinite(x) & (x < 2**12)
+    rem = torch.where(live, x, 0.0)
+    for _ in range(64):
+        a = torch.floor(rem).clamp_max(2 * lim)
+        ai = a.to(torch.int64)
+        p2, q2 = ai * p1 + p0, ai * q1 + q0
+        live = live & (q2 <= lim)
+        hit = live & ~ok & (p2.to(torch.float64) / q2.to(torch.float64) == x)
+        num, den, ok = torch.where(hit, p2, num), torch.where(hit, q2, den), ok | hit
+        live = live & ~ok
+        if not bool(live.any()):
+            break
+        frac = rem - a
+        live = live & (frac > 0)
+        rem = torch.where(live, 1.0 / torch.where(live, frac, 1.0), 0.0)
+        p0, q0, p1, q1 = p1, q1, p2, q2
+    return torch.where(u < 0, -num, num), den, ok
+
+
 def _rounds_to(f: Fraction, value: float, dtype: str) -> bool:
     t = getattr(torch, dtype)
     return torch.tensor(float(f), dtype=torch.float64).to(t).item() == value and (

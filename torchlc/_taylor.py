@@ -217,26 +217,6 @@ def taylor_erfc(a, K):
     return [torch.erfc(a)] + [-v for v in c[1:]]
 
 
-def sigmoid_series(u):
-    """sigmoid of a univariate series u: y' = y(1 − y)·u'."""
-    y = [torch.sigmoid(u[0])]
-    du = [(k + 1) * u[k + 1] for k in range(len(u) - 1)]
-    for k in range(len(u) - 1):
-        w = [y[j] - conv(y, y, j) for j in range(k + 1)]
-        y.append(conv(w, du, k) / (k + 1))
-    return y
-
-
-def tanh_series(u):
-    """tanh of a univariate series u: y' = (1 − y²)·u'."""
-    y = [torch.tanh(u[0])]
-    du = [(k + 1) * u[k + 1] for k in range(len(u) - 1)]
-    for k in range(len(u) - 1):
-        w = [(1.0 if j == 0 else 0.0) - conv(y, y, j) for j in range(k + 1)]
-        y.append(conv(w, du, k) / (k + 1))
-    return y
-
-
 def taylor_silu(a, K):
     if K == 1:
         return [torch.nn.functional.silu(a)]
@@ -264,3 +244,231 @@ def taylor_gelu_tanh(a, K):
     half = [0.5 * ((1.0 if k == 0 else 0.0) + t[k]) for k in range(K)]
     res = t_mul(x, half)
     return [torch.nn.functional.gelu(a, approximate="tanh")] + res[1:]
+
+
+# -- series rules --------------------------------------------------------------------------------
+# g(u) for a univariate series u = [u0, u1, …, um] (u_j = 0 for j > m) through t^n, by the O(n²)
+# recurrences of an ODE that g satisfies, as jax.experimental.jet's rules do: y' = g'(u)·u' gives
+# k·y_k = Σ_j j·u_j·w_{k−j} with w the series of g'(u). The composition through the coefficient
+# table (Σ_k c_k·(u − u0)^k) costs O(n³) products; these cost O(n²) and need no coefficient table.
+#
+# ``out`` is a list of n + 1 destinations: planes of one preallocated buffer, written with out= and
+# in-place kernels (grad-free, untraced; no temporaries of the result's size), or all None (new
+# tensors: the autograd-safe form). Each rule returns the list of coefficients y_0…y_n.
+
+
+def fma_sum(terms, dst=None, base=None):
+    """base + Σ c·x·y over terms [(c, x, y)] (c a number, x and y tensors; base None, a number or a
+    tensor), written into ``dst`` or returned as a new tensor (dst None)."""
+    if dst is None:
+        acc = None if base is None else base
+        for c, x, y in terms:
+            if acc is None:
+                acc = x * y if c == 1 else (x * y) * c
+            elif isinstance(acc, torch.Tensor):
+                acc = torch.addcmul(acc, x, y, value=c)
+            else:
+                acc = acc + (x * y if c == 1 else (x * y) * c)
+        if acc is None:
+            raise ValueError("fma_sum of nothing")
+        return acc
+    if not terms:
+        return dst.fill_(0 if base is None else base) if not isinstance(base, torch.Tensor) else dst.copy_(base)
+    if base is None:
+        i = next((i for i, t in enumerate(terms) if t[0] == 1), None)
+        if i is not None:  # a unit term writes dst without a zero pass
+            _, x, y = terms[i]
+            torch.mul(x, y, out=dst)
+            terms = terms[:i] + terms[i + 1 :]
+        else:
+            c, x, y = terms[0]
+            torch.addcmul(dst.new_zeros(()), x, y, value=c, out=dst)
+            terms = terms[1:]
+    else:
+        c, x, y = terms[0]
+        b = base if isinstance(base, torch.Tensor) else dst.new_full((), base)
+        torch.addcmul(b, x, y, value=c, out=dst)
+        terms = terms[1:]
+    for c, x, y in terms:
+        dst.addcmul_(x, y, value=c)
+    return dst
+
+
+def scratch_planes(u, out, scratch, k):
+    """k scratch destinations: None in the new-tensor form; else from ``scratch(k)`` (the caller's
+    allocator) or k new tensors like u0."""
+    if out[0] is None:
+        return [None] * k
+    if scratch is not None:
+        return scratch(k)
+    return [torch.empty_like(u[0]) for _ in range(k)]
+
+
+def _window(u, n):
+    """Scratch planes a rule y' = w·u' needs: y_k reads w_{k−1}…w_{k−m} only, so w_k may overwrite
+    w_{k−m} (m = len(u) − 1: one plane for x.nonstd(v, order=K) itself)."""
+    return max(1, min(n, len(u) - 1))
+
+
+def _deriv_terms(u, w, k):
+    """[(j/k, u_j, w_{k−j})]: the terms of y_k for y' = w·u' (j = 1…min(k, m), largest j first)."""
+    m = len(u) - 1
+    return [(j / k, u[j], w[k - j]) for j in range(min(k, m), 0, -1)]
+
+
+def exp_series(u, out, scratch=None):
+    """exp(u): y' = y·u'."""
+    y = [torch.exp(u[0], out=out[0]) if out[0] is not None else u[0].exp()]
+    for k in range(1, len(out)):
+        y.append(fma_sum(_deriv_terms(u, y, k), out[k]))
+    return y
+
+
+def expm1_series(u, out, scratch=None):
+    y = exp_series(u, out)
+    y[0] = torch.expm1(u[0], out=out[0]) if out[0] is not None else u[0].expm1()
+    return y
+
+
+def _log_like(u, out, u0, y0):
+    """log-type series: y' = u'/v with v = u but constant term ``u0``:
+    y_k = (u_k − Σ_{j<k} (j/k)·y_j·u_{k−j}) / u0."""
+    n, m = len(out) - 1, len(u) - 1
+    r = u0.reciprocal()
+    y = [y0]
+    for k in range(1, n + 1):
+        terms = [(-j / k, y[j], u[k - j]) for j in range(max(1, k - m), k)]
+        base = u[k] if k <= m else None
+        if out[k] is None:
+            y.append(fma_sum(terms, base=base) * r)
+        else:
+            y.append(fma_sum(terms, out[k], base=base).mul_(r))
+    return y
+
+
+def log_series(u, out, scratch=None):
+    """log(u): y' = u'/u."""
+    return _log_like(u, out, u[0], torch.log(u[0], out=out[0]) if out[0] is not None else u[0].log())
+
+
+def log1p_series(u, out, scratch=None):
+    """log1p(u): y' = u'/(1 + u)."""
+    y0 = torch.log1p(u[0], out=out[0]) if out[0] is not None else u[0].log1p()
+    return _log_like(u, out, 1 + u[0], y0)
+
+
+def _pair_series(u, out, scratch, f, g, sy, sz):
+    """y = f(u) with its companion z = g(u): y' = sy·z·u', z' = sz·y·u' (sin: +1, −1; cos: −1, +1;
+    sinh and cosh: +1, +1)."""
+    n = len(out) - 1
+    W = _window(u, n)
+    zs = scratch_planes(u, out, scratch, W)
+    y = [f(u[0]) if out[0] is None else f(u[0], out=out[0])]
+    z = [g(u[0]) if zs[0] is None else g(u[0], out=zs[0])]
+    for k in range(1, n + 1):
+        y.append(fma_sum([(sy * c, a, b) for c, a, b in _deriv_terms(u, z, k)], out[k]))
+        if k < n:
+            z.append(fma_sum([(sz * c, a, b) for c, a, b in _deriv_terms(u, y, k)], zs[k % W]))
+    return y
+
+
+def sin_series(u, out, scratch=None):
+    return _pair_series(u, out, scratch, torch.sin, torch.cos, 1, -1)
+
+
+def cos_series(u, out, scratch=None):
+    return _pair_series(u, out, scratch, torch.cos, torch.sin, -1, 1)
+
+
+def sinh_series(u, out, scratch=None):
+    return _pair_series(u, out, scratch, torch.sinh, torch.cosh, 1, 1)
+
+
+def cosh_series(u, out, scratch=None):
+    return _pair_series(u, out, scratch, torch.cosh, torch.sinh, 1, 1)
+
+
+def _square_terms(y, k, c):
+    """c·Σ_{i=0..k} y_i·y_{k−i} as terms (pairs folded: 2c·y_i·y_{k−i} for i < k − i)."""
+    terms = [(2 * c, y[i], y[k - i]) for i in range(0, (k + 1) // 2)]
+    if k % 2 == 0:
+        terms.append((c, y[k // 2], y[k // 2]))
+    return terms
+
+
+def _riccati(u, out, scratch, y0, w0, sign, linear):
+    """y' = w·u' with w = c0 + sign·y² (+ y when ``linear``): tanh (1 − y²), tan (1 + y²), sigmoid
+    (y − y²). w_k = [y_k if linear] + sign·Σ y_i·y_{k−i} for k ≥ 1."""
+    n = len(out) - 1
+    W = _window(u, n)
+    ws = scratch_planes(u, out, scratch, W)
+    y, w = [y0], [fma_sum([(sign, y0, y0)], ws[0], base=w0)]
+    for k in range(1, n + 1):
+        y.append(fma_sum(_deriv_terms(u, w, k), out[k]))
+        if k < n:
+            w.append(fma_sum(_square_terms(y, k, sign), ws[k % W], base=y[k] if linear else None))
+    return y
+
+
+def tanh_series(u, out=None, scratch=None):
+    """tanh of a univariate series u: y' = (1 − y²)·u' (``out`` None: len(u) new coefficients)."""
+    if out is None:
+        out = [None] * len(u)
+    y0 = torch.tanh(u[0]) if out[0] is None else torch.tanh(u[0], out=out[0])
+    return _riccati(u, out, scratch, y0, 1.0, -1, False)
+
+
+def tan_series(u, out, scratch=None):
+    """tan(u): y' = (1 + y²)·u'."""
+    y0 = torch.tan(u[0]) if out[0] is None else torch.tan(u[0], out=out[0])
+    return _riccati(u, out, scratch, y0, 1.0, 1, False)
+
+
+def sigmoid_series(u, out=None, scratch=None):
+    """sigmoid of a univariate series u: y' = y(1 − y)·u' (``out`` None: len(u) new coefficients)."""
+    if out is None:
+        out = [None] * len(u)
+    y0 = torch.sigmoid(u[0]) if out[0] is None else torch.sigmoid(u[0], out=out[0])
+    return _riccati(u, out, scratch, y0, y0, -1, True)
+
+
+def compose(coeffs, u, out, scratch=None):
+    """Σ_k c_k·(u − u0)^k through t^n for Taylor coefficients ``coeffs`` = [c_0, …] of g at u0 (any g,
+    any number of coefficients: the generic path, O(n³/6) products through the powers of u − u0)."""
+    n, m = len(out) - 1, len(u) - 1
+    K = min(n, len(coeffs) - 1)
+    y = [coeffs[0] if out[0] is None else out[0].copy_(coeffs[0])] + [None] * n
+    slots = [scratch_planes(u, out, scratch, n), scratch_planes(u, out, scratch, n)] if K > 1 else None
+    power = {i: u[i] for i in range(1, min(m, n) + 1)}  # (u − u0)^1, nonzero at t^1…t^m
+    for k in range(1, K + 1):
+        if k > 1:  # (u − u0)^k = (u − u0)^{k−1}·(u − u0), nonzero at t^k…t^{min(n, k·m)}
+            dst = slots[k % 2]
+            power = {i: fma_sum([(1, u[j], power[i - j]) for j in range(1, m + 1) if (i - j) in power], dst[i - 1])
+                     for i in range(k, min(n, k * m) + 1)}
+        for i, p in power.items():
+            if y[i] is None:
+                y[i] = fma_sum([(1, coeffs[k], p)], out[i])
+            elif out[i] is not None:
+                y[i].addcmul_(coeffs[k], p)
+            else:
+                y[i] = torch.addcmul(y[i], coeffs[k], p)
+    for i in range(1, n + 1):
+        if y[i] is None:
+            y[i] = torch.zeros_like(u[1]) if out[i] is None else out[i].zero_()
+    return y
+
+
+# The series rule of each Taylor-table function that has one (the analytic rules look it up).
+SERIES = {
+    taylor_exp: exp_series,
+    taylor_expm1: expm1_series,
+    taylor_log: log_series,
+    taylor_log1p: log1p_series,
+    taylor_sin: sin_series,
+    taylor_cos: cos_series,
+    taylor_sinh: sinh_series,
+    taylor_cosh: cosh_series,
+    taylor_tan: tan_series,
+    taylor_tanh: tanh_series,
+    taylor_sigmoid: sigmoid_series,
+}

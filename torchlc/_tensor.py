@@ -23,6 +23,7 @@ from . import _support as S
 from . import layouts as _layouts
 from ._algebra import Series, min_exact, place
 from ._repr import lc_repr
+from .errors import TruncationError
 
 __all__ = ["LCTensor", "Series", "series", "wrap", "set_dispatcher", "read_planes", "unwrap_lc"]
 
@@ -109,6 +110,23 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
     return r
 
 
+def from_storage(layout, inner, order, exact, shape, dtype) -> LCTensor:
+    """An LCTensor of ``layout`` from its inner tensors, with a *lazy* support: computed from the
+    storage (``layout.support(inner)``) only when something asks for it. The native CSR rules build
+    their results this way, since a per-element support may hold ~numel distinct exponents."""
+    r = LCTensor(layout, inner, None, order, exact, shape, dtype)
+    del r._support
+    return r
+
+
+def _adopt_support(dst, src) -> None:
+    """dst takes src's support, staying lazy when src's is (never computes it)."""
+    if "_support" in src.__dict__:
+        dst._support = src._support
+    else:
+        dst.__dict__.pop("_support", None)
+
+
 def _rebuild(planes, support, order, exact):
     """Unpickle an LCTensor (the function pickles name; ``torchlc.ops._rebuild`` is its 0.1.0 name).
 
@@ -177,6 +195,54 @@ class _Handles:
     def remove(self):
         for h in self.handles:
             h.remove()
+
+
+# -- gradients with respect to an LCTensor: dual series ----------------------------------------------------
+# The gradient of a real loss L with respect to y = Σ_p y_p ε^p is the family of its planes' gradients
+# ∂L/∂y_p. Where it is itself an LCTensor (``lc.grad``, ``lc.backward(gradient)``, the gradients a custom
+# autograd.Function's backward receives and returns) it is the *dual series* Σ_p (∂L/∂y_p) ε^(-p),
+# exponents negated: the pairing of a gradient with a perturbation is then the ε⁰ coefficient of their
+# product, so LC arithmetic computes vector-Jacobian products. For y = f(x) in LC arithmetic the plane
+# gradients of x are the ε^(-q) coefficients of f'(x)·ȳ, the formula a backward writes (on the same
+# support as y, f'(x)·ȳ would mix the planes the wrong way: (x²)' = 2x gives x₁'s gradient 2x₀ȳ₁, not
+# 2x₀ȳ₁ + 2x₁ȳ₀).
+
+
+def cotangent(grad_planes: torch.Tensor, support, order) -> LCTensor:
+    """The dual series Σ_p g_p ε^(-p) of plane gradients ``grad_planes`` (T, *shape) over ``support``."""
+    sup = tuple(-q for q in reversed(support))
+    top = sup[-1]
+    order = top if order is None or order < top else order
+    return wrap(grad_planes.flip(0) if len(sup) > 1 else grad_planes, sup, order, None)
+
+
+def plane_gradients(g, support) -> torch.Tensor:
+    """Plane gradients (T, *shape) over ``support`` from a gradient ``g``: the ε^(-q) coefficients of a
+    dual series (an LCTensor), or a plain tensor taken as the ε⁰ coefficient (zeros elsewhere)."""
+    if isinstance(g, LCTensor):
+        gs, gp, exact = g._support, g._planes_view(), g._exact
+    else:
+        gs, gp, exact = (S.ZERO,), g.unsqueeze(0), None
+    need = tuple(-q for q in support)
+    if exact is not None and need[0] > exact:
+        raise TruncationError(
+            f"torchlc: a gradient is exact only through ε^{exact}, but the plane ε^{support[0]} of the "
+            f"tensor it belongs to needs its coefficient of ε^{need[0]}; raise the truncation order "
+            "(x.nonstd(v, order=...)) of the computation that produced it"
+        )
+    if gs == need[::-1]:
+        return gp.flip(0) if len(gs) > 1 else gp
+    pos = {q: i for i, q in enumerate(gs)}
+    zero = None
+    planes = []
+    for e in need:
+        if e in pos:
+            planes.append(gp[pos[e]])
+        else:
+            if zero is None:
+                zero = gp.new_zeros(gp.shape[1:])
+            planes.append(zero)
+    return torch.stack(planes)
 
 
 _NOT_A_NUMBER = (
@@ -261,6 +327,28 @@ class LCTensor(torch.Tensor):
         """Bytes of the inner storage tensors."""
         return self._layout.nbytes(self._inner)
 
+    @property
+    def lc_support_known(self) -> bool:
+        """Whether the support is at hand (False for a lazy support not computed yet, see
+        :func:`from_storage`); reading ``lc_support`` computes it."""
+        return "_support" in self.__dict__
+
+    @property
+    def lc_storage(self) -> tuple:
+        """The layout's inner tensors, for layout-specific rules (CSR's native ones) that compute on
+        the storage itself; everything else reads planes (``lc_planes``)."""
+        return self._inner
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: a tensor built without a support (a *lazy* support,
+        # see from_storage) computes it from its storage on first use and keeps it. The dense path
+        # never gets here (its ``_support`` is an ordinary attribute).
+        if name == "_support" and "_layout" in self.__dict__:
+            sup = self._layout.support(self._inner)
+            self._support = sup
+            return sup
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def movable(self):
         """``(storage, offset, rebuild)`` for data-movement ops (views, indexing, joins), which act
         on every term alike: ``storage`` holds the elements in its trailing dimensions after
@@ -334,7 +422,7 @@ class LCTensor(torch.Tensor):
         else:
             self._layout = other._layout
             self._set_inner(_outside_inference(self, other._inner))
-            self._support = other._support
+            _adopt_support(self, other)
         self._zero = None
         self._order = other._order if self._order is None else max(self._order, other._order or self._order)
         self._exact = min_exact(self._exact, other._exact) if self._lc_view else other._exact
@@ -351,7 +439,7 @@ class LCTensor(torch.Tensor):
         self._layout = other._layout
         self._zero = None
         self._set_inner(other._inner)
-        self._support = other._support
+        _adopt_support(self, other)
         self._cache = None
 
     # -- torch.compile support ---------------------------------------------------------------------
@@ -380,8 +468,9 @@ class LCTensor(torch.Tensor):
     def requires_grad_(self, requires_grad: bool = True):
         """Make the coefficient planes autograd leaves that require grad (``False``: stop requiring
         it). An LCTensor never requires grad itself: its adjoint is not an LC product; gradients land
-        on the planes (read them with ``torchlc.coeffs(x)`` kept from before, or make the planes
-        ``nn.Parameter``s and build the LCTensor in forward with ``torchlc.from_terms``)."""
+        on the planes (read them with ``torchlc.coeffs(x)`` kept from before, as ``x.grad`` (a dual
+        series, see :func:`cotangent`), or make the planes ``nn.Parameter``s and build the LCTensor
+        in forward with ``torchlc.from_terms``)."""
         for t in self._inner:
             # planes computed from others already require grad (non-leaves); only leaves can change
             if t.is_leaf and (t.is_floating_point() or t.is_complex()):
@@ -397,6 +486,8 @@ class LCTensor(torch.Tensor):
     # which re-gather sharded parameters before their gradients are needed) see an LCTensor as
     # requiring grad when its planes do, and a hook registered on it is registered on those planes
     # (it receives the planes' gradient). Without this FSDP2 never re-gathers and backward fails.
+    # ``grad_fn`` is the planes' node and ``grad`` their gradient as a dual series (see cotangent);
+    # custom autograd.Functions on LCTensors run on the planes (torchlc._autograd).
     @property
     def requires_grad(self) -> bool:
         return any(t.requires_grad for t in self._inner)
@@ -409,6 +500,27 @@ class LCTensor(torch.Tensor):
         """Register ``hook`` on the coefficient planes that require grad (it receives their gradient);
         returns a handle whose ``remove()`` removes it from all of them."""
         return _Handles([t.register_hook(hook) for t in self._inner if t.requires_grad])
+
+    @property
+    def grad_fn(self):
+        """The autograd node that made the coefficient planes (None for leaves and non-planes storage)."""
+        return self._inner[0].grad_fn if self._layout is _layouts.PLANES else None
+
+    @property
+    def grad(self):
+        """The gradient accumulated on the coefficient planes (autograd leaves), as the dual series
+        Σ_p (∂L/∂x_p) ε^(-p) (see :func:`cotangent`); None when the planes have none."""
+        t = self._inner[0]
+        if self._layout is not _layouts.PLANES or t.grad is None:
+            return None
+        return cotangent(t.grad, self._support, self._order)
+
+    @grad.setter
+    def grad(self, value):
+        if self._layout is _layouts.PLANES:
+            self._inner[0].grad = None if value is None else plane_gradients(value, self._support)
+        elif value is not None:
+            raise RuntimeError("torchlc: only an LCTensor stored as planes (one that requires grad) takes a .grad")
 
     def __bool__(self):
         raise TypeError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -9,13 +10,15 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from . import _algebra as A
+from . import _ragged as R
 from . import _support as S
 from ._tensor import LCTensor, read_planes, series, unwrap_lc, wrap
 from .errors import TruncationError
+from .ops.ragged import from_ragged, to_ragged
 
 __all__ = [
     "nonstd", "eps", "from_terms", "terms", "coeff", "coeffs", "support", "exact_through", "order",
-    "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc",
+    "standard_part", "leading", "layout", "ngrad", "njvp", "njacfwd", "is_lc", "from_csr", "to_csr", "CSRData",
 ]
 
 
@@ -213,18 +216,145 @@ def from_terms(terms_: dict, *, order=None, dtype=None, device=None) -> LCTensor
     return wrap(planes.clone(), tuple(kept), order, exact, monomial=monomial)
 
 
-def terms(x) -> dict:
+def terms(x, index=None) -> dict:
     """``{exponent: coefficient tensor}`` for every exponent of the support (plain tensor → {0: x}).
+
+    With ``index`` (an int, or a tuple of ints for a multi-dimensional x): the nonzero terms of that
+    one element, ``{exponent: 0-dim coefficient tensor}``, read without decoding the tensor (a CSR
+    tensor reads one row of its storage).
 
     Example:
         >>> import torch, torchlc
         >>> torchlc.terms(torch.tensor(2.0).nonstd() ** 2)
         {Fraction(0, 1): tensor(4.), Fraction(1, 1): tensor(4.)}
     """
+    if index is not None:
+        return _element_terms(x, index)
     lc = unwrap_lc(x)
     sup = lc.lc_support if lc is not None else (S.ZERO,)
     planes = read_planes(x)
     return {q: planes[i] for i, q in enumerate(sup)}
+
+
+def _element_terms(x, index) -> dict:
+    shape = tuple(x.shape)
+    idx = (index,) if isinstance(index, int) else tuple(index)
+    if len(idx) != len(shape) or any(not -s <= i < s for i, s in zip(idx, shape)):
+        raise IndexError(f"terms: index {index} is not an element of a tensor of shape {shape}")
+    flat = 0
+    for i, s in zip(idx, shape):
+        flat = flat * s + (i % s)
+    if isinstance(x, LCTensor) and x.lc_layout.name == "csr":
+        ptr, num, vals, meta = x.lc_storage
+        den = int(meta[0])
+        a, b = ptr[flat:flat + 2].tolist()
+        return {Fraction(k, den): vals[a + j] for j, k in enumerate(num[a:b].tolist()) if vals[a + j] != 0}
+    if not isinstance(x, LCTensor):
+        c = torch.as_tensor(x).reshape(-1)[flat]
+        return {S.ZERO: c} if c != 0 else {}
+    planes = x.lc_planes().reshape(len(x.lc_support), -1)[:, flat]
+    return {q: planes[t] for t, q in enumerate(x.lc_support) if planes[t] != 0}
+
+
+class CSRData(tuple):
+    """A CSR export (:func:`to_csr`): ``crow_indices`` (numel + 1, int64), ``exponents`` (nnz, int64
+    numerators), ``denominator`` (int: exponent = numerator / denominator), ``values`` (nnz),
+    ``shape``, ``order`` and ``exact_through``. Element i (row-major) holds
+    Σ values[k] ε^{exponents[k]/denominator} for k in crow_indices[i]:crow_indices[i+1]."""
+
+    __slots__ = ()
+    _fields = ("crow_indices", "exponents", "denominator", "values", "shape", "order", "exact_through")
+
+    def __new__(cls, *vals):
+        return tuple.__new__(cls, vals)
+
+    crow_indices = property(lambda s: s[0])
+    exponents = property(lambda s: s[1])
+    denominator = property(lambda s: s[2])
+    values = property(lambda s: s[3])
+    shape = property(lambda s: s[4])
+    order = property(lambda s: s[5])
+    exact_through = property(lambda s: s[6])
+
+    def __repr__(self):
+        return "CSRData(" + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self)) + ")"
+
+
+def to_csr(x) -> CSRData:
+    """Export the terms of an LCTensor (any layout) as compressed sparse rows with exact exponents,
+    without decoding a CSR tensor to planes (see :class:`CSRData`; only nonzero terms for planes and
+    boxed tensors).
+
+    Example:
+        >>> import torch, torchlc
+        >>> d = torchlc.to_csr(torch.tensor([2.0, 0.0]).nonstd())
+        >>> d.crow_indices, d.exponents, d.denominator, d.values
+        (tensor([0, 2, 3]), tensor([0, 1, 1]), 1, tensor([2., 1., 1.]))
+    """
+    if not isinstance(x, LCTensor):
+        raise TypeError(f"to_csr: expected an LCTensor, got {type(x).__name__}")
+    r = to_ragged(x)
+    return CSRData(r.ptr, r.num, r.den, r.vals, tuple(x.shape), r.order, exact_through(x))
+
+
+def _exact_from_data(r, order):
+    """Drop terms above ``order``; the exactness bound that follows (None when nothing was dropped)."""
+    top = R.floor_units(order, r.den)
+    if r.nnz and r.hi > top:
+        over = r.num > top
+        if bool(over.any()):
+            return order, r.num <= top
+    return None, None
+
+
+def from_csr(crow_indices, exponents, values, shape=None, *, denominator=1, order=None) -> LCTensor:
+    """An LCTensor from compressed sparse rows with per-element exponents, without a planes detour.
+
+    Element i (row-major over ``shape``, default ``(numel,)``) is
+    Σ values[k] ε^{exponents[k]/denominator} for k in crow_indices[i]:crow_indices[i+1]: each element
+    has its own exponents (integer numerators over one ``denominator``, so they are exact rationals).
+    Rows need not be sorted; an exponent given twice in a row is summed; zero coefficients are
+    dropped. ``order`` defaults to max(1, largest exponent); terms above it are dropped (and
+    ``exact_through`` says so). The result is stored by the layout policy: CSR unless its exponents
+    are few enough for planes (docs/layouts.md).
+
+    Example:
+        >>> import torch, torchlc
+        >>> x = torchlc.from_csr(torch.tensor([0, 2, 3]), torch.tensor([0, 1, -2]),
+        ...                      torch.tensor([1.0, 2.0, 3.0]), denominator=3)
+        >>> torchlc.terms(x, 0), torchlc.terms(x, 1)
+        ({Fraction(0, 1): tensor(1.), Fraction(1, 3): tensor(2.)}, {Fraction(-2, 3): tensor(3.)})
+    """
+    crow = torch.as_tensor(crow_indices).to(torch.int64)
+    num = torch.as_tensor(exponents, device=crow.device)
+    if num.dtype.is_floating_point or num.dtype.is_complex or num.dtype == torch.bool:
+        raise TypeError(f"from_csr: exponents must be integer numerators (over denominator={denominator}), "
+                        f"got {num.dtype}; exponents stay exact rationals")
+    num = num.to(torch.int64).reshape(-1)
+    vals = torch.as_tensor(values, device=crow.device).reshape(-1)
+    if not vals.dtype.is_floating_point:
+        vals = _float(vals, "from_csr")
+    if vals.dtype.is_complex:
+        raise TypeError("from_csr: complex coefficients are not supported")
+    n = crow.numel() - 1
+    shape = (n,) if shape is None else tuple(shape)
+    if math.prod(shape) != n or num.numel() != vals.numel() or int(crow[-1]) != num.numel():
+        raise ValueError(f"from_csr: crow_indices ({n} rows, {int(crow[-1])} terms), exponents ({num.numel()}) "
+                         f"and values ({vals.numel()}) do not describe a tensor of shape {shape}")
+    den = int(denominator)
+    if den <= 0:
+        raise ValueError(f"from_csr: denominator must be a positive int, got {denominator!r}")
+    lo, hi = (int(num.min()), int(num.max())) if num.numel() else (0, 0)
+    rows = torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff(), output_size=num.numel())
+    if order is None:
+        order = max(Fraction(1), Fraction(hi, den))
+    order = _check_order(order, "from_csr")
+    r = R.canon(rows, num, vals, n, den, lo, hi, shape, order, None)
+    exact, keep = _exact_from_data(r, order)
+    if keep is not None:
+        r = R.canon(r.rows(), r.num, r.vals, n, den, lo, R.floor_units(order, den), shape, order, exact,
+                    presorted=True, keep=keep)
+    return from_ragged(r)
 
 
 def coeffs(x) -> torch.Tensor:
@@ -247,7 +377,7 @@ def support(x) -> tuple:
         >>> torchlc.support(1 / torch.tensor([0.0, 1.0]).nonstd())
         (Fraction(-1, 1), Fraction(0, 1), Fraction(1, 1))
     """
-    return series(x).support if isinstance(x, LCTensor) else (S.ZERO,)
+    return x.lc_support if isinstance(x, LCTensor) else (S.ZERO,)
 
 
 def order(x) -> Fraction | None:

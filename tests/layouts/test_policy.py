@@ -31,6 +31,33 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.equal(na, nb)) and bool(torch.equal(a[~na], b[~nb]))
 
 
+def union_coeffs(g, r):
+    """Planes of g and r over the union of their supports. A CSR result computed by the native CSR
+    rules has the support of the exponents it stores, which may be narrower than the static support
+    the planes rules give; the values are compared exponent by exponent."""
+    sup = sorted(set(torchlc.support(g)) | set(torchlc.support(r)))
+    tg, tr = torchlc.terms(g), torchlc.terms(r)
+    zero = torch.zeros(tuple(g.shape), dtype=g.dtype)
+    return (torch.stack([tg.get(q, zero).expand(zero.shape) for q in sup]),
+            torch.stack([tr.get(q, zero).expand(zero.shape) for q in sup]))
+
+
+def close_up_to_nan_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """As same_up_to_nan_elements, but a coefficient may differ by float rounding (a few ulps of the
+    element's largest coefficient): native CSR products sum their Cauchy terms in their own order,
+    where the planes rules use fused multiply-adds. Exponents, zero/nonzero and NaN pattern aside
+    from rounding residue are still compared."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    ea, eb = (~torch.isfinite(a)).any(0), (~torch.isfinite(b)).any(0)
+    if not torch.equal(ea, eb):
+        return False
+    fa, fb = a[:, ~ea], b[:, ~eb]
+    ulp = torch.finfo(a.dtype).eps
+    scale = torch.maximum(fa.abs().amax(0), fb.abs().amax(0)).clamp_min(1.0) if fa.numel() else 1.0
+    return bool(((fa - fb).abs() <= 8 * ulp * scale).all())
+
+
 def same_up_to_nan_elements(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Planes equal bit for bit, except that an element holding a NaN/inf (outside the field, e.g. 1/0)
     only has to be non-finite in both: boxed storage keeps one term of such an element (pinned
@@ -163,8 +190,8 @@ def test_bytes_per_element_values():
     with force("csr"):
         y = torch.tensor([1.0, 2.0]).nonstd() * 3
     assert L(y) == "csr"
-    # per element: row_ptr (n+1) int64 + 2 nonzeros × (int32 idx + float32 value)
-    assert bytes_per_element(y) == (3 * 8 + 4 * (4 + 4)) / 2
+    # per element: row_ptr (n+1) int64 + 2 nonzeros × (int64 exponent numerator + float32 value)
+    assert bytes_per_element(y) == (3 * 8 + 4 * (8 + 4)) / 2
 
 
 # ------------------------------------------------------------------------------ force
@@ -278,13 +305,28 @@ def test_forced_layouts_give_identical_planes(prog):
     ref, ref_err = run_program(prog, None)
     for layout in ("planes", "boxed", "csr"):
         got, err = run_program(prog, layout)
-        assert (err is None) == (ref_err is None), (layout, err, ref_err)
+        if layout == "csr" and ref_err is not None and err is None:
+            # native CSR results know which exponents they hold, so they may be exact further than
+            # the static planes support allows (never less): a decision planes refuses may be decided
+            got = got[: len(ref)]
+        assert (err is None) == (ref_err is None) or layout == "csr" and err is None, (layout, err, ref_err)
         assert len(got) == len(ref)
         for i, (g, r) in enumerate(zip(got, ref)):
-            assert torchlc.support(g) == torchlc.support(r), (layout, i)
+            if layout == "csr":  # native CSR results: the stored exponents, compared by exponent
+                assert set(torchlc.support(g)) <= set(torchlc.support(r)) | {0}, (layout, i)  # 0: empty
+                cg, cr = union_coeffs(g, r)
+            else:
+                assert torchlc.support(g) == torchlc.support(r), (layout, i)
+                cg, cr = torchlc.coeffs(g), torchlc.coeffs(r)
             assert torchlc.order(g) == torchlc.order(r)
-            assert torchlc.exact_through(g) == torchlc.exact_through(r), (layout, i)
-            assert same_up_to_nan_elements(torchlc.coeffs(g), torchlc.coeffs(r)), (layout, i, g, r)
+            if layout == "csr":  # see above: never less exact than planes
+                assert torchlc.exact_through(g) >= torchlc.exact_through(r), (layout, i)
+            else:
+                assert torchlc.exact_through(g) == torchlc.exact_through(r), (layout, i)
+            if layout == "csr":
+                assert close_up_to_nan_elements(cg, cr), (layout, i, g, r)
+            else:
+                assert same_up_to_nan_elements(cg, cr), (layout, i, g, r)
         if layout == "planes":
             assert all(L(g) == "planes" for g in got)
         if layout == "csr":
@@ -315,8 +357,8 @@ def test_reciprocal_and_division_layout_independence():
         y_csr = [1 / a, a / a, a.abs() ** F(-1, 2), a / (a * 3)]
     for p, b, c in zip(y_planes, y_boxed, y_csr):
         assert L(p) == "planes" and L(b) == "boxed" and L(c) == "csr"
-        assert torchlc.support(p) == torchlc.support(b) == torchlc.support(c)
-        assert same(torchlc.coeffs(p), torchlc.coeffs(b)) and same(torchlc.coeffs(p), torchlc.coeffs(c))
+        assert torchlc.support(p) == torchlc.support(b) and set(torchlc.support(c)) <= set(torchlc.support(p))
+        assert same(torchlc.coeffs(p), torchlc.coeffs(b)) and same(*union_coeffs(p, c))
 
 
 @pytest.mark.parametrize("prog", [

@@ -2,8 +2,9 @@
 
 Each library is optional (the ``models`` extra); its test module skips when it is absent. Importing
 ``helpers`` sets the offline switches of the Hugging Face libraries (nothing is ever downloaded), and
-the torchvision shim (``helpers.ensure_torchvision_importable``) runs before any of the three
-libraries is imported, since timm and transformers import torchvision when it is installed.
+the torchvision shim (``ensure_torchvision_importable`` in ``torchlc/bench/_thirdparty.py``) runs
+before any of the three libraries is imported, since timm and transformers import torchvision when it
+is installed.
 """
 
 import pytest

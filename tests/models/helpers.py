@@ -22,75 +22,30 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import sys
 import warnings
 
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
+from torch.testing import assert_close
+
+import torchlc
+from torchlc.bench._thirdparty import INSTALL_HINT, ensure_torchvision_importable, hf_offline
+
 # Nothing may be fetched: the models are built from configs with random weights.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.func import jvp  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
-from torch.overrides import TorchFunctionMode  # noqa: E402
-from torch.testing import assert_close  # noqa: E402
-
-import torchlc  # noqa: E402
+hf_offline()
 
 f64 = torch.float64
 #: float64 tolerances of the forward checks (a model may pass tighter or looser ones)
 TOL = dict(rtol=1e-9, atol=1e-9)
-INSTALL_HINT = (
-    "the `models` extra: pip install --no-deps <its pins in pyproject.toml> (docs/models.md)"
-)
 
 
 # -- optional libraries ------------------------------------------------------------------------------
-
-_TV_SHIM = None  # the torch.library fragment of the shim, kept alive while the process runs
-
-
-def ensure_torchvision_importable() -> None:
-    """Make ``import torchvision`` work where its compiled extension does not load.
-
-    PyPI's torchvision wheels are built against PyPI's CUDA torch; against a CPU torch build their
-    ``_C`` extension fails to load, torchvision then runs without its C++ ops (``nms``, ``roi_align``,
-    …), but its ``_meta_registrations`` still registers fake kernels for ``torchvision::nms`` and
-    ``torchvision::qnms`` unconditionally, which raises "operator torchvision::nms does not exist" and
-    aborts the import. timm and transformers import torchvision when it is installed, so they fail
-    the same way.
-
-    The shim: when (and only when) that import fails this way, define the two schemas with
-    ``torch.library`` (no kernels: calling them raises) and import again. None of the tested models
-    calls a torchvision C++ op; the models are pure Python. Where the extension loads, nothing is
-    defined.
-    """
-    global _TV_SHIM
-    if "torchvision" in sys.modules or _TV_SHIM is not None:
-        return
-    try:
-        import torchvision  # noqa: F401
-
-        return
-    except ImportError:
-        return  # not installed: the tests that need it skip
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
-            raise
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    lib = torch.library.Library("torchvision", "FRAGMENT")
-    for op in ("nms", "qnms"):
-        if not hasattr(torch.ops.torchvision, op):
-            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _TV_SHIM = lib
-    import torchvision  # noqa: F401
+# The torchvision shim (ensure_torchvision_importable) and INSTALL_HINT live in torchlc.bench._thirdparty,
+# which the `real` bench section shares.
 
 
 def import_or_skip(name: str):

@@ -177,3 +177,102 @@ def test_infinite_argument_is_nan():
     assert not torch.isnan(torchlc.coeffs(y)[:, 0]).any()
     assert torch.isnan(torchlc.coeff(y, 0)[1])
     assert_close(torchlc.coeff(y, 0)[0], torch.tensor(math.e, dtype=f64), **TOL)
+
+
+# -- higher order: the series rules and the dense composition ------------------------------------
+# A dense argument (ε, ε², …: every x.nonstd(v, order=K) after one nonlinear op) runs each function's
+# O(K²) series rule (exp, log, sin, tanh, …) or the powers composition of its Taylor coefficients;
+# checked against nested torch.func.jvp (the K-th derivative of t ↦ f(h(a + t·v)) is K! × the ε^K
+# coefficient) and against the Horner path that non-dense supports take.
+
+
+def _nested(f, a, v, k):
+    g = f
+    for _ in range(k):
+        g = (lambda h: lambda y: jvp(h, (y,), (v,))[1])(g)
+    return g(a)
+
+
+def _inner(t):
+    # a nonlinear, domain-preserving inner map, so f sees a dense multi-plane argument
+    return t + 0.1 * torch.sin(t)
+
+
+@pytest.mark.parametrize("K", [1, 5])
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_high_order_composition_matches_nested_jvp(name, K, monkeypatch):
+    import torchlc._algebra as A
+
+    monkeypatch.setattr(A, "DENSE_MIN", 1)  # first order through the series rules too
+    f, a = OPS[name]
+    with torch.no_grad():
+        y = f(_inner(a.nonstd(V, order=K)))  # in place (grad-free)
+    y_grad = f(_inner(a.requires_grad_(False).clone().requires_grad_(True).nonstd(V, order=K)))
+    assert torchlc.support(y) == tuple(F(k) for k in range(K + 1))
+    assert torchlc.exact_through(y) == K
+    for k in range(K + 1):
+        ref = _nested(lambda t: f(_inner(t)), a, V, k) / math.factorial(k)
+        scale = float(ref.abs().max()) + 1.0
+        assert_close(torchlc.coeff(y, k), ref, rtol=1e-9, atol=1e-9 * scale)
+        assert_close(torchlc.coeff(y_grad, k).detach(), torchlc.coeff(y, k), rtol=1e-13, atol=1e-13 * scale)
+
+
+@pytest.mark.parametrize("fn", [torch.exp, torch.sin, torch.cos, torch.tanh, torch.sigmoid, torch.log, torch.tan,
+                                torch.sinh, torch.cosh, torch.expm1, torch.log1p, torch.erf, torch.atan])
+@pytest.mark.parametrize("K", [1, 2, 3, 6])
+def test_dense_path_matches_horner_on_gapped_support(fn, K):
+    # the same series with its zero planes left out (a non-dense support) takes the Horner path
+    a = torch.tensor([0.3, 0.45, 0.7, 1.2], dtype=f64)
+    c1 = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=f64)
+    c3 = torch.tensor([0.2, 0.1, -0.4, 0.3], dtype=f64)
+    gapped = {0: a, 1: c1, 3: c3} if K >= 3 else {0: a, 1: c1}
+    dense = {**gapped, 2: torch.zeros_like(a)} if K >= 3 else gapped
+    yg = fn(torchlc.from_terms(gapped, order=K, dtype=f64))
+    yd = fn(torchlc.from_terms(dense, order=K, dtype=f64))
+    assert torchlc.support(yd) == tuple(F(k) for k in range(K + 1))
+    for q in torchlc.support(yg):
+        assert_close(torchlc.coeff(yd, q), torchlc.coeff(yg, q), rtol=1e-13, atol=1e-13)
+    assert torchlc.exact_through(yd) == torchlc.exact_through(yg) == K
+
+
+def test_dense_path_in_a_half_integer_progression():
+    # support (0, 1/2, 1, 3/2) at order 2: a series in t = ε^{1/2}
+    a = torch.tensor([0.3, -0.8], dtype=f64)
+    terms = {0: a, F(1, 2): torch.ones_like(a), 1: 0.5 * torch.ones_like(a), F(3, 2): -torch.ones_like(a)}
+    x = torchlc.from_terms(terms, order=2, dtype=f64)
+    y = torch.exp(x)
+    assert torchlc.support(y) == (F(0), F(1, 2), F(1), F(3, 2), F(2))
+    # exp(a)·exp(t + t²/2 − t³): the coefficients by hand
+    e = a.exp()
+    want = [e, e, e, e * (1 / 6 + 0.5 - 1), e * (1 / 24 + 0.25 + 0.125 - 1)]
+    for k, w in enumerate(want):
+        assert_close(torchlc.coeff(y, F(k, 2)), w, **TOL)
+
+
+def test_series_rule_backward_through_the_planes():
+    # autograd records the series rules (no in-place writes then): d/da of the ε⁴ coefficient of
+    # g(a + ε) is 5 × its ε⁵ coefficient
+    a = torch.tensor([0.3, -0.7], dtype=f64, requires_grad=True)
+    g = lambda t: torch.tanh(torch.exp(t)) * torch.sin(t)  # noqa: E731
+    torchlc.coeff(g(a.nonstd(order=4)), 4).sum().backward()
+    with torch.no_grad():
+        c5 = torchlc.coeff(g(a.detach().nonstd(order=5)), 5)
+    assert_close(a.grad, 5 * c5, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [torch.exp, torch.sin, torch.tanh, torch.sigmoid, torch.log, torch.erf])
+@pytest.mark.parametrize("K", [1, 4])
+def test_blocked_kernels_give_the_same_bits(fn, K, monkeypatch):
+    # large grad-free arguments run the in-place kernels block by block; every element sees the same
+    # kernels, so a tiny block size (ragged last block included) changes no bit
+    import torchlc._algebra as A
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(37, 3, generator=g, dtype=f64) + 0.5
+    v = torch.randn(37, 3, generator=g, dtype=f64)
+    monkeypatch.setattr(A, "DENSE_MIN", 1)  # first order too
+    with torch.no_grad():
+        ref = torchlc.coeffs(fn(_inner(a.nonstd(v, order=K))))
+        monkeypatch.setattr(A, "BLOCK", 8)
+        got = torchlc.coeffs(fn(_inner(a.nonstd(v, order=K))))
+    assert torch.equal(got, ref)

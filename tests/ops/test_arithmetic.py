@@ -323,3 +323,22 @@ def test_first_order_mul_fast_path_is_the_general_product(grad, dtype):
     if grad:
         (torchlc.coeff(fast, 1).nan_to_num().sum()).backward()
         assert a1.grad is not None
+
+
+def test_higher_order_square_and_product_blocked(monkeypatch):
+    # x * x and x ** 2 fold the symmetric pairs of the Cauchy product; large products run block by
+    # block. Both against the plain pairwise product (a copy of x is not recognised as a square).
+    import torchlc._algebra as A
+
+    g = torch.Generator().manual_seed(1)
+    a, v = torch.randn(41, generator=g, dtype=torch.float64), torch.randn(41, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        t = torch.tanh(a.nonstd(v, order=6))
+        u = t.clone()
+        ref = torchlc.coeffs(t * u)
+        for y in (t * t, t ** 2, torch.square(t)):
+            torch.testing.assert_close(torchlc.coeffs(y), ref, rtol=1e-14, atol=1e-14)
+            assert torchlc.support(y) == torchlc.support(t * u)
+        monkeypatch.setattr(A, "BLOCK", 8)
+        assert torch.equal(torchlc.coeffs(t * u), ref)
+        assert torch.equal(torchlc.coeffs(t * t), torchlc.coeffs(t ** 2))

@@ -24,6 +24,16 @@ Sections (``--only`` picks some of them):
   D) projections), bf16 on CUDA (float32 on CPU): plain, 2×rows, ``torch.func.jvp`` (math backend,
   the only one with forward AD), LC, and LC with the flash-style jet turned off (the formulas, which
   write the score and weight planes), with peak memory on CUDA.
+* ``real``   — torchvision resnet50, vit_b_16, convnext_tiny and transformers GPT-2 and a Llama-style
+  decoder (on ``inputs_embeds``), built from constructors and configs with random weights (nothing is
+  downloaded; a row says what to install when torchvision or transformers is missing): plain, 2×rows,
+  jvp and LC, fp32 and bf16, eager, ``torchlc.compile`` and (CUDA) CUDA graphs, against issue 16's
+  bars; per forward the host and GPU time, kernels, LC dispatches and peak memory (CUDA); and the
+  host time per LC dispatch in eager mode. Small sizes on CPU (compiled rows only with ``--modes``).
+* ``jet``    — higher order on CPU float64 against JAX's jitted ``jax.experimental.jet`` (optional
+  extra ``pip install "torchlc[jax]"``; one skip line without it): ``exp(sin(x))·tanh(x)²`` on 10⁶
+  elements and an MLP of 3 × (Linear 256 + tanh) at batch 4096, K = 1…6, with nested
+  ``torch.func.jvp`` for K ≤ 3, the coefficients checked against jet's (× k!). Bar: LC/jet ≤ 1.5×.
 
 Sizes: ``--quick`` is tiny (CI smoke test); the default on CPU shrinks the model batches (MLP batch
 1024 instead of 4096, Transformer batch 8 instead of 32) so the run finishes in minutes on 2 cores;

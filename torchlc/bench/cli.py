@@ -12,9 +12,12 @@ import torch
 
 from .attention import bench_attention
 from .config import SECTIONS, Config
+from .jet import bench_jet
 from .memory import _memory_worker, bench_memory
 from .models import bench_models
 from .ops import bench_bytes, bench_core, bench_small
+from .ragged import bench_ragged
+from .real import bench_real
 from .report import environment, write_section
 
 
@@ -29,6 +32,9 @@ def run(cfg: Config, only, log=print) -> tuple[str, dict]:
         "small": "Small-tensor per-op overhead",
         "models": "Models",
         "attention": "Attention (F.scaled_dot_product_attention)",
+        "jet": "Higher order against JAX jet",
+        "real": "Real models (torchvision, transformers)",
+        "ragged": "Ragged (CSR): per-element exponents",
     }
     for sec in SECTIONS:
         if sec not in only:
@@ -45,6 +51,12 @@ def run(cfg: Config, only, log=print) -> tuple[str, dict]:
             text = bench_small(cfg)
         elif sec == "attention":
             text = bench_attention(cfg)
+        elif sec == "jet":
+            text, results["jet"] = bench_jet(cfg, log)
+        elif sec == "ragged":
+            text, results["ragged"] = bench_ragged(cfg)
+        elif sec == "real":
+            text, results["real"] = bench_real(cfg, log)
         else:
             text, results["models"] = bench_models(cfg, log)
         log(text + f"\n\n({time.perf_counter() - t0:.1f} s)\n")
@@ -66,7 +78,12 @@ def main(argv=None) -> int:
         help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})",
     )
     p.add_argument("--dtypes", default=None, help="model dtypes (default float32,bfloat16)")
-    p.add_argument("--models", default=None, help="models to run, comma-separated (MLP,TransformerEncoder)")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="models to run, comma-separated (models: MLP,TransformerEncoder; "
+        "real: resnet50,vit_b_16,convnext_tiny,gpt2,llama)",
+    )
     p.add_argument("--modes", default=None, help='model modes to run, ";"-separated (e.g. "eager;compiled")')
     p.add_argument("--n", type=int, default=None, help="elements for the core ops (default 10**6)")
     p.add_argument("--min-run-time", type=float, default=None, help="seconds per blocked_autorange")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-SECTIONS = ("core", "bytes", "memory", "small", "models", "attention")
+SECTIONS = ("core", "bytes", "memory", "small", "models", "attention", "real", "jet", "ragged")
 
 
 @dataclass

@@ -145,3 +145,36 @@ def kernel_names(fn) -> list[str]:
 def count_kernels(fn) -> int:
     """Number of compute kernels one call of ``fn`` launches (see :func:`kernel_names`)."""
     return len(kernel_names(fn))
+
+
+def host_time(fn, device: str, n: int = 5) -> float:
+    """Seconds of host time per call of ``fn``, the minimum over ``n`` calls (load from other processes
+    only ever adds time): from the call to its return, the device idle before each call (on CUDA the
+    kernels it queued may still be running when it returns)."""
+    import time
+
+    fn()
+    ts = []
+    for _ in range(n):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    _sync(device)
+    return min(ts)
+
+
+def device_profile(fn, n: int = 3) -> tuple[float, float]:
+    """CUDA: ``(device seconds, device activities)`` per call of ``fn`` from ``torch.profiler``: the
+    summed duration and number of the GPU's events (kernels, memcpy and memset), over ``n`` calls."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+    evs = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    return sum(e.time_range.elapsed_us() for e in evs) * 1e-6 / n, len(evs) / n

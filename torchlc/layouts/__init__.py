@@ -25,14 +25,14 @@ import torch
 
 from .. import _context
 from . import boxed, csr, planes
-from ._base import Layout, get, names, register, registered
+from ._base import NATIVE_SEEN, Layout, get, names, register, registered
 from .boxed import BOXED
 from .csr import CSR_LAYOUT, CSR_MIN_TERMS
 from .planes import PLANES
 
 __all__ = [
     "Layout", "register", "get", "names", "choose", "force", "bytes_per_element", "CSR_MIN_TERMS",
-    "LAYOUTS", "PLANES", "BOXED", "CSR_LAYOUT", "boxed", "csr", "planes",
+    "LAYOUTS", "PLANES", "BOXED", "CSR_LAYOUT", "boxed", "csr", "planes", "NATIVE_SEEN",
 ]
 
 LAYOUTS = names()

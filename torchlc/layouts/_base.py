@@ -15,6 +15,10 @@ __all__ = ["Layout", "register", "get", "names"]
 
 _REGISTRY: dict[str, Layout] = {}
 
+# Set once a tensor of a layout with storage-native rules (CSR) has been built: until then dispatch
+# skips its per-layout rule table (one list read per op on the dense path).
+NATIVE_SEEN = [False]
+
 
 class Layout:
     """A storage layout. Subclasses set the class attributes and implement the codec.
@@ -43,6 +47,11 @@ class Layout:
     def decode(self, inner: tuple, support: tuple, shape, dtype) -> torch.Tensor:
         """Planes (T, *shape) of ``dtype``, bit for bit those that were encoded."""
         raise NotImplementedError
+
+    def support(self, inner: tuple) -> tuple:
+        """The support of a tensor built without one (a *lazy* support, computed from the storage
+        when first asked for). Only layouts that build such tensors (CSR) implement it."""
+        raise NotImplementedError(f"torchlc: the {self.name!r} layout keeps a static support")
 
     def strides(self, inner: tuple):
         """Strides the wrapper reports (so torch's view-vs-copy decisions match the storage), or None

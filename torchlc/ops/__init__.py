@@ -29,6 +29,7 @@ from . import (  # noqa: F401  (each module registers its rules on import)
     norm,
     pad,
     pool,
+    ragged,
     random,
     reductions,
     resample,

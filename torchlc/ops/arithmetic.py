@@ -14,6 +14,7 @@ from .. import kernels
 from .._context import grad_free as _grad_free
 from .._tensor import LCTensor, series, wrap
 from ..layouts import PLANES
+from . import ragged
 from ._util import is_monomial, operand, out
 
 aten = torch.ops.aten
@@ -206,6 +207,8 @@ def pow_tensor(func, x, e):
         return pow_scalar(None, x, e.item(), kind)
     # per-element exponents: group elements by exponent value (one host sync)
     vals = torch.unique(e)
+    if (many := ragged.pow_many(x, e, vals)) is not None:
+        return many  # many distinct exponents: each element its own, natively on CSR (ops/ragged.py)
     res = None
     for v in vals.tolist():
         r = pow_scalar(None, x, v, kind)
