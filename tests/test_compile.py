@@ -4,6 +4,7 @@ the rule hash."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import torchlc
 
@@ -303,3 +304,29 @@ def test_flash_attention_op_passes_opcheck():
     ignore = torch.rand(2, 1, 5, 5, generator=g) < 0.3
     for args in ((Q, K, V, None, 0.25, True, False), (Q, K, V, ignore, 0.25, False, True)):
         torch.library.opcheck(torch.ops.torchlc.flash_attention_jet.default, args)
+
+
+@pytest.mark.parametrize("pool", ["max_pool2d", "adaptive_max_pool2d", "max_pool3d"])
+def test_inductor_compiles_max_pooling_after_a_pointwise_op(pool):
+    """The stem of a ResNet (conv, batch norm, relu, max_pool) under torchlc.compile with Inductor.
+    Max pooling selects windows by the field's order; its windows were once gathered through a view
+    merging the spatial dims, which Inductor (torch 2.13) could not compile after a pointwise op
+    ("vr must not be None for symbol q2")."""
+    nd = 3 if pool.endswith("3d") else 2
+    call = {
+        "max_pool2d": lambda t: F.max_pool2d(t, 3, 2, 1),
+        "adaptive_max_pool2d": lambda t: F.adaptive_max_pool2d(t, (3, 2)),
+        "max_pool3d": lambda t: F.max_pool3d(t, 2, 2, 0, ceil_mode=True),
+    }[pool]
+    conv = (torch.nn.Conv2d if nd == 2 else torch.nn.Conv3d)(2, 3, 3, padding=1, dtype=f64)
+    bn = (torch.nn.BatchNorm2d if nd == 2 else torch.nn.BatchNorm3d)(3, dtype=f64).eval()
+
+    def stem(t):
+        return call(torch.relu(bn(conv(t))))
+
+    shape = (2, 2, 9, 8) if nd == 2 else (1, 2, 5, 4, 5)
+    x, v = torch.randn(shape, dtype=f64), torch.randn(shape, dtype=f64)
+    with torch.no_grad():
+        got, want = torchlc.compile(stem)(x.nonstd(v)), stem(x.nonstd(v))
+    assert torchlc.support(got) == torchlc.support(want)
+    torch.testing.assert_close(torchlc.coeffs(got), torchlc.coeffs(want), rtol=1e-12, atol=1e-12)

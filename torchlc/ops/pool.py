@@ -31,23 +31,31 @@ def _adaptive_windows(L, n_out, device):
     i = torch.arange(n_out, device=device)
     start = torch.div(i * L, n_out, rounding_mode="floor")
     end = torch.div((i + 1) * L + n_out - 1, n_out, rounding_mode="floor")
-    K = int((end - start).max())
+    # the widest window, from the integers alone (no host read of a tensor: traceable)
+    K = max(((j + 1) * L + n_out - 1) // n_out - j * L // n_out for j in range(n_out)) if n_out else 0
     k = torch.arange(K, device=device)
     idx = start[:, None] + k
     valid = idx < end[:, None]
     return idx.clamp(max=L - 1), valid
 
 
-def lex_window_argmax(planes, flat_idx, valid):
-    """planes (T, B, L); flat_idx/valid (*O, K) index windows of the last dim. Returns the index (into
-    L) of each window's first maximum in the field's order (lexicographic over the planes)."""
-    w = planes[:, :, flat_idx]  # (T, B, *O, K)
+def lex_argmax(w, valid):
+    """w (T, *B, K): K candidates per position, T planes; valid broadcasts to w's (*B, K). The
+    position (keepdim, into K) of each first maximum in the field's order (lexicographic over the
+    planes), among the valid candidates."""
     cand = valid.expand(w.shape[1:])
     for t in range(w.shape[0]):
         pm = torch.where(cand, w[t], float("-inf"))
         m = pm.amax(-1, keepdim=True)
         cand = cand & (pm == m)
-    k = cand.to(torch.uint8).argmax(-1, keepdim=True)
+    return cand.to(torch.uint8).argmax(-1, keepdim=True)
+
+
+def lex_window_argmax(planes, flat_idx, valid):
+    """planes (T, B, L); flat_idx/valid (*O, K) index windows of the last dim. Returns the index (into
+    L) of each window's first maximum in the field's order (lexicographic over the planes)."""
+    w = planes[:, :, flat_idx]  # (T, B, *O, K)
+    k = lex_argmax(w, valid)
     return torch.gather(flat_idx.expand(w.shape[1:]), -1, k).squeeze(-1)
 
 
@@ -81,27 +89,27 @@ def _window_max(x, windows):
     s, p, batched = pool_planes(x, n)
     T, N, C = p.shape[:3]
     spatial = p.shape[3:]
-    flat = None
-    valid = None
+    # on a (O_0..O_{n-1}, K_0..K_{n-1}) grid by broadcasting: each dim's window positions, their
+    # flattened spatial index and validity
+    idxs, flat, valid = [], None, None
     for d, (idx, ok) in enumerate(windows):
-        stride = 1
-        for L2 in spatial[d + 1 :]:
-            stride *= L2
-        # dims: (O_0..O_{n-1}, K_0..K_{n-1}) built by broadcasting
         shp = [1] * (2 * n)
         shp[d], shp[n + d] = idx.shape
-        idx = (idx * stride).reshape(shp)
-        ok = ok.reshape(shp)
-        flat = idx if flat is None else flat + idx
+        idx, ok = idx.reshape(shp), ok.reshape(shp)
+        idxs.append(idx)
+        term = idx * math.prod(spatial[d + 1 :])
+        flat = term if flat is None else flat + term
         valid = ok if valid is None else valid & ok
-    Os = flat.shape[:n]
-    flat = flat.reshape(*Os, -1)
-    valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, -1)
-    pl = p.reshape(T, N * C, math.prod(spatial))  # explicit sizes: N·C or a spatial size may be 0
-    ind = lex_window_argmax(pl, flat, valid)  # (N*C, *O)
-    vals = torch.gather(pl, 2, ind.reshape(1, N * C, math.prod(Os)).expand(T, -1, -1))
-    vals = vals.reshape(T, N, C, *Os)
-    ind = ind.reshape(N, C, *Os)
+    Os, K = flat.shape[:n], math.prod(flat.shape[n:])
+    flat = flat.reshape(*Os, K)
+    valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, K)
+    # each spatial dim indexed by its own positions: the planes' spatial dims are never merged by a
+    # view before an indexed load (Inductor in torch 2.13 cannot compile such a load after a pointwise
+    # op: "vr must not be None for symbol q2", which broke torchlc.compile of every CNN with max_pool)
+    w = p[(slice(None),) * 3 + tuple(idxs)].reshape(T, N, C, *Os, K)  # explicit sizes: any may be 0
+    k = lex_argmax(w, valid)  # (N, C, *O, 1)
+    vals = torch.gather(w, -1, k.unsqueeze(0).expand(T, *k.shape)).squeeze(-1)  # (T, N, C, *O)
+    ind = torch.gather(flat.expand(*k.shape[:-1], K), -1, k).squeeze(-1)  # (N, C, *O)
     if not batched:
         vals, ind = vals.squeeze(1), ind.squeeze(0)
     return out(Series(vals, s.support, s.order, s.exact)), ind
