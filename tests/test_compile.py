@@ -330,3 +330,20 @@ def test_inductor_compiles_max_pooling_after_a_pointwise_op(pool):
         got, want = torchlc.compile(stem)(x.nonstd(v)), stem(x.nonstd(v))
     assert torchlc.support(got) == torchlc.support(want)
     torch.testing.assert_close(torchlc.coeffs(got), torchlc.coeffs(want), rtol=1e-12, atol=1e-12)
+
+
+def test_inductor_compiles_a_cat_onto_an_empty_tensor():
+    """transformers' key/value cache concatenates onto an empty 1-D tensor: the LC rule drops it and
+    copies the one tensor left. Eager ``cat`` returns that copy contiguous, and views recorded after it
+    in the trace rely on that; Inductor lowers a one-tensor ``cat`` to a stride-keeping clone, so the
+    rule says ``clone(memory_format=contiguous_format)`` (torchlc.compile of GPT-2 failed on it)."""
+
+    def f(t):  # t (batch, tokens, heads, head dim), as attention splits its projection
+        q = t.transpose(1, 2)
+        k = torch.cat([torch.tensor([], dtype=t.dtype), q], dim=-2)
+        return torch.matmul(q, k.transpose(-2, -1))  # k viewed as (batch·heads, dim, tokens)
+
+    x, v = torch.randn(2, 4, 3, 5, dtype=f64), torch.randn(2, 4, 3, 5, dtype=f64)
+    with torch.no_grad():
+        got, want = torchlc.compile(f)(x.nonstd(v)), f(x.nonstd(v))
+    torch.testing.assert_close(torchlc.coeffs(got), torchlc.coeffs(want), rtol=1e-12, atol=1e-12)

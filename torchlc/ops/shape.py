@@ -263,6 +263,12 @@ def _lc_args(xs):
     return [x for x in xs if isinstance(x, LCTensor)]
 
 
+def _channels_last(t) -> bool:
+    """Whether eager ``cat`` keeps t's channels-last layout (only then is its result not contiguous)."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.dim())
+    return fmt is not None and not t.is_contiguous() and t.is_contiguous(memory_format=fmt)
+
+
 @implements([aten.cat.default], kind="structural")
 def cat(func, tensors, dim=0):
     tensors = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)] or list(tensors)
@@ -287,7 +293,13 @@ def cat(func, tensors, dim=0):
     for s in ss[1:]:
         sup = A.S.union(sup, s.support)
     planes = [A.place(s.planes, s.support, sup, s.planes.shape[1:]) if s.support != sup else s.planes for s in ss]
-    res = torch.cat(planes, d + 1)
+    if len(planes) == 1 and not _channels_last(planes[0]):
+        # what eager cat of one tensor returns (a contiguous copy), said so explicitly: Inductor
+        # lowers a one-tensor cat to a clone that keeps the input's strides, so views recorded after
+        # it in a torchlc.compile trace failed (transformers' cache cats keys onto an empty tensor)
+        res = planes[0].clone(memory_format=torch.contiguous_format)
+    else:
+        res = torch.cat(planes, d + 1)
     mono = all(is_monomial(t) for t in tensors)
     return out(Series(res, sup, A.result_order(*ss), A.min_exact(*(s.exact for s in ss))), monomial=mono and bool(lcs))
 
