@@ -21,6 +21,8 @@ import sys
 
 import torch
 
+import torchlc
+
 from .config import Config
 from .measure import time_many
 from .report import _ms, _ratio, _reason, md_table
@@ -55,8 +57,6 @@ def _nested_jvp(f, x, v, K):
 
 def _coeff_planes(y, K):
     """torchlc's ε^0…ε^K planes of y (zeros where a plane is absent), as derivatives (× k!)."""
-    import torchlc
-
     return [torchlc.coeff(y, k) * math.factorial(k) for k in range(K + 1)]
 
 
@@ -120,15 +120,26 @@ def _measure(jax, jjet, cfg, K, lc, jx):
     jvp_cheap = K <= 3 or cfg.quick
     if jvp_cheap:
         fns.append(lambda: _nested_jvp(f, x, v, K))
+    compiled = "—"
     with torch.no_grad():
+        if cfg.compile:  # the one-line fused path: torchlc.compile (Inductor's C++ loops on CPU)
+            fc = torchlc.compile(f)
+            try:
+                fc(x.nonstd(v, order=K))  # traced and compiled here, outside the timing
+                fns.append(lambda: fc(x.nonstd(v, order=K)))
+                compiled = None
+            except Exception as e:  # a failure is a result, not a crash
+                compiled = _reason(e)
         times = time_many(fns, cfg)
+        if compiled is None:
+            compiled = times[-1]
         try:
             p0, terms = run_jax()
             ref = [torch.from_numpy(jax.device_get(t).copy()) for t in (p0, *terms)]
             diff = f"{_max_rel_diff(_coeff_planes(run_lc(), K), ref):.1e}"
         except Exception as e:  # a failure is a result, not a crash
             diff = _reason(e)
-    return times[0], times[1], (times[2] if jvp_cheap else "—"), diff
+    return times[0], times[1], (times[2] if jvp_cheap else "—"), diff, compiled
 
 
 def bench_jet(cfg: Config, log=print):
@@ -150,17 +161,19 @@ def bench_jet(cfg: Config, log=print):
         fj, pj = _jax_program(jnp, params)
         xj, vj = jnp.asarray(x.numpy()), jnp.asarray(v.numpy())
         for K in orders:
-            t_lc, t_jet, t_jvp, diff = _measure(jax, jjet, cfg, K, (f, x, v), (fj, pj, xj, vj))
+            t_lc, t_jet, t_jvp, diff, t_cmp = _measure(jax, jjet, cfg, K, (f, x, v), (fj, pj, xj, vj))
             ratio = t_lc / t_jet if isinstance(t_lc, float) and isinstance(t_jet, float) else None
             verdict = "n/a" if ratio is None else ("pass" if ratio <= BAR else "miss")
             log(f"  {name} K={K}: LC {_ms(t_lc)} ms, jet {_ms(t_jet)} ms, jvp {_ms(t_jvp)} ms, rel diff {diff}")
             rows.append((name, size, K, _ms(t_lc), _ms(t_jet), _ratio(t_lc, t_jet), f"≤ {BAR:g}×", verdict,
-                         _ms(t_jvp), _ratio(t_lc, t_jvp) if isinstance(t_jvp, float) else "—", diff))
+                         _ms(t_jvp), _ratio(t_lc, t_jvp) if isinstance(t_jvp, float) else "—", diff,
+                         _ms(t_cmp), _ratio(t_cmp, t_jet) if isinstance(t_cmp, float) else "—"))
             data.append(dict(program=name, K=K, lc_s=t_lc if isinstance(t_lc, float) else None,
                              jet_s=t_jet if isinstance(t_jet, float) else None,
-                             jvp_s=t_jvp if isinstance(t_jvp, float) else None, ratio=ratio, rel_diff=diff))
+                             jvp_s=t_jvp if isinstance(t_jvp, float) else None, ratio=ratio, rel_diff=diff,
+                             compiled_s=t_cmp if isinstance(t_cmp, float) else None))
     head = ["program", "size", "K", "LC ms", "jet ms", "LC/jet", "bar", "result", "nested jvp ms", "LC/jvp",
-            "max rel diff"]
+            "max rel diff", "LC compiled ms", "compiled/jet"]
     note = (
         f"CPU float64. LC: `f(x.nonstd(v, order=K))` (building the input included). jet: "
         f"`jax.jit(lambda x, v, p: jet(lambda y: f(y, p), (x,), ([v, 0, …],)))` with the MLP's weights p "
@@ -169,6 +182,8 @@ def bench_jet(cfg: Config, log=print):
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', 'unset')}). nested jvp: the K-th derivative alone by K "
         "nested `torch.func.jvp` (2^K evaluations), timed for K ≤ 3. `max rel diff`: torchlc's ε^k "
         "coefficient × k! against jet's k-th derivative term, max |difference| / max |jet| over the "
-        f"worst order. Bar: LC/jet ≤ {BAR:g}× (issue 16, item 4)."
+        "worst order. LC compiled: `torchlc.compile(f)` on the same input (Inductor; traced and compiled "
+        "before timing; `—` with `--no-compile`), the one-line path that fuses the program into one loop "
+        f"as XLA does. Bar: LC/jet ≤ {BAR:g}× (issue 16, item 4)."
     )
     return note + "\n\n" + md_table(head, rows), data
