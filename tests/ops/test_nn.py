@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import torchlc
+from torchlc import LCTensor
 from tests.test_models import TOL, R, check
 
 f64 = torch.float64
@@ -230,6 +231,40 @@ def test_eval_batch_norm_is_one_affine_pass(dim, affine):
         ref = (v * ((bn.running_var + bn.eps).rsqrt() * w).view((1, 3) + (1,) * dim)).square().sum()
         gref, = torch.autograd.grad(ref, [w])
         assert_close(gw, gref, **TOL)
+
+
+@pytest.mark.parametrize("op", ["cudnn_batch_norm", "miopen_batch_norm"])
+@pytest.mark.parametrize("training", [False, True])
+def test_vendor_batch_norm_entries_are_one_dispatch(op, training):
+    # torch.batch_norm calls cuDNN's (or MIOpen's) entry for CUDA float32 inputs: it is a rule of its
+    # own (one LC dispatch, the affine pass in eval), equal to the native batch norm
+    def make():
+        bn = torch.nn.BatchNorm2d(3).double().train(training)
+        with torch.no_grad():
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+        return bn
+
+    torch.manual_seed(0)
+    a, b = make(), make()
+    b.load_state_dict(a.state_dict())
+    x, v = R(4, 3, 5, 5), R(4, 3, 5, 5, seed=1)
+    args = (a.weight, a.bias, a.running_mean, a.running_var, training, 0.1, 1e-5)
+    seen = []
+    xl = x.nonstd(v)
+    inner = LCTensor._dispatcher
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LCTensor, "_dispatcher", staticmethod(lambda f, a, k: seen.append(f.__name__) or inner(f, a, k)))
+        got = getattr(torch.ops.aten, op).default(xl, *args)
+    # its own rule (first), and in eval nothing else: the affine pass runs on the planes
+    assert seen[0] == f"{op}.default" and (training or len(seen) == 1), seen
+    with torch.no_grad():
+        want = torch.ops.aten.native_batch_norm.default(
+            x.nonstd(v), b.weight, b.bias, b.running_mean, b.running_var, training, 0.1, 1e-5)
+    assert torch.equal(torchlc.coeffs(got[0]), torchlc.coeffs(want[0]))
+    assert torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
 
 
 def test_plain_bias_adds_write_planes_once():

@@ -181,6 +181,21 @@ def batch_norm_no_update(func, x, weight, bias, rm, rv, momentum, eps):
     return o, sm, sr, torch.empty(0, dtype=torch.uint8, device=x.device)
 
 
+@implements([aten.cudnn_batch_norm.default])
+def cudnn_batch_norm(func, x, weight, bias, rm, rv, training, momentum, eps):
+    """cuDNN's entry, which ``torch.batch_norm`` picks for CUDA float32/float16 inputs: the same batch
+    norm, here directly (through PyTorch's decomposition it cost two more LC dispatches per layer);
+    its reserve space is empty."""
+    o, sm, sr = _batch_norm(x, weight, bias, rm, rv, training, momentum, eps)
+    return o, sm, sr, torch.empty(0, dtype=torch.uint8, device=x.device)
+
+
+@implements([aten.miopen_batch_norm.default])
+def miopen_batch_norm(func, x, weight, bias, rm, rv, training, momentum, eps):
+    """MIOpen's entry (ROCm): the same batch norm."""
+    return _batch_norm(x, weight, bias, rm, rv, training, momentum, eps)
+
+
 @implements([aten.native_group_norm.default])
 def native_group_norm(func, x, weight, bias, N, C, HxW, group, eps):
     shape = x.shape
