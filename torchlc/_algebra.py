@@ -54,7 +54,13 @@ def aligned(a: Series, b: Series):
 
 
 def place(p, sup, u, shape):
-    """Planes p over ``sup`` re-laid over the larger support ``u`` (zeros elsewhere)."""
+    """Planes p over ``sup`` re-laid over the larger support ``u`` (zeros elsewhere). ``u`` must hold
+    every exponent of ``sup``: a plane left out would be a term silently dropped (prod and cumprod
+    once padded or carried planes into a support without their exponents). Truncation is never done
+    here but by the callers that own the order."""
+    if not set(sup) <= set(u):
+        raise RuntimeError(f"torchlc internal error: placing support {sup} into {u} would drop "
+                           f"{sorted(set(sup) - set(u))}; please report this")
     pos = dict(zip(sup, range(len(sup))))
     zero = None
     planes = []

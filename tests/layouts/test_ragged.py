@@ -187,6 +187,11 @@ def test_native_ops_match_planes_and_never_decode():
         "abs": lambda a, b: torch.abs(a - 3), "where": lambda a, b: torch.where(torch.arange(6) % 2 == 0, a, b),
         "sum": lambda a, b: (a * b).reshape(2, 3).sum(1), "flip": lambda a, b: a.flip(0)[1:4],
         "cat": lambda a, b: torch.cat([a, b]), "stack": lambda a, b: torch.stack([a, b], 1)[2],
+        "prod": lambda a, b: a.prod(), "prod_dim": lambda a, b: (a * b).reshape(2, 3).prod(1),
+        "prod_odd": lambda a, b: torch.stack([a, b, a + b], 1).prod(-1, keepdim=True),
+        "prod_empty": lambda a, b: a[:0].reshape(0, 2).prod(0) + a[:2],
+        "masked_fill": lambda a, b: a.masked_fill(torch.arange(6) % 3 == 0, 2.5),
+        "masked_fill_lc": lambda a, b: a.masked_fill(torch.arange(6) > 3, b[1]),
     }
     for name, f in ops.items():
         with force("csr"):  # keep results on CSR (tiny tensors would move to planes by cost)
@@ -288,3 +293,44 @@ def test_dense_path_untouched_until_csr_exists():
     assert NATIVE_SEEN[0]  # set by the tests above; in a fresh process it starts False
     x = torch.tensor([1.0]).nonstd()
     assert torchlc.layout(x * x) == "planes"
+
+
+@st.composite
+def _ragged_tensors(draw):
+    """A CSR tensor of 1–3 dims, each element 0–3 terms at its own exponents k/6 (k in −6…6)."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    n = 1
+    for s in shape:
+        n *= s
+    counts = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    num, vals, ptr = [], [], [0]
+    for c in counts:
+        ks = sorted(draw(st.sets(st.integers(-6, 6), min_size=c, max_size=c)))
+        num += ks
+        vals += [draw(st.sampled_from([-2.0, -1.0, -0.5, 0.5, 1.0, 3.0])) for _ in ks]
+        ptr.append(len(num))
+    order = draw(st.sampled_from([1, 2, None]))
+    x = torchlc.from_csr(torch.tensor(ptr), torch.tensor(num, dtype=torch.int64), torch.tensor(vals, dtype=f64),
+                         denominator=6, shape=shape, **({} if order is None else {"order": order}))
+    dim = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))
+    return x, dim, draw(st.booleans())
+
+
+@TD.SETTINGS
+@given(case=_ragged_tensors())
+def test_prod_over_dims_matches_planes(case):
+    """The native product over a dim (pairwise Cauchy products, odd counts carried) equals the planes
+    rule's, term for term, for ragged exponents, every dim, keepdim and truncation order."""
+    x, dim, keepdim = case
+    with force("planes"):
+        xp = x * 1
+    call = (lambda t: t.prod()) if dim is None else (lambda t: t.prod(dim, keepdim=keepdim))
+    with force("csr"):
+        got = call(x)
+    with force("planes"):
+        ref = call(xp)
+    assert csr(got) and got.shape == ref.shape
+    tg, tr = torchlc.terms(got), torchlc.terms(ref)
+    z = torch.zeros(tuple(ref.shape), dtype=f64)
+    for q in set(tg) | set(tr):
+        torch.testing.assert_close(tg.get(q, z), tr.get(q, z), rtol=1e-13, atol=1e-13, msg=f"ε^{q}")

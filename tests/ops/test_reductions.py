@@ -206,3 +206,24 @@ def test_index_returning_ops_refuse_truncated_ties(op):
         call()
 
 
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("sup", [(-1,), (F(-1, 2), F(1, 3)), (0, 1), (F(1, 4),)])
+def test_prod_and_cumprod_equal_the_running_product(n, sup):
+    """prod and cumprod (log-depth trees of Cauchy products) against the running product x₀·x₁·…
+    through `*`, term for term, for every length (odd ones pad or carry) and for supports with and
+    without ε⁰. Once a support without ε⁰ silently dropped the padding 1 (prod of 3 monomials
+    2ε⁻¹·3ε⁻¹·5ε⁻¹ gave 0) and cumprod's carried prefix (every entry 0)."""
+    g = torch.Generator().manual_seed(n)
+    x = sum(torch.randn(n, generator=g, dtype=torch.float64) * torchlc.eps(q, order=2) for q in sup)
+    run = [x[0]]
+    for i in range(1, n):
+        run.append(run[-1] * x[i])
+    for got, want in ((x.prod(), run[-1]), (x.prod(0, keepdim=True)[0], run[-1]),
+                      (x.cumprod(0), torch.stack(run))):
+        tg, tw = torchlc.terms(got), torchlc.terms(want)
+        z = torch.zeros(tuple(want.shape), dtype=torch.float64)
+        for q in set(tg) | set(tw):
+            assert_close(tg.get(q, z), tw.get(q, z), rtol=1e-12, atol=1e-12, msg=f"ε^{q}")
+        assert torchlc.exact_through(got) >= torchlc.exact_through(want)

@@ -434,6 +434,63 @@ def sum_(func, x, dim=None, keepdim=False, *, dtype=None):
     return from_ragged(res)
 
 
+@native([aten.prod.default, aten.prod.dim_int])
+@_native_or_fallback
+def prod(func, x, dim=None, keepdim=False, *, dtype=None):
+    """A product over a dim (or all elements): pairwise Cauchy products of its elements, halving the
+    dim each round (⌈log₂ L⌉ rounds of one vectorised product over every output element at once; an
+    odd count carries its last element over). An empty dim gives 1."""
+    if _declines(x):
+        return NotImplemented
+    r = to_ragged(x)
+    nd, dev = len(r.shape), r.ptr.device
+    ar = torch.arange(r.n, device=dev).reshape(r.shape)
+    if dim is None:
+        rows, out_shape = ar.reshape(1, -1), ()
+    else:
+        d = dim + nd if dim < 0 else dim
+        if nd == 0:
+            ar, d = ar.reshape(1), 0
+        rows = ar.movedim(d, -1).reshape(-1, ar.shape[d]) if ar.numel() else torch.empty(
+            (math.prod(ar.shape[:d] + ar.shape[d + 1:]), ar.shape[d]), dtype=torch.int64, device=dev)
+        kept = [s for i, s in enumerate(r.shape) if i != d]
+        out_shape = tuple(r.shape[:d]) + (1,) + tuple(r.shape[d + 1:]) if keepdim and nd else tuple(kept)
+    M, L = rows.shape
+    if L == 0:
+        one = torch.ones(M, dtype=r.vals.dtype, device=dev)
+        res = R.monomials(0, one, r.den, out_shape, r.order, r.exact)
+    else:
+        cur = R.gather(r, rows, (M * L,))
+        while L > 1:
+            half = L // 2
+            grid = torch.arange(M * L, device=dev).reshape(M, L)
+            prod_ = R.mul(R.gather(cur, grid[:, :half], (M * half,)),
+                          R.gather(cur, grid[:, half : 2 * half], (M * half,)))
+            if L % 2:  # the odd element of each row goes on to the next round
+                both = R.concat(R.common(prod_, R.gather(cur, grid[:, -1], (M,))), (M * half + M,))
+                nxt = torch.cat([torch.arange(M * half, device=dev).reshape(M, half),
+                                 (M * half + torch.arange(M, device=dev)).reshape(M, 1)], 1)
+                cur, L = R.gather(both, nxt, (M * (half + 1),)), half + 1
+            else:
+                cur, L = prod_, half
+        res = cur
+        res.shape = tuple(out_shape)
+    if dtype is not None:
+        res.vals = res.vals.to(dtype)
+    return from_ragged(res)
+
+
+@native([aten.masked_fill.Scalar, aten.masked_fill.Tensor])
+def masked_fill(func, x, mask, value):
+    """x with ``value`` where the plain bool ``mask`` holds: the native ``where``."""
+    if isinstance(mask, LCTensor) or not isinstance(x, LCTensor) or (
+            isinstance(value, torch.Tensor) and value.dim() != 0):
+        return NotImplemented
+    if isinstance(value, torch.Tensor) and not isinstance(value, LCTensor):
+        value = value.item()  # a 0-d plain value, as torch.masked_fill takes it
+    return where(None, mask, value, x)
+
+
 # -- data movement: the op runs on the element indices, the terms follow -------------------------------------------
 
 _MOVES = [

@@ -228,12 +228,12 @@ def _tree_prod(p: Series, d):
         return Series(p.planes.new_ones((1, *shape)), (S.ZERO,), p.order, None)
     cur = p
     while n > 1:
-        if n % 2:
-            one = Series(torch.ones_like(cur.planes.narrow(d + 1, 0, 1)[:1]), (S.ZERO,))
-            one = A.add(Series(cur.planes.narrow(d + 1, 0, 1) * 0, cur.support), one)
-            cur = Series(torch.cat([cur.planes, one.planes if one.support == cur.support else
-                                    A.place(one.planes, one.support, cur.support, one.planes.shape[1:])], d + 1),
-                         cur.support, cur.order, cur.exact)
+        if n % 2:  # pad with the exact 1 (an ε⁰ term, which the support must then hold)
+            sup = S.union(cur.support, (S.ZERO,))
+            planes = cur.planes if sup == cur.support else A.place(cur.planes, cur.support, sup, cur.planes.shape[1:])
+            z = torch.zeros_like(planes[0].narrow(d, 0, 1))
+            one = torch.stack([z + 1 if q == 0 else z for q in sup])
+            cur = Series(torch.cat([planes, one], d + 1), sup, cur.order, cur.exact)
             n += 1
         a = Series(cur.planes.narrow(d + 1, 0, n // 2), cur.support, cur.order, cur.exact)
         b = Series(cur.planes.narrow(d + 1, n // 2, n // 2), cur.support, cur.order, cur.exact)
@@ -279,11 +279,11 @@ def cumprod(func, x, dim, *, dtype=None):
         a = Series(cur.planes.narrow(d + 1, shift, n - shift), cur.support, cur.order, cur.exact)
         b = Series(cur.planes.narrow(d + 1, 0, n - shift), cur.support, cur.order, cur.exact)
         prod_ = A.bilinear(a, b)
-        sup = prod_.support
-        head_s = Series(head, cur.support)
+        # the prefix carried over keeps its own exponents: the joined support holds both
+        sup = S.union(cur.support, prod_.support)
         headp = A.place(head, cur.support, sup, head.shape[1:]) if cur.support != sup else head
-        cur = Series(torch.cat([headp, prod_.planes], d + 1), sup, prod_.order, prod_.exact)
-        _ = head_s
+        tail = A.place(prod_.planes, prod_.support, sup, prod_.planes.shape[1:]) if prod_.support != sup else prod_.planes
+        cur = Series(torch.cat([headp, tail], d + 1), sup, prod_.order, A.min_exact(cur.exact, prod_.exact))
         shift *= 2
     return out(cur)
 
