@@ -95,12 +95,17 @@ def ode(y0, K, step):
     """Univariate Taylor coefficients of y with y(0)=y0 and (k+1)·y_{k+1} = step(y, k)."""
     y = [y0]
     for k in range(K - 1):
-        y.append(step(y, k) / (k + 1))
+        s = step(y, k)
+        y.append(s if k == 0 else s / (k + 1))  # y₁ = step itself: no division by 1 (a kernel saved)
     return y
 
 
 def conv(u, v, k):
-    return sum(u[j] * v[k - j] for j in range(k + 1))
+    """Σ_{j ≤ k} u_j·v_{k−j}, summed left to right from the first product (no 0 + … kernel)."""
+    acc = u[0] * v[k]
+    for j in range(1, k + 1):
+        acc = acc + u[j] * v[k - j]
+    return acc
 
 
 def taylor_exp(a, K):
