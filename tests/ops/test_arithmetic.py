@@ -6,6 +6,8 @@ float64 with tight tolerances.
 
 from fractions import Fraction as F
 
+import math
+
 import pytest
 import torch
 from torch.func import jvp
@@ -305,16 +307,24 @@ def test_reciprocal_of_exact_zero_is_outside_the_field():
         1 / a
 
 
+@pytest.mark.parametrize("shapes", [((8,), (8,)), ((2, 4), (2, 1)), ((4,), (2, 1, 4)), ((1, 4), (2, 1))],
+                         ids=["same", "bcast", "ndim", "both"])
 @pytest.mark.parametrize("grad", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_first_order_mul_fast_path_is_the_general_product(grad, dtype):
+def test_first_order_mul_fast_path_is_the_general_product(grad, dtype, shapes):
     # the first-order fast path of aten.mul must give the general truncated product bit for bit,
-    # metadata included, on every value (zeros, infinities, NaN) and with autograd recording
+    # metadata included, on every value (zeros, infinities, NaN), with autograd recording, and for
+    # broadcasting shapes
     from torchlc.ops.arithmetic import mul, mul_lc
 
     g = torch.Generator().manual_seed(0)
     vals = torch.tensor([0.0, -0.0, 1.5, -2.0, float("inf"), float("-inf"), float("nan"), 3.0], dtype=dtype)
-    a0, a1, b0, b1 = (vals[torch.randperm(8, generator=g)] for _ in range(4))
+
+    def draw(shape):
+        return vals[torch.randint(0, 8, (math.prod(shape),), generator=g)].reshape(shape)
+
+    sa, sb = shapes
+    a0, a1, b0, b1 = draw(sa), draw(sa), draw(sb), draw(sb)
     a1 = a1.clone().requires_grad_(grad)
     a, b = a0.nonstd(a1), b0.nonstd(b1)
     fast, general = mul(None, a, b), mul_lc(a, b)

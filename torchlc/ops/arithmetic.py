@@ -89,8 +89,9 @@ def mul_lc(a, b):
 
 
 def _first_order_pair(a, b):
-    """Planes of a and b when both are first-order LCTensors on the planes layout with one shape and
-    dtype and no exact-zero record (the common case of ``x.nonstd(v)`` programs), else None."""
+    """Planes of a and b when both are first-order LCTensors on the planes layout with one dtype and
+    no exact-zero record (the common case of ``x.nonstd(v)`` programs), else None. Their shapes may
+    broadcast (an RMS norm's x·rsqrt(mean x²), a gate times its values)."""
     if not (type(a) is LCTensor and type(b) is LCTensor):
         return None
     if not (a.lc_support == A.FIRST_ORDER == b.lc_support and a.lc_order == 1 == b.lc_order):
@@ -98,8 +99,11 @@ def _first_order_pair(a, b):
     if a.lc_layout is not PLANES or b.lc_layout is not PLANES or a.lc_zero is not None or b.lc_zero is not None:
         return None
     pa, pb = a.lc_planes(), b.lc_planes()
-    if pa.shape != pb.shape or pa.dtype != pb.dtype:
+    if pa.dtype != pb.dtype:
         return None
+    if pa.dim() != pb.dim():  # broadcasting operands: the same number of element dims, planes first
+        nd = max(pa.dim(), pb.dim()) - 1
+        pa, pb = A.broadcast_planes(pa, nd), A.broadcast_planes(pb, nd)
     return pa, pb
 
 
@@ -109,10 +113,13 @@ def mul(func, a, b):
     truncated Cauchy product of :func:`torchlc._algebra.bilinear`."""
     if (pair := _first_order_pair(a, b)) is not None:
         pa, pb = pair
-        if kernels.usable(pa, pb):
+        same = pa.shape == pb.shape
+        if same and kernels.usable(pa, pb):
             planes = kernels.mul2(pa, pb)
         elif _grad_free(pa, pb):
-            planes = torch.empty_like(pa)
+            # the operands' memory format when the shapes agree (channels-last stays)
+            planes = torch.empty_like(pa) if same else torch.empty(
+                A.bshape(pa.shape, pb.shape), dtype=pa.dtype, device=pa.device)
             torch.mul(pa[0], pb[0], out=planes[0])
             torch.mul(pa[0], pb[1], out=planes[1])
             planes[1].addcmul_(pa[1], pb[0])
