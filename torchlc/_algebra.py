@@ -130,6 +130,17 @@ def add(a: Series, b: Series, alpha=1) -> Series:
     return res
 
 
+def add_number(a: Series, c):
+    """a + c for a real Python number c, or None (the general :func:`add`) when autograd records or
+    a holds no ε⁰ plane: a copy of the planes with c added to the ε⁰ one in place. The same roundings
+    as adding c as a tensor of a's dtype; no tensor is made for c and no shapes are broadcast."""
+    if S.ZERO not in a.support or not _grad_free(a.planes):
+        return None
+    planes = a.planes.clone()
+    planes[a.support.index(S.ZERO)].add_(c)
+    return Series(planes, a.support, a.order, a.exact)
+
+
 def add_bias(res: Series, bias) -> Series:
     """res + bias for a fresh result ``res`` (e.g. a GEMM output) and a plain bias: added into the
     ε⁰ plane in place when no autograd recording is needed (no extra pass over the other planes)."""

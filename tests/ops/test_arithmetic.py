@@ -352,3 +352,19 @@ def test_higher_order_square_and_product_blocked(monkeypatch):
         monkeypatch.setattr(A, "BLOCK", 8)
         assert torch.equal(torchlc.coeffs(t * u), ref)
         assert torch.equal(torchlc.coeffs(t * t), torchlc.coeffs(t ** 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sup", [(0, 1), (F(-1, 2), 0, 2), (F(1, 3),)])
+def test_adding_a_number_is_adding_it_as_a_tensor(dtype, sup):
+    # x ± c and c ± x for a Python number c take a short path (c into the ε⁰ plane of a copy, no tensor
+    # for c); it must equal adding c as a tensor of x's dtype (the general rule), every value and the
+    # metadata, for awkward values and numbers (c − x may differ in the sign of a zero plane: −0 = 0)
+    g = torch.Generator().manual_seed(len(sup))
+    vals = torch.tensor([0.0, -0.0, 1.5, -2.0, float("inf"), float("-inf"), float("nan"), 1e-30], dtype=dtype)
+    x = sum(vals[torch.randperm(8, generator=g)] * torchlc.eps(q, order=2) for q in sup)
+    for c in (0.0, -0.0, 1e-5, 1 / 3, -7, 2**25 + 1, float("inf"), True):
+        t = torch.tensor(c, dtype=dtype)
+        for got, want in ((x + c, x + t), (x - c, x - t), (c + x, t + x), (c - x, t - x)):
+            assert (got.lc_support, got.lc_order, got.lc_exact) == (want.lc_support, want.lc_order, want.lc_exact)
+            torch.testing.assert_close(got.lc_planes(), want.lc_planes(), rtol=0, atol=0, equal_nan=True)

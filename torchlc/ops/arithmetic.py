@@ -22,6 +22,13 @@ aten = torch.ops.aten
 
 def _add(a, b, alpha=1):
     a, b = operand(a), operand(b)
+    # x + eps, 1 + tanh(…), 1 − x: the number into the ε⁰ plane, nothing broadcast
+    if (isinstance(a, Series) and type(b) in (int, float) and alpha in (1, -1)
+            and (res := A.add_number(a, b if alpha == 1 else -b)) is not None):
+        return out(res)
+    if (isinstance(b, Series) and type(a) in (int, float) and alpha == 1
+            and (res := A.add_number(b, a)) is not None):
+        return out(res)
     if not isinstance(b, Series):
         if not isinstance(a, Series):
             raise TypeError("add of two numbers")
