@@ -114,7 +114,10 @@ def _compiling_flag():
     Libraries branch on it to stay traceable: transformers' mask construction reads a tensor on the
     host (``(mask[:, -1] == 0).all()``, to detect packed sequences) unless it is set, and a host read of
     a traced tensor cannot be traced. torch.export sets the same module flag the same way; without it
-    (torch versions that lack it) the trace proceeds as before.
+    (torch versions that lack it) the trace proceeds as before. Like torch.export's, the flag is
+    process-wide (PyTorch reads a module global): code running eagerly in another thread during a
+    trace sees it too, and takes its trace-safe branch (for transformers: the packed-sequence mask
+    computed rather than skipped, the same values).
     """
     if not hasattr(torch.compiler, "_is_compiling_flag"):
         yield
