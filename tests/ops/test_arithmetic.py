@@ -368,3 +368,33 @@ def test_adding_a_number_is_adding_it_as_a_tensor(dtype, sup):
         for got, want in ((x + c, x + t), (x - c, x - t), (c + x, t + x), (c - x, t - x)):
             assert (got.lc_support, got.lc_order, got.lc_exact) == (want.lc_support, want.lc_order, want.lc_exact)
             torch.testing.assert_close(got.lc_planes(), want.lc_planes(), rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("exact", [None, F(1), F(0)])
+def test_first_order_power_fast_path_is_the_general_rule(monkeypatch, dtype, exact):
+    # x ** r for first-order x led by its ε⁰ term everywhere (rsqrt, sqrt, 1/x, …) takes a short path;
+    # it must give the general rule's planes bit for bit (NaN where the rule gives NaN), with the same
+    # support and exactness, on infinities, NaN, tiny, huge and negative values
+    import torchlc._algebra as A
+    from torchlc._series import Series
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, generator=g, dtype=dtype) * 3
+    a[:5] = torch.tensor([float("inf"), float("-inf"), float("nan"), 1e-30, -1e30], dtype=dtype)
+    b = torch.randn(400, generator=g, dtype=dtype)
+    b[5:8] = torch.tensor([float("nan"), float("inf"), 0.0], dtype=dtype)
+    x = Series(torch.stack([a, b]), A.FIRST_ORDER, 1, exact)
+    rs = [F(-1), F(1, 2), F(-1, 2), F(1, 3), F(-2, 3), F(3, 2), F(-3), F(5, 4)]
+    fast = [A.power(x, r) for r in rs]
+    assert all(A._power_first_order(x, r) is not None for r in rs)  # the short path was taken
+    monkeypatch.setattr(A, "_power_first_order", lambda x, r: None)
+    for r, f in zip(rs, fast):
+        want = A.power(x, r)
+        assert (f.support, f.order, f.exact) == (want.support, want.order, want.exact), r
+        torch.testing.assert_close(f.planes, want.planes, rtol=0, atol=0, equal_nan=True, msg=str(r))
+    # a zero standard part somewhere: the general rule (its ε^(r/…) terms), never the short path
+    z = Series(torch.stack([torch.tensor([0.0, 2.0], dtype=dtype), torch.tensor([4.0, 1.0], dtype=dtype)]),
+               A.FIRST_ORDER, 1, None)
+    monkeypatch.undo()
+    assert A._power_first_order(z, F(1, 2)) is None
