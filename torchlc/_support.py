@@ -76,6 +76,20 @@ def float_exponent(value: float, dtype: str = "float64"):
     return f if value > 0 else -f
 
 
+def scalar_exponent(e, dtype: str = "float64"):
+    """The exact exponent a Python or tensor scalar stands for: ints, bools and Fractions as they are,
+    floats by :func:`float_exponent` (None for an irrational-looking float). Python turns Fraction
+    exponents into floats before dispatch; this recovers them, so x ** Fraction(1, 3) keeps field
+    semantics ((-8 + ε)^(1/3) = -2 + ε/12)."""
+    if isinstance(e, bool):
+        e = int(e)
+    if isinstance(e, int):
+        return Fraction(e)
+    if isinstance(e, Fraction):
+        return e
+    return float_exponent(float(e), dtype)
+
+
 def float_exponents(u: torch.Tensor):
     """:func:`float_exponent` of many float64 values at once: ``(num, den, ok)`` int64 tensors and a
     mask; where ``ok``, u means num/den exactly (lowest terms, den ≤ MAX_FLOAT_DENOMINATOR).

@@ -99,9 +99,7 @@ def _worker(rank, world, port, engine, out):
         params = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in model.parameters()]
         if rank == 0:
             torch.save([p.detach() for p in params], out)
-        # no rank tears gloo down while another still has work on it: without this barrier rank 1
-        # sometimes aborted in destroy_process_group ("terminate called without an active exception")
-        dist.barrier()
+        dist.barrier()  # every rank done before the group is torn down
     finally:
         dist.destroy_process_group()
     # leave without Python's and C++'s teardown: with FSDP2 on gloo (torch 2.13, CPU) a worker

@@ -179,23 +179,9 @@ def true_divide(func, a, b):
     return div(None, a, b)
 
 
-def _as_fraction(e, dtype="float64"):
-    """The exact exponent a Python or tensor scalar stands for (:func:`torchlc._support.float_exponent`:
-    the simplest rational that rounds to it in its dtype), or None for an irrational-looking float.
-    Python turns Fraction exponents into floats before dispatch; this recovers them, so
-    x ** Fraction(1, 3) keeps field semantics ((-8 + ε)^(1/3) = -2 + ε/12)."""
-    if isinstance(e, bool):
-        e = int(e)
-    if isinstance(e, int):
-        return Fraction(e)
-    if isinstance(e, Fraction):
-        return e
-    return S.float_exponent(float(e), dtype)
-
-
 @implements([aten.pow.Tensor_Scalar])
 def pow_scalar(func, x, e, dtype="float64"):
-    r = _as_fraction(e, dtype)
+    r = S.scalar_exponent(e, dtype)
     if r is None:
         # an irrational-looking float exponent: exp(e·log x) on finite positive x
         return aten.exp(aten.mul(aten.log(x), e))

@@ -233,25 +233,14 @@ native([aten.sqrt.default])(_power_rule(Fraction(1, 2)))
 native([aten.rsqrt.default])(_power_rule(Fraction(-1, 2)))
 
 
-def _exponent(e, dtype="float64"):
-    """The exact exponent a Python or tensor scalar stands for (semantics §1), None if irrational-looking."""
-    if isinstance(e, bool):
-        e = int(e)
-    if isinstance(e, int):
-        return Fraction(e)
-    if isinstance(e, Fraction):
-        return e
-    return S.float_exponent(float(e), dtype)
-
-
 @native([aten.pow.Tensor_Scalar])
 @_native_or_fallback
 def pow_scalar(func, x, e):
-    r = _exponent(e)
+    r = S.scalar_exponent(e)
     if r is None or _declines(x):
         return NotImplemented  # an irrational-looking exponent: exp(e·log x) through the planes rules
-    if r == 1:
-        return x
+    if r == 1:  # a new tensor, as torch's x ** 1 (the CSR storage is shared: never written in place)
+        return same(None, x)
     if r.denominator == 1 and 2 <= r <= 4:  # through products, as on planes (same value)
         rx = to_ragged(x)
         sq = R.mul(rx, rx)
@@ -298,7 +287,7 @@ def pow_elementwise(x, e):
         num, den, ok = S.float_exponents(vals) if e.dtype == torch.float64 else (None, None, None)
         if ok is None or not bool(ok.all()):  # other dtypes, and values the fast path cannot settle
             kind = str(e.dtype).removeprefix("torch.")
-            qs = [_exponent(v, kind) for v in vals.tolist()]
+            qs = [S.scalar_exponent(v, kind) for v in vals.tolist()]
             if any(q is None for q in qs):
                 return None
             num = torch.tensor([q.numerator for q in qs], dtype=torch.int64)
