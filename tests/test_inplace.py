@@ -74,3 +74,15 @@ def test_first_order_in_place_updates_planes_where_they_are(op):
     (x.relu_() if op == "relu_" else x.add_(y0.nonstd(y1)))
     torchlc.coeff(x, 1).sum().backward()
     assert x1g.grad is not None
+
+
+def test_first_order_residual_add_broadcasts_like_torch():
+    # a += b on first-order tensors: b may broadcast into a (in place, the sum's value); a result
+    # of another shape is refused as torch refuses it, naming the tensors' own shapes (not the planes')
+    with torch.no_grad():
+        a, b = torch.randn(2, 8).nonstd(torch.randn(2, 8)), torch.randn(8).nonstd(torch.randn(8))
+        want = a + b
+        assert a.add_(b) is a and torch.equal(torchlc.coeffs(a), torchlc.coeffs(want))
+        s = torch.randn(2, 1).nonstd(torch.randn(2, 1))
+        with pytest.raises(RuntimeError, match=r"\(2, 1\) to \(2, 8\)"):
+            s.add_(torch.randn(2, 8).nonstd(torch.randn(2, 8)))

@@ -49,7 +49,8 @@ def add_(func, a, b, *, alpha=1):
     (one kernel, no result and no copy back); every other case through the functional add."""
     if (pair := _first_order_pair(a, b)) is not None and a.lc_exact is None and b.lc_exact is None:
         pa, pb = pair
-        if pa.is_contiguous() and _grad_free(pa, pb):
+        # b broadcasts into a (a's shape is the result's, as torch requires of in-place ops)
+        if pa.is_contiguous() and _grad_free(pa, pb) and A.bshape(pa.shape, pb.shape) == pa.shape:
             pa.add_(pb, alpha=alpha)
             return a
     return in_place_via_functional(func, (a, b), {"alpha": alpha})
