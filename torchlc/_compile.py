@@ -242,6 +242,7 @@ def _lift_constants(gm, state_ids):
             ctx = gm.graph.inserting_after(anchor) if anchor is not None else gm.graph.inserting_before(node)
             with ctx:
                 ph = gm.graph.placeholder(f"lifted_{len(lifted)}")
+            ph.meta.update(node.meta)  # the fake value, for graph passes that read it
             anchor = ph
             node.replace_all_uses_with(ph)
             gm.graph.erase_node(node)
@@ -339,6 +340,8 @@ def _compile_graph(gm, example_inputs, lifted, compile_kwargs):
     mode, options = kw.get("mode"), kw.get("options")
     if kw.get("disable", False):
         return gm.forward
+    if kw.get("backend", "inductor") == "inductor":
+        _channels_last_plane_merges(gm, example_inputs)
     # mode and options together: torch.compile's own error
     if kw.get("backend", "inductor") == "inductor" and (mode is None or options is None):
         from torch import _inductor
@@ -353,6 +356,53 @@ def _compile_graph(gm, example_inputs, lifted, compile_kwargs):
     # the bound forward, not the module: calls skip nn.Module.__call__ and its hooks (~20 µs
     # of host time per call measured for a small MLP on CPU)
     return torch.compile(gm.forward, **compile_kwargs)
+
+
+def _channels_last_plane_merges(gm, example_inputs) -> int:
+    """Keep Inductor's channels-last convolutions free of layout copies: returns the hints inserted.
+
+    The convolution rule folds the planes into the batch, ``P.reshape(T * N, C, H, W)`` of planes
+    ``(T, N, C, H, W)``. When Inductor lays 2-d convolutions out channels-last (its layout optimisation,
+    on by default for convolutional graphs), a pointwise result (the next BatchNorm's affine, a ReLU)
+    read through such a view would be realised in the view's contiguous layout and then copied to
+    channels-last for the convolution: one more write and read of every activation, and, on a GPU, a
+    transposing copy kernel per convolution (the plain model has neither). So before each such view
+    the planes get Inductor's stride-order hint (``prims.inductor_force_stride_order``, a no-op on a
+    tensor already so laid out): the pointwise kernel then writes channels-last per plane, and the
+    view hands the convolution a channels-last tensor without a copy.
+    """
+    convs = [n for n in gm.graph.nodes if n.target is aten.convolution.default]
+    if not convs:
+        return 0
+    from torch._inductor.graph import GraphLowering  # also registers Inductor's prims
+
+    force = getattr(torch.ops.prims, "inductor_force_stride_order", None)
+    if force is None:  # a torch without the prim: Inductor copies, as before
+        return 0
+    if not GraphLowering.decide_layout_opt(gm, is_inference=not any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs)):
+        return 0
+    hinted = 0
+    for conv in convs:
+        merge = conv.args[0]
+        if merge.op != "call_function" or merge.target not in (aten.view.default, aten.reshape.default,
+                                                                aten._unsafe_view.default):
+            continue
+        src, dst = merge.args[0].meta.get("val"), merge.meta.get("val")
+        if not (isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor) and src.dim() == 5
+                and dst.dim() == 4 and src.shape[0] * src.shape[1] == dst.shape[0]
+                and src.shape[2:] == dst.shape[1:]):
+            continue
+        T, N, C, H, W = src.shape
+        stride = [N * H * W * C, H * W * C, 1, W * C, C]  # channels-last within each plane
+        with gm.graph.inserting_before(merge):
+            hint = gm.graph.call_function(force.default, (merge.args[0], stride))
+        hint.meta["val"] = merge.args[0].meta["val"]
+        merge.replace_input_with(merge.args[0], hint)
+        hinted += 1
+    if hinted:
+        gm.recompile()
+    return hinted
 
 
 # -- the recompile warning ----------------------------------------------------------------------------
