@@ -347,3 +347,33 @@ def test_inductor_compiles_a_cat_onto_an_empty_tensor():
     with torch.no_grad():
         got, want = torchlc.compile(f)(x.nonstd(v)), f(x.nonstd(v))
     torch.testing.assert_close(torchlc.coeffs(got), torchlc.coeffs(want), rtol=1e-12, atol=1e-12)
+
+
+def test_plane_merges_into_convolutions_get_the_channels_last_hint(monkeypatch):
+    """Where Inductor lays 2-d convolutions out channels-last, every merge of the planes into the batch
+    that feeds a convolution gets the stride-order hint (so the pointwise kernel before it writes
+    channels-last, with no copy); a graph Inductor keeps contiguous gets none; and results equal eager.
+    The layout decision is forced both ways, so the test does not depend on the machine's heuristic."""
+    from torch._inductor.graph import GraphLowering
+
+    from torchlc import _compile
+
+    hints = []
+    real = _compile._channels_last_plane_merges
+    monkeypatch.setattr(_compile, "_channels_last_plane_merges", lambda gm, ex: hints.append(real(gm, ex)) or hints[-1])
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding=1, dtype=f64), torch.nn.BatchNorm2d(4, dtype=f64), torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 1, dtype=f64), torch.nn.BatchNorm2d(4, dtype=f64), torch.nn.ReLU(inplace=True),
+        torch.nn.Conv2d(4, 3, 3, stride=2, dtype=f64),
+    ).eval()
+    x, v = torch.randn(2, 2, 8, 8, dtype=f64), torch.randn(2, 2, 8, 8, dtype=f64)
+    for layout_opt, want_hints in ((True, 3), (False, 0)):
+        monkeypatch.setattr(GraphLowering, "decide_layout_opt", staticmethod(lambda gm, is_inference, o=layout_opt: o))
+        with torch.no_grad():
+            got, want = torchlc.compile(net)(x.nonstd(v)), net(x.nonstd(v))
+        assert hints[-1] == want_hints
+        torch.testing.assert_close(torchlc.coeffs(got), torchlc.coeffs(want), rtol=1e-12, atol=1e-12)
+    # other backends never see Inductor's prim
+    with torch.no_grad():
+        torchlc.compile(net, backend="aot_eager")(x.nonstd(v))
+    assert len(hints) == 2
