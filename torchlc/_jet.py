@@ -174,6 +174,12 @@ def softmax(P, dim):
         return fused
     a, b = upcast(P)
     s = torch.softmax(a, dim)
+    if s.is_floating_point() and _grad_free(P):  # the backward kernel is this jvp (a symmetric Jacobian)
+        t = torch._softmax_backward_data(b, s, dim, s.dtype)
+        if s.dtype == P.dtype:
+            return torch.stack([s, t])
+        # half precision: the ε⁰ plane as the plain softmax rounds it, the tangent from float32
+        return torch.stack([torch.softmax(P[0], dim), t.to(P.dtype)])
     return torch.stack([s, s * (b - (s * b).sum(dim, keepdim=True))]).to(P.dtype)
 
 
@@ -207,6 +213,8 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
     dims = tuple(range(P.dim() - n_dims, P.dim()))
     if P.is_cuda and _tracing() and not _is_wrapped(P):
         return _layer_norm_traced(P, dims, weight, bias, eps, stats, dt)
+    if not (_tracing() or _is_wrapped(P)) and P.is_floating_point() and _grad_free(P, *(t for t in (weight, bias) if t is not None)):
+        return _layer_norm_kernels(P, n_dims, weight, bias, eps, stats, dt)
     mean = P.mean(dims, keepdim=True)
     C = P - mean
     m = (C * C[0]).mean(dims, keepdim=True)  # [mean(c₀²), mean(c₀c₁)]
@@ -220,6 +228,29 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
     if not stats:
         return res.to(dt)
     return res.to(dt), mean, torch.stack([r0, -q])
+
+
+def _layer_norm_kernels(P, n_dims, weight, bias, eps, stats, dt):
+    """The same jet through PyTorch's layer-norm kernels (eager, no autograd): 4 kernels for the output
+    instead of 12. The normalisation's Jacobian J = r₀(I − 11ᵀ/n − x̂x̂ᵀ/n) is symmetric, so the
+    backward kernel without a weight, applied to the ε¹ plane, is its jvp: out = LN(c₀; w, β) +
+    w·(J c₁) ε, the ε⁰ plane computed as the plain layer norm computes it. The statistics' planes
+    (mean(c₁), and −q as above) cost 7 more kernels, only with ``stats``."""
+    a, b = P
+    shape = a.shape[a.dim() - n_dims:]
+    # the parameters in the computation dtype (P was upcast from half precision)
+    weight, bias = (t.to(a.dtype) if t is not None else None for t in (weight, bias))
+    y0, mean0, r0 = torch.native_layer_norm(a, shape, weight, bias, eps)
+    t = torch.ops.aten.native_layer_norm_backward.default(b, a, shape, mean0, r0, None, None,
+                                                          [True, False, False])[0]
+    if weight is not None:
+        t = t * weight
+    res = torch.stack([y0, t]).to(dt)
+    if not stats:
+        return res
+    dims = tuple(range(a.dim() - n_dims, a.dim()))
+    q = r0.pow(3) * ((a - mean0) * b).mean(dims, keepdim=True)
+    return res, torch.stack([mean0, b.mean(dims, keepdim=True)]), torch.stack([r0, -q])
 
 
 def _layer_norm_traced(P, dims, weight, bias, eps, stats, dt):
@@ -278,6 +309,9 @@ def relu(P, bias0=None):
 
 def gelu(P, approximate="none"):
     """gelu(a) + gelu'(a)·b ε."""
+    taylor = _taylor.taylor_gelu if approximate == "none" else _taylor.taylor_gelu_tanh
+    if (jvp := _taylor.first_order_jvp(taylor, P)) is not None and _grad_free(P):
+        return torch.stack(jvp(P[0], P[1]))
     a, b = P
-    g, dg = (_taylor.taylor_gelu if approximate == "none" else _taylor.taylor_gelu_tanh)(a, 2)
+    g, dg = taylor(a, 2)
     return torch.stack([g, dg * b])
