@@ -115,6 +115,58 @@ def _window_max(x, windows):
     return out(Series(vals, s.support, s.order, s.exact)), ind
 
 
+def _strided_window_max(x, ks, st, pd, dl, ceil_mode):
+    """max_pool's windows as a strided view of the padded planes (``unfold`` per spatial dim, no copy),
+    the field's order decided on that view, then one gather of the chosen elements: the same values and
+    indices as :func:`_window_max`, without materialising k_0·k_1·… copies of the input by advanced
+    indexing (resnet50's stem on CPU: the gather was 4 of its 5.5 ms of max pooling)."""
+    n = len(ks)
+    s, p, batched = pool_planes(x, n)
+    T = p.shape[0]
+    spatial = p.shape[3:]
+    pads, coords, valid = [], [], None
+    for d, (L, k, s_, p_, d_) in enumerate(zip(spatial, ks, st, pd, dl, strict=True)):
+        idx, ok = _pool_windows(L, k, s_, p_, d_, ceil_mode, p.device)  # (O_d, k_d)
+        span = (k - 1) * d_ + 1
+        need = (idx.shape[0] - 1) * s_ + span  # padded length the windows read
+        pads.append((p_, need - L - p_))  # right padding may be negative: F.pad then crops
+        shp = [1] * (2 * n)
+        shp[d], shp[n + d] = idx.shape
+        coords.append(idx)
+        ok = ok.reshape(shp)
+        valid = ok if valid is None else valid & ok
+    flat_pad = [v for lr in reversed(pads) for v in lr]  # F.pad lists the last dim first
+    w = torch.nn.functional.pad(p, flat_pad) if any(flat_pad) else p
+    for d, (k, s_, d_) in enumerate(zip(ks, st, dl, strict=True)):
+        w = w.unfold(3 + d, (k - 1) * d_ + 1, s_)[..., ::d_] if d_ > 1 else w.unfold(3 + d, k, s_)
+    # w: (T, N, C, *O, *K), a view. The field's order over the window dims
+    kdims = tuple(range(-n, 0))
+    cand = valid.expand(w.shape[1:])
+    for t in range(T):
+        pm = torch.where(cand, w[t], float("-inf"))
+        cand = cand & (pm == pm.amax(kdims, keepdim=True))
+    Ks = w.shape[-n:]
+    k = cand.reshape(*cand.shape[:-n], math.prod(Ks)).to(torch.uint8).argmax(-1)  # (N, C, *O)
+    # the chosen element's position per spatial dim (clamped, as _pool_windows clamps), its torch-style
+    # flattened index, and its planes gathered per dim (never through a view merging spatial dims)
+    pos, ind, rest = [], None, k
+    for d in reversed(range(n)):
+        j = rest % Ks[d]
+        rest = rest // Ks[d]
+        o = torch.arange(coords[d].shape[0], device=p.device).reshape([-1] + [1] * (n - 1 - d))
+        pos.insert(0, coords[d][o, j])
+    for d in range(n):
+        term = pos[d] * math.prod(spatial[d + 1 :])
+        ind = term if ind is None else ind + term
+    N, C = p.shape[1:3]
+    nI = torch.arange(N, device=p.device).reshape([N, 1] + [1] * n)
+    cI = torch.arange(C, device=p.device).reshape([1, C] + [1] * n)
+    vals = p[(slice(None), nI, cI, *pos)]  # (T, N, C, *O)
+    if not batched:
+        vals, ind = vals.squeeze(1), ind.squeeze(0)
+    return out(Series(vals, s.support, s.order, s.exact)), ind
+
+
 @implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default], kind="decision")
 def adaptive_max_pool(func, x, output_size):
     n = 2 if func is aten.adaptive_max_pool2d.default else 3
@@ -134,6 +186,4 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
 
     ks = per_dim(kernel_size, ())
     st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
-    spatial = x.shape[-n:]
-    return _window_max(x, [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
-                           for L, k, s_, p_, d_ in zip(spatial, ks, st, pd, dl)])
+    return _strided_window_max(x, ks, st, pd, dl, ceil_mode)
