@@ -692,9 +692,10 @@ def analytic(x: Series, taylor, name: str) -> Series:
     A dense d (ε^g, ε^{2g}, …: every higher-order jet) with a series rule for g (``_taylor.SERIES``:
     exp, log, sin, tanh, …) takes that rule's O(K²) recurrence instead of the O(K³) composition."""
     if (x.support == FIRST_ORDER and x.order == 1 and (jvp := T.first_order_jvp(taylor, x.planes)) is not None
-            and _grad_free(x.planes)):
-        # first order with PyTorch's derivative kernel: g(a) and g'(a)·b in two kernels (without
-        # autograd: some of these kernels have no derivative, silu_backward among them)
+            and _inner_is_plain(x.planes)):
+        # first order with PyTorch's derivative kernel: g(a) and g'(a)·b in two kernels, with or
+        # without autograd (so a result never depends on the grad mode: reentrant checkpointing
+        # recomputes under grad what it first ran without)
         c0, c1 = jvp(x.planes[0], x.planes[1])
         return Series(torch.stack([c0, c1]), FIRST_ORDER, x.order, min_exact(x.exact, x.order))
     if x.support == FIRST_ORDER and x.order == 1 and (x.planes[0].numel() < DENSE_MIN or taylor not in T.SERIES):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from . import _algebra, _taylor
 from ._algebra import FIRST_ORDER, Series
 from ._context import grad_free as _grad_free
+from ._context import inner_is_plain as _inner_is_plain
 from ._context import is_wrapped as _is_wrapped
 from ._context import tracing as _tracing
 from .kernels import jets as _fused
@@ -174,7 +175,7 @@ def softmax(P, dim):
         return fused
     a, b = upcast(P)
     s = torch.softmax(a, dim)
-    if s.is_floating_point() and _grad_free(P):  # the backward kernel is this jvp (a symmetric Jacobian)
+    if s.is_floating_point() and _inner_is_plain(P):  # the backward kernel is this jvp (symmetric Jacobian)
         t = torch._softmax_backward_data(b, s, dim, s.dtype)
         if s.dtype == P.dtype:
             return torch.stack([s, t])
@@ -213,7 +214,7 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
     dims = tuple(range(P.dim() - n_dims, P.dim()))
     if P.is_cuda and _tracing() and not _is_wrapped(P):
         return _layer_norm_traced(P, dims, weight, bias, eps, stats, dt)
-    if not (_tracing() or _is_wrapped(P)) and P.is_floating_point() and _grad_free(P, *(t for t in (weight, bias) if t is not None)):
+    if _inner_is_plain(P) and P.is_floating_point():
         return _layer_norm_kernels(P, n_dims, weight, bias, eps, stats, dt)
     mean = P.mean(dims, keepdim=True)
     C = P - mean
@@ -231,7 +232,8 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
 
 
 def _layer_norm_kernels(P, n_dims, weight, bias, eps, stats, dt):
-    """The same jet through PyTorch's layer-norm kernels (eager, no autograd): 4 kernels for the output
+    """The same jet through PyTorch's layer-norm kernels (eager, with or without autograd: the backward
+    kernel has a derivative, gradcheck'd in tests/ops/test_first_order_kernels.py): 4 kernels for the output
     instead of 12. The normalisation's Jacobian J = r₀(I − 11ᵀ/n − x̂x̂ᵀ/n) is symmetric, so the
     backward kernel without a weight, applied to the ε¹ plane, is its jvp: out = LN(c₀; w, β) +
     w·(J c₁) ε, the ε⁰ plane computed as the plain layer norm computes it. The statistics' planes
@@ -310,7 +312,7 @@ def relu(P, bias0=None):
 def gelu(P, approximate="none"):
     """gelu(a) + gelu'(a)·b ε."""
     taylor = _taylor.taylor_gelu if approximate == "none" else _taylor.taylor_gelu_tanh
-    if (jvp := _taylor.first_order_jvp(taylor, P)) is not None and _grad_free(P):
+    if (jvp := _taylor.first_order_jvp(taylor, P)) is not None and _inner_is_plain(P):
         return torch.stack(jvp(P[0], P[1]))
     a, b = P
     g, dg = taylor(a, 2)

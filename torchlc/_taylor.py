@@ -486,7 +486,9 @@ SERIES = {
 # numbers, and on a host-bound forward each kernel is a few microseconds. The ε⁰ plane is then the
 # plain op's value bit for bit, and the ε¹ plane PyTorch's forward-AD formula (derivatives.yaml
 # computes these jvps with the same kernels). Real floating dtypes only: the backward kernels
-# conjugate g' for complex arguments (a vector-Jacobian product, not a jvp).
+# conjugate g' for complex arguments (a vector-Jacobian product, not a jvp). Only kernels with a
+# derivative of their own (gradcheck'd, tests/ops/test_first_order_kernels.py), since the rules take
+# them under autograd too: silu_backward has none, so silu keeps its Taylor rule.
 
 
 def _jvp_gelu(a, b):
@@ -496,10 +498,6 @@ def _jvp_gelu(a, b):
 def _jvp_gelu_tanh(a, b):
     return (torch.nn.functional.gelu(a, approximate="tanh"),
             torch.ops.aten.gelu_backward.default(b, a, approximate="tanh"))
-
-
-def _jvp_silu(a, b):
-    return torch.nn.functional.silu(a), torch.ops.aten.silu_backward.default(b, a)
 
 
 def _jvp_tanh(a, b):
@@ -515,7 +513,6 @@ def _jvp_sigmoid(a, b):
 FIRST_ORDER_JVP = {
     taylor_gelu: _jvp_gelu,
     taylor_gelu_tanh: _jvp_gelu_tanh,
-    taylor_silu: _jvp_silu,
     taylor_tanh: _jvp_tanh,
     taylor_sigmoid: _jvp_sigmoid,
 }
