@@ -696,8 +696,9 @@ def analytic(x: Series, taylor, name: str) -> Series:
         # first order with PyTorch's derivative kernel: g(a) and g'(a)·b in two kernels, with or
         # without autograd (so a result never depends on the grad mode: reentrant checkpointing
         # recomputes under grad what it first ran without)
-        c0, c1 = jvp(x.planes[0], x.planes[1])
-        return Series(torch.stack([c0, c1]), FIRST_ORDER, x.order, min_exact(x.exact, x.order))
+        P = x.planes
+        planes = jvp(P[0], P[1], torch.empty_like(P) if _grad_free(P) else None)
+        return Series(planes, FIRST_ORDER, x.order, min_exact(x.exact, x.order))
     if x.support == FIRST_ORDER and x.order == 1 and (x.planes[0].numel() < DENSE_MIN or taylor not in T.SERIES):
         # first order (x.nonstd(v) and what follows from it): g(a) + g'(a)·b ε, nothing to truncate
         # or check (no infinite elements), two kernels besides the Taylor coefficients

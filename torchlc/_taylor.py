@@ -491,35 +491,48 @@ SERIES = {
 # them under autograd too: silu_backward has none, so silu keeps its Taylor rule.
 
 
-def _jvp_gelu(a, b):
-    return torch.nn.functional.gelu(a), torch.ops.aten.gelu_backward.default(b, a)
+_A = torch.ops.aten
 
 
-def _jvp_gelu_tanh(a, b):
-    return (torch.nn.functional.gelu(a, approximate="tanh"),
-            torch.ops.aten.gelu_backward.default(b, a, approximate="tanh"))
+def _jvp_gelu(a, b, out, approximate="none"):
+    if out is None:
+        return torch.stack([_A.gelu.default(a, approximate=approximate),
+                            _A.gelu_backward.default(b, a, approximate=approximate)])
+    _A.gelu.out(a, approximate=approximate, out=out[0])
+    _A.gelu_backward.grad_input(b, a, approximate=approximate, grad_input=out[1])
+    return out
 
 
-def _jvp_tanh(a, b):
-    y = torch.tanh(a)
-    return y, torch.ops.aten.tanh_backward.default(b, y)
+def _jvp_gelu_tanh(a, b, out):
+    return _jvp_gelu(a, b, out, "tanh")
 
 
-def _jvp_sigmoid(a, b):
-    y = torch.sigmoid(a)
-    return y, torch.ops.aten.sigmoid_backward.default(b, y)
+def _jvp_of_output(fn, backward):
+    """g(a) and g'(a)·b where the backward kernel takes g's output (tanh, sigmoid)."""
+
+    def jvp(a, b, out):
+        if out is None:
+            y = fn(a)
+            return torch.stack([y, backward.default(b, y)])
+        fn(a, out=out[0])
+        backward.grad_input(b, out[0], grad_input=out[1])
+        return out
+
+    return jvp
 
 
 FIRST_ORDER_JVP = {
     taylor_gelu: _jvp_gelu,
     taylor_gelu_tanh: _jvp_gelu_tanh,
-    taylor_tanh: _jvp_tanh,
-    taylor_sigmoid: _jvp_sigmoid,
+    taylor_tanh: _jvp_of_output(torch.tanh, _A.tanh_backward),
+    taylor_sigmoid: _jvp_of_output(torch.sigmoid, _A.sigmoid_backward),
 }
 
 
 def first_order_jvp(taylor, a):
-    """The two-kernel first-order rule of ``taylor``'s function for an argument like ``a``, or None."""
+    """The two-kernel first-order rule of ``taylor``'s function for planes like ``a``, or None: a
+    function ``(a, b, out)`` returning the planes (2, *shape), written into ``out`` when it is given
+    (no stack: one pass less over both planes; not under autograd, which refuses out=)."""
     if a.is_complex() or not a.is_floating_point():
         return None
     return FIRST_ORDER_JVP.get(taylor)
