@@ -488,7 +488,7 @@ SERIES = {
 # computes these jvps with the same kernels). Real floating dtypes only: the backward kernels
 # conjugate g' for complex arguments (a vector-Jacobian product, not a jvp). Only kernels with a
 # derivative of their own (gradcheck'd, tests/ops/test_first_order_kernels.py), since the rules take
-# them under autograd too: silu_backward has none, so silu keeps its Taylor rule.
+# them under autograd too: silu_backward has none, so silu's tangent is built from plain ops.
 
 
 _A = torch.ops.aten
@@ -521,7 +521,21 @@ def _jvp_of_output(fn, backward):
     return jvp
 
 
+def _jvp_silu(a, b, out):
+    """silu'(a)·b with silu'(a) = s + a·s(1 − s), s = sigmoid(a), formed before it meets b (so an
+    infinite tangent times a zero argument stays infinite, as in torch.func.jvp). Not silu_backward,
+    which has no derivative (these rules run under autograd too)."""
+    s = torch.sigmoid(a)
+    d = torch.addcmul(s, a, s - s * s)
+    if out is None:
+        return torch.stack([_A.silu.default(a), d * b])
+    _A.silu.out(a, out=out[0])
+    torch.mul(d, b, out=out[1])
+    return out
+
+
 FIRST_ORDER_JVP = {
+    taylor_silu: _jvp_silu,
     taylor_gelu: _jvp_gelu,
     taylor_gelu_tanh: _jvp_gelu_tanh,
     taylor_tanh: _jvp_of_output(torch.tanh, _A.tanh_backward),

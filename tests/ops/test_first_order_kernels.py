@@ -1,4 +1,5 @@
-"""First-order rules through PyTorch's own derivative kernels (gelu, tanh, sigmoid, softmax, layer norm): the ε⁰ plane is the plain op's value bit for bit, the ε¹ plane is torch.func.jvp's (bit for bit
+"""First-order rules through PyTorch's own derivative kernels (gelu, silu, tanh, sigmoid, softmax, layer
+norm): the ε⁰ plane is the plain op's value bit for bit, the ε¹ plane is torch.func.jvp's (bit for bit
 where PyTorch's forward AD calls the same kernels; checked against finite differences where PyTorch's
 forward AD is wrong: the statistics of native_layer_norm), and each takes the few kernels it promises instead of a Taylor series' dozens."""
 
@@ -16,6 +17,7 @@ f64 = torch.float64
 ELEMENTWISE = {
     "gelu": F.gelu,
     "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "silu": F.silu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "softmax_0": lambda t: torch.softmax(t, 0),
@@ -45,12 +47,13 @@ def test_elementwise_first_order_equals_the_plain_op_and_jvp(name, dtype):
     assert torchlc.support(y) == (0, 1)
     torch.testing.assert_close(torchlc.coeff(y, 0), plain, rtol=0, atol=0, equal_nan=True)
     # the elementwise ops' forward AD calls the same backward kernels: bit for bit. Softmax's forward
-    # AD is written as separate ops (s·(b − Σ s·b)), the backward kernel fuses them: rounding apart
-    tol = 0 if not name.startswith("softmax") else {f64: 1e-15, torch.float32: 1e-6, torch.bfloat16: 1.6e-2}[dtype]
+    # AD is written as separate ops (s·(b − Σ s·b)), the backward kernel fuses them, and silu's tangent
+    # is built from plain ops (silu_backward has no derivative): rounding apart
+    tol = 0 if not name.startswith(("softmax", "silu")) else {f64: 1e-15, torch.float32: 1e-6, torch.bfloat16: 1.6e-2}[dtype]
     torch.testing.assert_close(torchlc.coeff(y, 1), ref[1], rtol=tol, atol=tol, equal_nan=True)
 
 
-@pytest.mark.parametrize("name,most", [("gelu", 3), ("gelu_tanh", 3), ("tanh", 3),
+@pytest.mark.parametrize("name,most", [("gelu", 3), ("gelu_tanh", 3), ("silu", 6), ("tanh", 3),
                                        ("sigmoid", 3), ("softmax_-1", 3)])
 def test_elementwise_first_order_kernels(name, most):
     f = ELEMENTWISE[name]
@@ -128,6 +131,7 @@ def test_derivative_kernels_have_correct_derivatives():
     assert gradcheck(lambda a, b: aten.gelu_backward(b, a, approximate="tanh"), (a, b))
     assert gradcheck(lambda a, b: aten.tanh_backward(b, torch.tanh(a)), (a, b))
     assert gradcheck(lambda a, b: aten.sigmoid_backward(b, torch.sigmoid(a)), (a, b))
+    assert gradcheck(lambda a: aten.silu(a), (a,))
     assert gradcheck(lambda a, b: torch._softmax_backward_data(b, torch.softmax(a, -1), -1, a.dtype), (a, b))
     assert gradcheck(layer_norm, (a, b, w))
 
