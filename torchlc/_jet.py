@@ -197,8 +197,10 @@ def layer_norm(P, n_dims, weight, bias, eps, *, stats=False, residual=None, bias
 
     With centred c = c₀ + c₁ε and m = mean(c₀c₁): rstd = r₀ − q ε with r₀ = (mean(c₀²) + eps)^(-1/2)
     and q = r₀³·m, so out = c₀r₀ + (c₁r₀ − c₀q)ε. Needs eps > 0 (else a constant row's variance starts
-    at ε²). One Triton launch on CUDA, else 12 kernels; the rstd planes only when asked for. The
-    statistics are in the computation dtype (float32 for half/bfloat16), the output in P's.
+    at ε²). One Triton launch on CUDA, else PyTorch's layer-norm kernels (4 for the output, see
+    :func:`_layer_norm_kernels`; these formulas, 12 kernels, in traces and under vmap); the mean and
+    rstd planes only when asked for. The statistics are in the computation dtype (float32 for
+    half/bfloat16), the output in P's.
 
     With ``residual`` planes and/or ``bias0`` (added to the ε⁰ plane: a linear layer's bias) it is the
     layer norm of residual + (P + bias0), the add & norm of a transformer layer, in one launch on CUDA
