@@ -1,5 +1,5 @@
-"""max_pool's windows as a strided view (``ops.pool._strided_window_max``) against the index-gathered
-windows of the general path (``ops.pool._window_max``, which adaptive pooling uses): the same values
+"""max_pool's windows copied from a strided view (``ops.pool._window_max`` given strides, the CPU path)
+against the index-gathered windows (the CUDA path, and adaptive pooling's): the same values
 and indices for every kernel, stride, padding, dilation and ceil_mode, on inputs full of ties (small
 integers in both planes) and with ±inf and NaN; and the ε⁰ plane equal to torch's max_pool."""
 
@@ -45,8 +45,8 @@ def test_strided_windows_equal_gathered_windows(config, specials):
     xs = x.nonstd(v)
     ks = _per_dim(k, n, ())
     st, pd, dl = _per_dim(s, n, ks), _per_dim(p, n, (0,)), _per_dim(d, n, (1,))
-    got_v, got_i = pool._strided_window_max(xs, ks, st, pd, dl, ceil_mode)
     windows = [pool._pool_windows(L, *a, ceil_mode, x.device) for L, *a in zip(x.shape[-n:], ks, st, pd, dl)]
+    got_v, got_i = pool._window_max(xs, windows, list(zip(st, pd, dl)))
     want_v, want_i = pool._window_max(xs, windows)
     torch.testing.assert_close(torchlc.coeffs(got_v), torchlc.coeffs(want_v), rtol=0, atol=0, equal_nan=True)
     assert torch.equal(got_i, want_i)

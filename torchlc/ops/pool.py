@@ -81,10 +81,15 @@ def pool_planes(x, n):
     return s, (p if batched else p.unsqueeze(1)), batched
 
 
-def _window_max(x, windows):
+def _window_max(x, windows, strides=None):
     """Max in the field's order over per-dim windows (``windows[d]`` = (idx (O_d, K_d), valid)) of the
     trailing spatial dims of x, (N, C, *spatial) or (C, *spatial): values and torch-style indices
-    (flattened spatial position of each window's first maximum)."""
+    (flattened spatial position of each window's first maximum).
+
+    The windows are read by advanced indexing, or, given ``strides`` (max_pool's (stride, padding,
+    dilation) per dim: evenly spaced windows), copied from a strided view of the planes padded by
+    edge replication (:func:`_strided_windows`): the same tensor, since replication pads with the
+    clamped positions the index reads (resnet50's stem on CPU, 2×64×32×32, one thread: 7.0 → 4.2 ms)."""
     n = len(windows)
     s, p, batched = pool_planes(x, n)
     T, N, C = p.shape[:3]
@@ -103,10 +108,14 @@ def _window_max(x, windows):
     Os, K = flat.shape[:n], math.prod(flat.shape[n:])
     flat = flat.reshape(*Os, K)
     valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, K)
-    # each spatial dim indexed by its own positions: the planes' spatial dims are never merged by a
-    # view before an indexed load (Inductor in torch 2.13 cannot compile such a load after a pointwise
-    # op: "vr must not be None for symbol q2", which broke torchlc.compile of every CNN with max_pool)
-    w = p[(slice(None),) * 3 + tuple(idxs)].reshape(T, N, C, *Os, K)  # explicit sizes: any may be 0
+    if strides is not None and p.numel():
+        w = _strided_windows(p, windows, strides).reshape(T, N, C, *Os, K)
+    else:
+        # each spatial dim indexed by its own positions: the planes' spatial dims are never merged by a
+        # view before an indexed load (Inductor in torch 2.13 cannot compile such a load after a
+        # pointwise op: "vr must not be None for symbol q2", which broke torchlc.compile of every CNN
+        # with max_pool)
+        w = p[(slice(None),) * 3 + tuple(idxs)].reshape(T, N, C, *Os, K)  # explicit sizes: any may be 0
     k = lex_argmax(w, valid)  # (N, C, *O, 1)
     vals = torch.gather(w, -1, k.unsqueeze(0).expand(T, *k.shape)).squeeze(-1)  # (T, N, C, *O)
     ind = torch.gather(flat.expand(*k.shape[:-1], K), -1, k).squeeze(-1)  # (N, C, *O)
@@ -115,59 +124,23 @@ def _window_max(x, windows):
     return out(Series(vals, s.support, s.order, s.exact)), ind
 
 
-def _strided_window_max(x, ks, st, pd, dl, ceil_mode):
-    """max_pool's windows as a strided view of the padded planes (``unfold`` per spatial dim), copied
-    once, the field's order decided on the copy, then one gather of the chosen elements: the same
-    values and indices as :func:`_window_max`, whose advanced-indexing gather of the k_0·k_1·… windows
-    costs more than the strided copy (resnet50's stem on CPU, 2×64×32×32, one thread: 6.9 → 5.2 ms).
-    CPU only (see :func:`max_pool_with_indices`)."""
-    n = len(ks)
-    s, p, batched = pool_planes(x, n)
-    T = p.shape[0]
-    spatial = p.shape[3:]
-    pads, coords, valid = [], [], None
-    for d, (L, k, s_, p_, d_) in enumerate(zip(spatial, ks, st, pd, dl, strict=True)):
-        idx, ok = _pool_windows(L, k, s_, p_, d_, ceil_mode, p.device)  # (O_d, k_d)
-        span = (k - 1) * d_ + 1
-        need = (idx.shape[0] - 1) * s_ + span  # padded length the windows read
-        pads.append((p_, need - L - p_))  # right padding may be negative: F.pad then crops
-        shp = [1] * (2 * n)
-        shp[d], shp[n + d] = idx.shape
-        coords.append(idx)
-        ok = ok.reshape(shp)
-        valid = ok if valid is None else valid & ok
-    flat_pad = [v for lr in reversed(pads) for v in lr]  # F.pad lists the last dim first
-    w = torch.nn.functional.pad(p, flat_pad) if any(flat_pad) else p
-    for d, (k, s_, d_) in enumerate(zip(ks, st, dl, strict=True)):
-        w = w.unfold(3 + d, (k - 1) * d_ + 1, s_)[..., ::d_] if d_ > 1 else w.unfold(3 + d, k, s_)
-    # w: (T, N, C, *O, *K), a view with overlapping strides; copied once, since each pass below over
-    # such a view costs several times a pass over the copy (TensorIterator's slow strided loops)
-    w = w.contiguous()
-    kdims = tuple(range(-n, 0))
-    cand = valid.expand(w.shape[1:])
-    for t in range(T):
-        pm = torch.where(cand, w[t], float("-inf"))
-        cand = cand & (pm == pm.amax(kdims, keepdim=True))
-    Ks = w.shape[-n:]
-    k = cand.reshape(*cand.shape[:-n], math.prod(Ks)).to(torch.uint8).argmax(-1)  # (N, C, *O)
-    # the chosen element's position per spatial dim (clamped, as _pool_windows clamps), its torch-style
-    # flattened index, and its planes gathered per dim (never through a view merging spatial dims)
-    pos, ind, rest = [], None, k
-    for d in reversed(range(n)):
-        j = rest % Ks[d]
-        rest = rest // Ks[d]
-        o = torch.arange(coords[d].shape[0], device=p.device).reshape([-1] + [1] * (n - 1 - d))
-        pos.insert(0, coords[d][o, j])
-    for d in range(n):
-        term = pos[d] * math.prod(spatial[d + 1 :])
-        ind = term if ind is None else ind + term
-    N, C = p.shape[1:3]
-    nI = torch.arange(N, device=p.device).reshape([N, 1] + [1] * n)
-    cI = torch.arange(C, device=p.device).reshape([1, C] + [1] * n)
-    vals = p[(slice(None), nI, cI, *pos)]  # (T, N, C, *O)
-    if not batched:
-        vals, ind = vals.squeeze(1), ind.squeeze(0)
-    return out(Series(vals, s.support, s.order, s.exact)), ind
+def _strided_windows(p, windows, strides):
+    """The windows of planes p (T, N, C, *spatial) as (T, N, C, *O, *K), the tensor the index of
+    :func:`_window_max` reads: offset j of window o along dim d at o·stride − pad + j·dilation, clamped
+    into the input (``strides[d]`` = (stride, pad, dilation)). Padding by edge replication is that
+    clamp and ``unfold`` lays the windows out; then one copy, since passes over the overlapping
+    strided view cost several times a pass over the copy."""
+    n = len(windows)
+    lead, spatial = p.shape[:-n], p.shape[-n:]
+    needs = [(idx.shape[0] - 1) * st + (idx.shape[1] - 1) * dil + 1
+             for (idx, _), (st, _, dil) in zip(windows, strides, strict=True)]
+    pads = [(pad, max(need - L - pad, 0)) for (_, pad, _), need, L in zip(strides, needs, spatial, strict=True)]
+    # replication pads the trailing dims of a (batch, channel, *spatial) tensor
+    w = torch.nn.functional.pad(p.reshape(-1, *p.shape[-n - 1 :]), [v for lr in reversed(pads) for v in lr],
+                                mode="replicate").reshape(*lead, *(L + l + r for L, (l, r) in zip(spatial, pads)))
+    for d, ((idx, _), (st, _, dil), need) in enumerate(zip(windows, strides, needs)):
+        w = w.narrow(3 + d, 0, need).unfold(3 + d, (idx.shape[1] - 1) * dil + 1, st)[..., ::dil]
+    return w.contiguous()
 
 
 @implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default], kind="decision")
@@ -189,11 +162,9 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
 
     ks = per_dim(kernel_size, ())
     st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
-    if x.device.type == "cpu":
-        return _strided_window_max(x, ks, st, pd, dl, ceil_mode)
-    # on CUDA the gathered windows measured faster under torchlc.compile (resnet50 bf16 on an H100,
-    # batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor fuses the strided view's reads
-    # worse), and a gather is one kernel in eager mode
-    spatial = x.shape[-n:]
-    return _window_max(x, [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
-                           for L, k, s_, p_, d_ in zip(spatial, ks, st, pd, dl, strict=True)])
+    windows = [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
+               for L, k, s_, p_, d_ in zip(x.shape[-n:], ks, st, pd, dl, strict=True)]
+    # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
+    # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
+    # fuses the strided view's reads worse), and a gather is one kernel in eager mode
+    return _window_max(x, windows, list(zip(st, pd, dl)) if x.device.type == "cpu" else None)
