@@ -180,14 +180,15 @@ def min_lead_bound(a: Series):
     return a.support[0]
 
 
-def exact_mul(a: Series, b: Series, order, truncated: bool):
+def exact_mul(a, b, order, truncated: bool, lead_bound=min_lead_bound):
     """Exactness of a truncated product: errors of a above a.exact are multiplied by b, whose leading
-    exponent is at least min(support b) (semantics §2)."""
+    exponent is at least ``lead_bound(b)`` (semantics §2; for a Series min(support b), the default;
+    the CSR layout passes its own bound)."""
     bounds = []
     if a.exact is not None:
-        bounds.append(a.exact + min_lead_bound(b))
+        bounds.append(a.exact + lead_bound(b))
     if b.exact is not None:
-        bounds.append(b.exact + min_lead_bound(a))
+        bounds.append(b.exact + lead_bound(a))
     if truncated:
         bounds.append(order)
     return min_exact(*bounds)

@@ -29,7 +29,15 @@ from fractions import Fraction
 import torch
 
 from . import _support as S
-from ._algebra import _binom_coeffs, _real_power, check_budget, min_exact, needed_order, result_order
+from ._algebra import (
+    _binom_coeffs,
+    _real_power,
+    check_budget,
+    exact_mul,
+    min_exact,
+    needed_order,
+    result_order,
+)
 from .errors import DomainError, TruncationError, is_strict
 
 __all__ = ["Ragged", "RaggedOverflow", "from_planes", "to_planes", "support_of", "monomials", "gather",
@@ -363,14 +371,8 @@ def mul(a: Ragged, b: Ragged, thr=None, thr_hi=None) -> Ragged:
             keep = num <= top
             hi = top
     _fits(lo, hi)
-    bounds = []
-    if a.exact is not None:
-        bounds.append(a.exact + _lead_bound(b))
-    if b.exact is not None:
-        bounds.append(b.exact + _lead_bound(a))
-    if truncated:
-        bounds.append(order)
-    res = canon(rows, num, vals, a.n, a.den, lo, hi, shape, order, min_exact(*bounds), keep=keep)
+    res = canon(rows, num, vals, a.n, a.den, lo, hi, shape, order, exact_mul(a, b, order, truncated, _lead_bound),
+                keep=keep)
     return _nan_where_nonfinite(res, _nonfinite_rows(a), _nonfinite_rows(b))
 
 

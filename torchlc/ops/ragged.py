@@ -30,10 +30,9 @@ from torch.utils._pytree import tree_map
 from .. import _context
 from .. import _ragged as R
 from .. import _support as S
-from .._algebra import _binom_coeffs, min_exact, result_order
+from .._algebra import min_exact, result_order
 from .._dispatch import implements_layout
 from .._tensor import LCTensor, from_storage, real, series, wrap
-from ..errors import DomainError, is_strict
 from ..layouts import CSR_LAYOUT
 from ..layouts import csr as _csr
 from .analytic import _TABLE as _ANALYTIC
