@@ -314,8 +314,4 @@ def relu(P, bias0=None):
 def gelu(P, approximate="none"):
     """gelu(a) + gelu'(a)·b ε."""
     taylor = _taylor.taylor_gelu if approximate == "none" else _taylor.taylor_gelu_tanh
-    if (jvp := _taylor.first_order_jvp(taylor, P)) is not None and _inner_is_plain(P):
-        return jvp(P[0], P[1], torch.empty_like(P) if _grad_free(P) else None)
-    a, b = P
-    g, dg = taylor(a, 2)
-    return torch.stack([g, dg * b])
+    return _algebra.analytic(Series(P, FIRST_ORDER, 1), taylor, "gelu").planes
