@@ -5,13 +5,13 @@ time down; skipped without CUDA or without the library."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import pytest
 import torch
 
 import torchlc
+from torchlc.bench.models import _fastpath
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,22 +40,6 @@ MODELS = {"resnet50": lambda: _vision("resnet50"), "vit_b_16": lambda: _vision("
           "convnext_tiny": lambda: _vision("convnext_tiny"), "gpt2": _gpt2, "llama": _llama}
 
 
-@contextlib.contextmanager
-def _composite_attention():
-    """The reference's attention through the composite path: on CUDA the fused kernels that eval
-    ``nn.MultiheadAttention`` (``_native_multi_head_attention``) and SDPA (efficient, flash) pick have no
-    forward AD, so ``torch.func.jvp`` of ViT and GPT-2 would raise there."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    old = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(old)
-
-
 @pytest.fixture
 def full_fp32(monkeypatch):
     """fp32 matmuls and convolutions in full precision: cuDNN's convolutions default to TF32 (10-bit
@@ -81,7 +65,10 @@ def test_compiled_real_models_match_eager(name, full_fp32):
         eager = run(model, x.nonstd(v))
         compiled = torchlc.compile(lambda inp: run(model, inp))
         got = compiled(x.nonstd(v))
-        with _composite_attention():
+        # the reference through the composite attention path: on CUDA the fused kernels that eval
+        # nn.MultiheadAttention (_native_multi_head_attention) and SDPA (efficient, flash) pick have
+        # no forward AD, so torch.func.jvp of ViT and GPT-2 would raise there
+        with _fastpath(False):
             ref = torch.func.jvp(lambda t: run(model, t), (x,), (v,))
     for q, r in ((0, ref[0]), (1, ref[1])):
         torch.testing.assert_close(torchlc.coeff(got, q), torchlc.coeff(eager, q), rtol=1e-4, atol=1e-4)

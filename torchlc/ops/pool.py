@@ -137,7 +137,8 @@ def _strided_windows(p, windows, strides):
     pads = [(pad, max(need - L - pad, 0)) for (_, pad, _), need, L in zip(strides, needs, spatial, strict=True)]
     # replication pads the trailing dims of a (batch, channel, *spatial) tensor
     w = torch.nn.functional.pad(p.reshape(-1, *p.shape[-n - 1 :]), [v for lr in reversed(pads) for v in lr],
-                                mode="replicate").reshape(*lead, *(L + l + r for L, (l, r) in zip(spatial, pads)))
+                                mode="replicate")
+    w = w.reshape(*lead, *w.shape[-n:])
     for d, ((idx, _), (st, _, dil), need) in enumerate(zip(windows, strides, needs)):
         w = w.narrow(3 + d, 0, need).unfold(3 + d, (idx.shape[1] - 1) * dil + 1, st)[..., ::dil]
     return w.contiguous()
