@@ -7,26 +7,68 @@ import torchlc
 from torchlc.kernels import cpu as C
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_cpu_kernels_equal_torch_formulas(dtype, monkeypatch):
-    n = C.MIN_NUMEL
-    g = torch.Generator().manual_seed(0)
+def _edge_planes(n, dtype, seed):
+    """Planes with zeros of both signs, integers, ±inf, NaN, tiny and huge values in both planes."""
+    g = torch.Generator().manual_seed(seed)
     a = torch.randn(n, generator=g, dtype=dtype)
     b = torch.randn(n, generator=g, dtype=dtype)
     a[::7] = 0.0
+    a[1::13] = -0.0
     a[::5] = torch.round(a[::5])
     b[::11] = 0.0
-    special = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0], dtype=dtype)
+    b[3::17] = -0.0
+    fi = torch.finfo(dtype)
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, fi.max, fi.tiny, -fi.max],
+                           dtype=dtype)
     a[: special.numel()] = special
     b[4 : 4 + special.numel()] = special
-    x = torchlc.from_terms({0: a, 1: b})
-    fns = (torch.abs, torch.relu, torch.floor)
+    a[100:110] *= fi.max / 4
+    b[105:115] *= fi.tiny
+    return a, b
+
+
+def _relu_in_place(x):
+    y = x.clone()
+    y.relu_()
+    return y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_cpu_kernels_equal_torch_formulas(dtype, monkeypatch):
+    n = C.MIN_NUMEL
+    x = torchlc.from_terms(dict(enumerate(_edge_planes(n, dtype, 0))))
+    fns = {
+        "abs": torch.abs, "relu": torch.relu, "floor": torch.floor, "relu_": _relu_in_place,
+    }
     monkeypatch.setattr(C, "_enabled", True)  # the suite turns fusion off elsewhere (tests/conftest.py)
     assert C.usable(torchlc.coeffs(x))
     monkeypatch.setattr(C, "_enabled", False)
-    ref = [torchlc.coeffs(f(x)) for f in fns]
+    ref = {k: torchlc.coeffs(f(x)) for k, f in fns.items()}
     monkeypatch.setattr(C, "_enabled", True)
-    got = [torchlc.coeffs(f(x)) for f in fns]
+    C._compiled.clear()
+    got = {k: torchlc.coeffs(f(x)) for k, f in fns.items()}
     assert C._enabled, "fusion fell back (no C++ toolchain?)"
-    for r, o in zip(ref, got):
-        torch.testing.assert_close(o, r, rtol=0, atol=0, equal_nan=True)
+    assert {k for k, _ in C._compiled} == set(C.FORMULAS)  # each took the fused loop
+    for k in fns:
+        r, o = ref[k], got[k]
+        assert r.dtype == o.dtype and r.shape == o.shape, k
+        # bit for bit, the sign of zeros and NaNs included
+        assert torch.equal(r.view(torch.int64 if dtype == torch.float64 else torch.int32),
+                           o.view(torch.int64 if dtype == torch.float64 else torch.int32)) or \
+            torch.equal(torch.isnan(r), torch.isnan(o)) and torch.equal(
+                torch.where(torch.isnan(r), 0, r).view(torch.int64 if dtype == torch.float64 else torch.int32),
+                torch.where(torch.isnan(o), 0, o).view(torch.int64 if dtype == torch.float64 else torch.int32)), k
+
+
+def test_fused_cpu_path_declines_what_it_cannot_take(monkeypatch):
+    monkeypatch.setattr(C, "_enabled", True)
+    P = torch.randn(2, C.MIN_NUMEL)
+    assert C.usable(P) and C.usable(P, P.clone())
+    assert not C.usable(P[:, :-1])  # too small
+    assert not C.usable(P.t().contiguous().t())  # not contiguous
+    assert not C.usable(P.half())
+    assert not C.usable(P, P.double())
+    assert not C.usable(P, torch.randn(2, C.MIN_NUMEL + 1))
+    assert not C.usable(P.requires_grad_())
+    with torch.no_grad():
+        assert C.usable(P)

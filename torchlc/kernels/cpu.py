@@ -2,15 +2,22 @@
 
 On CPU, PyTorch's boolean kernels (``x != 0``, ``where``) cost several times an arithmetic pass, so
 the torch formulas of the selection rules run 10–40× slower than the plain op at 10⁶ elements. The
-same formulas compiled once by ``torch.compile(dynamic=True)`` become one C++ loop. Compilation
-(seconds, once per process and function) only happens for tensors of at least ``MIN_NUMEL``
-elements; small tensors, traced code and autograd use the torch formulas. Set
+same formulas, traced once with symbolic sizes (``make_fx``) and compiled by Inductor, become one
+C++ loop. Compilation (seconds, once per process, formula and dtype; Inductor's disk cache makes
+later processes faster) only happens for tensors of at least ``MIN_NUMEL`` elements per plane; small
+tensors, traced code and autograd use the torch formulas. The compiled graph is called directly,
+without Dynamo: its one assumption, contiguous planes (2, n) of the traced dtype, is what
+:func:`usable` checks, and Dynamo's frame evaluation cost ~20 µs per call. Set
 ``TORCHLC_CPU_FUSION=0`` to turn it off; any compilation failure turns it off for the process.
+
+The formulas only select, negate and floor (no rounding), so both paths give the same numbers bit
+for bit (``tests/kernels/test_cpu_fusion.py``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 
@@ -20,12 +27,8 @@ from .._context import grad_free as _grad_free
 # per plane takes 36 µs fused against 88 µs for the torch formulas (2^16: 60 against 666 µs)
 MIN_NUMEL = 1 << 14
 _enabled = os.environ.get("TORCHLC_CPU_FUSION", "1") != "0"
-_compiled: dict = {}
-
-
-def _abs2(p0, p1):
-    s = torch.sign(torch.where(p0 != 0, p0, p1))
-    return torch.stack([p0 * s, p1 * s])
+_compiled: dict = {}  # (formula, dtype) -> compiled graph: at most len(FORMULAS) × 2 entries
+_compiling = threading.Lock()
 
 
 def relu_nonpos(p0, p1):
@@ -34,37 +37,77 @@ def relu_nonpos(p0, p1):
     return (torch.where(p0 == 0, p1, p0) <= 0) & (p1 == p1)
 
 
-def _relu2(p0, p1):
-    nonpos = relu_nonpos(p0, p1)
-    return torch.stack([torch.where(nonpos, 0.0, p0), torch.where(nonpos, 0.0, p1)])
+def _abs2(P):
+    s = torch.sign(torch.where(P[0] != 0, P[0], P[1]))
+    return P * s
 
 
-def _floor2(p0, p1):
+def _relu2(P):
+    return torch.where(relu_nonpos(P[0], P[1]), 0.0, P)
+
+
+def _relu2_(P):
+    P.masked_fill_(relu_nonpos(P[0], P[1]), 0.0)
+
+
+def _floor2(P):
+    p0, p1 = P[0], P[1]
     fl = torch.floor(p0)
     res = fl - ((fl == p0) & (p1 < 0)).to(p0.dtype)
     return torch.where(p1 == p1, res, p1)
 
 
-FORMULAS = {"abs": _abs2, "relu": _relu2, "floor": _floor2}
+# name -> formula on planes (2, n); "relu_" updates its operand in place. Not the first-order
+# product: its torch path accumulates a₁b₀ with addcmul, which is a fused multiply-add on CPUs with FMA
+# (one rounding), and Inductor's C++ has no FMA (two roundings), so the ε¹ planes would differ in
+# the last bit between small and large tensors.
+FORMULAS = {"abs": _abs2, "relu": _relu2, "relu_": _relu2_, "floor": _floor2}
 
 
-def usable(planes: torch.Tensor) -> bool:
-    if not (_enabled and planes.device.type == "cpu" and planes.shape[0] == 2):
+def usable(*planes: torch.Tensor) -> bool:
+    """Whether planes (each (2, *shape), one shape and dtype, contiguous) take the fused path."""
+    if not _enabled:
         return False
-    if planes.numel() < 2 * MIN_NUMEL or planes.dtype not in (torch.float32, torch.float64):
+    p = planes[0]
+    if p.device.type != "cpu" or p.shape[0] != 2 or p.dtype not in (torch.float32, torch.float64):
         return False
-    return _grad_free(planes)
+    if p.numel() < 2 * MIN_NUMEL or not p.is_contiguous():
+        return False
+    for q in planes[1:]:
+        if q.device != p.device or q.shape != p.shape or q.dtype != p.dtype or not q.is_contiguous():
+            return False
+    return _grad_free(*planes)
 
 
-def run(name: str, planes: torch.Tensor):
-    """The fused formula ``name`` on planes (2, *shape); None if fusion is unavailable."""
+def _compile(name: str, flat):
+    from torch import _inductor
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    formula = FORMULAS[name]
+    # symbolic sizes: one graph for every n (all >= MIN_NUMEL, so no 0/1 specialisation applies)
+    gm = make_fx(formula, tracing_mode="symbolic")(*(torch.empty_like(t) for t in flat))
+    fakes = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+    return _inductor.compile(gm, fakes)
+
+
+def run(name: str, *planes: torch.Tensor):
+    """The fused formula ``name`` on planes (2, *shape) that :func:`usable` accepted: its result
+    (planes of the same shape, or the real result of shape ``shape`` for "floor"; for "relu_" the
+    first operand, updated in place); None if fusion is unavailable."""
     global _enabled
-    fn = _compiled.get(name)
-    if fn is None:
-        fn = torch.compile(FORMULAS[name], dynamic=True, fullgraph=True)
-        _compiled[name] = fn
+    flat = [p.view(2, -1) for p in planes]
+    key = (name, planes[0].dtype)
+    fn = _compiled.get(key)
     try:
-        return fn(planes[0], planes[1])
+        if fn is None:
+            with _compiling:
+                fn = _compiled.get(key)
+                if fn is None:
+                    fn = _compiled[key] = _compile(name, flat)
+        res = fn(*flat)
     except Exception:  # no C++ toolchain, or an Inductor limitation: use the torch formulas
         _enabled = False
         return None
+    if name == "relu_":
+        return planes[0]
+    return res.view(planes[0].shape if res.dim() == 2 else planes[0].shape[1:])

@@ -151,9 +151,7 @@ def relu_(func, x):
         if x.lc_zero is None and P.is_contiguous() and _grad_free(P):
             if kernels.usable(P):
                 kernels.relu2(P, out=P)
-            elif (res := kernels.fused("relu", P)) is not None:
-                P.copy_(res)
-            else:
+            elif not (kernels.cpu.usable(P) and kernels.cpu.run("relu_", P) is not None):
                 P.masked_fill_(kernels.cpu.relu_nonpos(P[0], P[1]), 0)
             return x
     return in_place_via_functional(func, (x,), {})
