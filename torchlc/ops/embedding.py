@@ -52,7 +52,7 @@ def embedding_bag(func, weight, indices, offsets, scale_grad_by_freq=False, mode
     pos = order_[(first[:, None] + k[None, :]).clamp(max=max(n - 1, 0))]  # (B, K) positions into rows
     sr = series(rows)
     planes = sr.planes.permute(0, 2, 1)  # (T, D, n)
-    arg = lex_window_argmax(planes, pos, valid)  # (D, B)
+    arg = lex_window_argmax(planes, pos, valid, nan="leading")  # (D, B); NaN as torch's max scan
     vals = torch.gather(planes, 2, arg.unsqueeze(0).expand(planes.shape[0], -1, -1)).permute(0, 2, 1)
     empty = bag_size == 0
     vals = torch.where(empty[None, :, None], 0, vals)

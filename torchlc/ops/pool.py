@@ -39,23 +39,35 @@ def _adaptive_windows(L, n_out, device):
     return idx.clamp(max=L - 1), valid
 
 
-def lex_argmax(w, valid):
+def lex_argmax(w, valid, nan="last"):
     """w (T, *B, K): K candidates per position, T planes; valid broadcasts to w's (*B, K). The
     position (keepdim, into K) of each first maximum in the field's order (lexicographic over the
-    planes), among the valid candidates."""
+    planes), among the valid candidates. NaN candidates (a NaN coefficient) as torch treats them:
+    ``nan="last"``, the last NaN wins (max pooling's ``val > max || isnan(val)``); ``"leading"``, a NaN
+    in the first valid position wins and later ones are skipped (embedding_bag's ``val > max`` scan)."""
     cand = valid.expand(w.shape[1:])
+    is_nan = torch.isnan(w).any(0) & cand
+    if nan == "leading":
+        first = cand.to(torch.uint8).argmax(-1, keepdim=True)
+        nan_wins, nan_at = is_nan.gather(-1, first), first
+        cand = cand & ~is_nan
+    else:
+        K = w.shape[-1]
+        nan_wins = is_nan.any(-1, keepdim=True)
+        nan_at = (is_nan * torch.arange(1, K + 1, device=w.device)).argmax(-1, keepdim=True)
     for t in range(w.shape[0]):
         pm = torch.where(cand, w[t], float("-inf"))
         m = pm.amax(-1, keepdim=True)
         cand = cand & (pm == m)
-    return cand.to(torch.uint8).argmax(-1, keepdim=True)
+    return torch.where(nan_wins, nan_at, cand.to(torch.uint8).argmax(-1, keepdim=True))
 
 
-def lex_window_argmax(planes, flat_idx, valid):
+def lex_window_argmax(planes, flat_idx, valid, nan="last"):
     """planes (T, B, L); flat_idx/valid (*O, K) index windows of the last dim. Returns the index (into
-    L) of each window's first maximum in the field's order (lexicographic over the planes)."""
+    L) of each window's first maximum in the field's order (lexicographic over the planes; NaN as
+    :func:`lex_argmax`)."""
     w = planes[:, :, flat_idx]  # (T, B, *O, K)
-    k = lex_argmax(w, valid)
+    k = lex_argmax(w, valid, nan)
     return torch.gather(flat_idx.expand(w.shape[1:]), -1, k).squeeze(-1)
 
 
