@@ -157,22 +157,34 @@ def relu_(func, x):
     return in_place_via_functional(func, (x,), {})
 
 
-def _pick(a, b, take_a_if):
+def _pick(a, b, take_a_if, ignore_nan=False):
     d = difference(b, a)  # a − b
     s = A.lead_sign(d.planes)
     res = select(take_a_if(s), a, b)
-    # like torch.maximum/minimum/clamp, a NaN in either operand gives NaN
-    return select(torch.isnan(s), float("nan"), res)
+    if not ignore_nan:  # like torch.maximum/minimum/clamp, a NaN in either operand gives NaN
+        return select(torch.isnan(s), float("nan"), res)
+    # like torch.fmax/fmin: a NaN operand gives the other one (NaN only where both are)
+    return select(torch.isnan(a), b, select(torch.isnan(b), a, res))
 
 
-@implements([aten.maximum.default, aten.fmax.default], kind="decision")
+@implements([aten.maximum.default], kind="decision")
 def maximum(func, a, b):
     return _pick(a, b, lambda s: s >= 0)
 
 
-@implements([aten.minimum.default, aten.fmin.default], kind="decision")
+@implements([aten.minimum.default], kind="decision")
 def minimum(func, a, b):
     return _pick(a, b, lambda s: s <= 0)
+
+
+@implements([aten.fmax.default], kind="decision")
+def fmax(func, a, b):
+    return _pick(a, b, lambda s: s >= 0, ignore_nan=True)
+
+
+@implements([aten.fmin.default], kind="decision")
+def fmin(func, a, b):
+    return _pick(a, b, lambda s: s <= 0, ignore_nan=True)
 
 
 @implements([aten.clamp.default, aten.clamp.Tensor], kind="decision")
@@ -363,9 +375,31 @@ def isnan(func, x):
     return torch.isnan(series(x).planes).any(0)
 
 
+def _float_inf(x):
+    """Elements with an infinite float coefficient and no NaN one (a NaN coefficient makes the element
+    NaN, and torch's NaN is not infinite), and whether the first (lowest-exponent) infinite
+    coefficient of each is +inf."""
+    P = series(x).planes
+    inf = torch.isinf(P)
+    first = inf.to(torch.uint8).argmax(0, keepdim=True)
+    return inf.any(0) & ~torch.isnan(P).any(0), P.gather(0, first).squeeze(0) > 0
+
+
 @implements([aten.isinf.default])
 def isinf(func, x):
-    return torch.isinf(series(x).planes).any(0)
+    return _float_inf(x)[0]
+
+
+@implements([aten.isposinf.default])
+def isposinf(func, x):
+    inf, pos = _float_inf(x)
+    return inf & pos
+
+
+@implements([aten.isneginf.default])
+def isneginf(func, x):
+    inf, pos = _float_inf(x)
+    return inf & ~pos
 
 
 @implements([aten.isfinite.default])

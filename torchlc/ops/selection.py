@@ -46,7 +46,8 @@ def searchsorted(func, seq, values, *, out_int32=False, right=False, side=None, 
         s, v = seq, aten.unsqueeze.default(values, -1)  # values (*V, 1) against seq (n,)
     else:
         s, v = aten.unsqueeze.default(seq, -2), aten.unsqueeze.default(values, -1)  # (*B, 1, n), (*B, m, 1)
-    below = aten.le.Tensor(s, v) if right else aten.lt.Tensor(s, v)
+    # torch's binary-search predicate, not(s ≥ v) / not(s > v): a NaN value sorts after every element
+    below = aten.logical_not.default(aten.gt.Tensor(s, v) if right else aten.ge.Tensor(s, v))
     return below.sum(-1).to(torch.int32 if out_int32 else torch.int64)
 
 
