@@ -136,13 +136,15 @@ def test_derivative_kernels_have_correct_derivatives():
     assert gradcheck(layer_norm, (a, b, w))
 
 
-@pytest.mark.parametrize("name", list(ELEMENTWISE) + ["layer_norm"])
+@pytest.mark.parametrize("name", list(ELEMENTWISE) + ["layer_norm", "batch_norm (eval)"])
 def test_first_order_results_do_not_depend_on_the_grad_mode(name):
     """Reentrant checkpointing runs a block without grad, then again with grad: both must agree."""
     g = torch.Generator().manual_seed(5)
     x, v = (torch.randn(4, 6, generator=g, dtype=torch.float32) for _ in range(2))
     w = torch.randn(6, generator=g, requires_grad=True)
-    f = (lambda t: F.layer_norm(t, (6,), w)) if name == "layer_norm" else ELEMENTWISE[name]
+    rm, rv = torch.randn(6, generator=g), torch.rand(6, generator=g) + 0.5
+    f = {"layer_norm": lambda t: F.layer_norm(t, (6,), w),
+         "batch_norm (eval)": lambda t: F.batch_norm(t, rm, rv, w, -w, training=False)}.get(name) or ELEMENTWISE[name]
     with torch.no_grad():
         off = f(x.nonstd(v))
     on = f(x.nonstd(v.requires_grad_()))

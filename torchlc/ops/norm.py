@@ -93,7 +93,14 @@ def _eval_affine(x, weight, bias, rm, rv, eps):
     if S.ZERO not in s.support or s.planes.dim() < 3:
         return None
     alpha, shift, sm, sr = _affine_coeffs(s, weight, bias, rm, rv, eps)
-    return out(Series(torch.addcmul(shift, s.planes, alpha), s.support, s.order, s.exact)), sm, sr
+    if s.planes.device.type == "cpu":
+        # α·x, then β added to the ε⁰ plane: on CPU a broadcasting addcmul runs ~3× slower than the
+        # two passes (resnet50's 256×16×16 activations: 121 against 37 µs, one thread)
+        i = s.support.index(S.ZERO)
+        planes = _jet.add_to_plane(s.planes * alpha, i, shift[i])
+    else:
+        planes = torch.addcmul(shift, s.planes, alpha)
+    return out(Series(planes, s.support, s.order, s.exact)), sm, sr
 
 
 # (α, β on the ε⁰ plane, the saved statistics) of recent eval batch norms, by the identity and version of their parameters
