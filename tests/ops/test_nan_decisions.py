@@ -93,6 +93,11 @@ OPS = {
 }
 
 
+# where torch's CUDA kernel picks another index among tied elements than its CPU kernel (LC gives the
+# CPU's on every device): values only there
+CUDA_INDEX_CHOICE = {"nanmedian (rows with a number)"}
+
+
 def _flat(r):
     if isinstance(r, (tuple, list)):
         return [q for e in r for q in _flat(e)]
@@ -114,6 +119,8 @@ def _same(want, got):
 @pytest.mark.parametrize("name", list(OPS))
 def test_nan_decisions_as_torch(name, seed, device):
     f, which = OPS[name]
+    if device == "cuda" and name in CUDA_INDEX_CHOICE:
+        which = (0,)
     x, y = _inputs(seed, device)
     want = _flat(f(x, y))
     got = _flat(f(_lift(x), _lift(y)))

@@ -8,6 +8,7 @@ on inputs with NaN: the NaN that wins in torch wins in LC, and indices are torch
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -90,14 +91,21 @@ def test_max_pool_nan_and_ties_as_torch(config, reader):
     got_v, got_i = pool._window_max(x.nonstd(torch.zeros_like(v)), windows, strides)
     torch.testing.assert_close(torchlc.coeff(got_v, 0), want_v, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(got_i, want_i)
-    # any ε¹ plane: the ε⁰ values are still torch's, and NaN (in either plane) wins its window
+    # any ε¹ plane, NaN in it too: the ε⁰ values are still torch's (a NaN ε⁰ coefficient wins its
+    # window), and a NaN ε¹ coefficient wins among the elements tied with the maximum through ε⁰
     got_v, got_i = pool._window_max(x.nonstd(v), windows, strides)
     torch.testing.assert_close(torchlc.coeff(got_v, 0), want_v, rtol=0, atol=0, equal_nan=True)
     x2, v2 = _specials(shape, len(shape) + 1, nan_in_eps=True)
-    got_v = torchlc.coeffs(pool._window_max(x2.nonstd(v2), windows, strides)[0])
-    lc_nan = torch.isnan(x2) | torch.isnan(v2)
-    want_nan = mp(torch.where(lc_nan, float("nan"), 0.0), k, s, p, d, ceil_mode)
-    assert torch.equal(torch.isnan(got_v).any(0), torch.isnan(want_nan))
+    got_v, got_i = pool._window_max(x2.nonstd(v2), windows, strides)
+    torch.testing.assert_close(torchlc.coeff(got_v, 0), mp(x2, k, s, p, d, ceil_mode), rtol=0, atol=0, equal_nan=True)
+    # the reference: windows of (x, v) by torch's max pooling of each candidate's rank in the field's
+    # order, NaN ranked above every number (ε⁰ first, then ε¹ among the tied)
+    flat_x, flat_v = x2.flatten(-n), v2.flatten(-n)
+    pick = lambda t: t.gather(-1, got_i.flatten(-n)).view(got_i.shape)
+    tied = pick(flat_x) == torchlc.coeff(got_v, 0)
+    eps_nan_at_max = torch.isnan(torchlc.coeff(got_v, 1))
+    assert torch.equal(pick(flat_v).isnan(), eps_nan_at_max)  # values are those of the index
+    assert bool(tied.logical_or(torch.isnan(pick(flat_x))).all())
 
 
 @pytest.mark.parametrize("out_size", [(1, 1), (2, 3), (4, 4)])
@@ -133,3 +141,34 @@ def test_fractional_max_pool_nan_as_torch():
                                            _random_samples=samples)
     torch.testing.assert_close(torchlc.coeff(got_v, 0), want_v, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(got_i, want_i)
+
+
+def _lex_argmax_reference(w, valid):
+    """pool.lex_argmax by a loop over positions: plane by plane, a NaN among the candidates wins (the
+    last one), else the candidates narrow to those at the maximum; then the first candidate."""
+    T, B, K = w.shape
+    out = []
+    for b in range(B):
+        cand = [k for k in range(K) if valid[b, k]]
+        won = None
+        for t in range(T):
+            nans = [k for k in cand if math.isnan(w[t, b, k])]
+            if nans:
+                won = nans[-1]
+                break
+            top = max(w[t, b, k] for k in cand)
+            cand = [k for k in cand if w[t, b, k] == top]
+        out.append(cand[0] if won is None else won)
+    return torch.tensor(out).unsqueeze(-1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lex_argmax_against_a_loop(seed):
+    g = torch.Generator().manual_seed(seed)
+    T, B, K = 1 + seed % 3, 64, 5
+    w = torch.randint(-1, 2, (T, B, K), generator=g).double()
+    w[torch.rand(T, B, K, generator=g) < 0.08] = float("nan")
+    w[torch.rand(T, B, K, generator=g) < 0.05] = float("inf")
+    valid = torch.rand(B, K, generator=g) < 0.8
+    valid[:, 0] = True
+    assert torch.equal(pool.lex_argmax(w, valid), _lex_argmax_reference(w, valid))

@@ -196,6 +196,7 @@ def _attention_jet_kernel(
     HAS_MASK: tl.constexpr,
     MASK_BOOL: tl.constexpr,
     CAUSAL: tl.constexpr,
+    SKIP_BLOCKS: tl.constexpr,
     ZERO_DEAD: tl.constexpr,
     WRITE_LSE: tl.constexpr,
 ):
@@ -224,7 +225,7 @@ def _attention_jet_kernel(
     acc0 = tl.zeros((BLOCK_M, D), tl.float32)
     acc1 = tl.zeros((BLOCK_M, D), tl.float32)
     end = S
-    if CAUSAL:
+    if CAUSAL and SKIP_BLOCKS:  # the mask below is what makes it causal; this only skips dead blocks
         end = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M)
     k_base = k_ptr + b.to(tl.int64) * sk_b + hk.to(tl.int64) * sk_h
     v_base = v_ptr + b.to(tl.int64) * sv_b + hk.to(tl.int64) * sv_h

@@ -42,22 +42,32 @@ def _adaptive_windows(L, n_out, device):
 def lex_argmax(w, valid, nan="last"):
     """w (T, *B, K): K candidates per position, T planes; valid broadcasts to w's (*B, K). The
     position (keepdim, into K) of each first maximum in the field's order (lexicographic over the
-    planes), among the valid candidates. NaN candidates (a NaN coefficient) as torch treats them:
-    ``nan="last"``, the last NaN wins (max pooling's ``val > max || isnan(val)``); ``"leading"``, a NaN
-    in the first valid position wins and later ones are skipped (embedding_bag's ``val > max`` scan)."""
+    planes), among the valid candidates.
+
+    NaN candidates (a NaN coefficient) as torch treats them. ``nan="last"``: the last NaN wins (max
+    pooling's ``val > max || isnan(val)``), found plane by plane among the candidates still tied
+    there: a plane's maximum is NaN exactly when one of them is (amax propagates NaN), so the
+    window-sized work per plane is one ``isnan`` and one argmax over bytes (the maximum of the
+    1-based positions of the NaNs). ``"leading"``: a NaN in the first valid position wins and later
+    ones are skipped (embedding_bag's ``val > max`` scan)."""
     cand = valid.expand(w.shape[1:])
-    is_nan = torch.isnan(w).any(0) & cand
+    K = w.shape[-1]
     if nan == "leading":
+        is_nan = torch.isnan(w).any(0) & cand
         first = cand.to(torch.uint8).argmax(-1, keepdim=True)
         nan_wins, nan_at = is_nan.gather(-1, first), first
         cand = cand & ~is_nan
     else:
-        K = w.shape[-1]
-        nan_wins = is_nan.any(-1, keepdim=True)
-        nan_at = (is_nan * torch.arange(1, K + 1, device=w.device)).argmax(-1, keepdim=True)
+        nan_wins = nan_at = None
+        rank = torch.arange(1, K + 1, device=w.device, dtype=torch.uint8 if K < 256 else torch.int32)
     for t in range(w.shape[0]):
         pm = torch.where(cand, w[t], float("-inf"))
         m = pm.amax(-1, keepdim=True)
+        if nan != "leading":
+            found = torch.isnan(m)  # a NaN among this plane's candidates (none in earlier planes)
+            last = (torch.isnan(pm) * rank).argmax(-1, keepdim=True)
+            nan_at = last if nan_at is None else torch.where(found, last, nan_at)
+            nan_wins = found if nan_wins is None else nan_wins | found
         cand = cand & (pm == m)
     return torch.where(nan_wins, nan_at, cand.to(torch.uint8).argmax(-1, keepdim=True))
 
