@@ -8,6 +8,7 @@ import math
 import torch
 
 from .._algebra import Series
+from .._context import inner_is_plain, tracing
 from .._dispatch import implements
 from .._tensor import series
 from ._util import fold_batch, out
@@ -49,7 +50,7 @@ def lex_argmax(w, valid, nan="last"):
     there: a plane's maximum is NaN exactly when one of them is (amax propagates NaN), so the
     window-sized work per plane is one ``isnan`` and one argmax over bytes (the maximum of the
     1-based positions of the NaNs). ``"leading"``: a NaN in the first valid position wins and later
-    ones are skipped (embedding_bag's ``val > max`` scan)."""
+    ones are skipped (embedding_bag's ``val > max`` scan). ``None``: the caller knows there is no NaN."""
     cand = valid.expand(w.shape[1:])
     K = w.shape[-1]
     if nan == "leading":
@@ -57,19 +58,29 @@ def lex_argmax(w, valid, nan="last"):
         first = cand.to(torch.uint8).argmax(-1, keepdim=True)
         nan_wins, nan_at = is_nan.gather(-1, first), first
         cand = cand & ~is_nan
-    else:
+    elif nan is not None:
         nan_wins = nan_at = None
         rank = torch.arange(1, K + 1, device=w.device, dtype=torch.uint8 if K < 256 else torch.int32)
     for t in range(w.shape[0]):
         pm = torch.where(cand, w[t], float("-inf"))
         m = pm.amax(-1, keepdim=True)
-        if nan != "leading":
+        if nan == "last":
             found = torch.isnan(m)  # a NaN among this plane's candidates (none in earlier planes)
             last = (torch.isnan(pm) * rank).argmax(-1, keepdim=True)
             nan_at = last if nan_at is None else torch.where(found, last, nan_at)
             nan_wins = found if nan_wins is None else nan_wins | found
         cand = cand & (pm == m)
-    return torch.where(nan_wins, nan_at, cand.to(torch.uint8).argmax(-1, keepdim=True))
+    first = cand.to(torch.uint8).argmax(-1, keepdim=True)
+    return first if nan is None else torch.where(nan_wins, nan_at, first)
+
+
+def _nan_policy(p):
+    """lex_argmax's NaN policy for max pooling of planes p: None (skip the NaN search) where p is seen
+    to hold no NaN, which costs one pass over the planes and is only asked for on CPU, where reading
+    the answer on the host does not wait for a device; "last" elsewhere."""
+    if p.device.type == "cpu" and not tracing() and inner_is_plain(p) and not bool(torch.isnan(p).any()):
+        return None
+    return "last"
 
 
 def lex_window_argmax(planes, flat_idx, valid, nan="last"):
@@ -138,7 +149,7 @@ def _window_max(x, windows, strides=None):
         # pointwise op: "vr must not be None for symbol q2", which broke torchlc.compile of every CNN
         # with max_pool)
         w = p[(slice(None),) * 3 + tuple(idxs)].reshape(T, N, C, *Os, K)  # explicit sizes: any may be 0
-    k = lex_argmax(w, valid)  # (N, C, *O, 1)
+    k = lex_argmax(w, valid, _nan_policy(p))  # (N, C, *O, 1)
     vals = torch.gather(w, -1, k.unsqueeze(0).expand(T, *k.shape)).squeeze(-1)  # (T, N, C, *O)
     ind = torch.gather(flat.expand(*k.shape[:-1], K), -1, k).squeeze(-1)  # (N, C, *O)
     if not batched:
