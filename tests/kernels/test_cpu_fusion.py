@@ -72,3 +72,40 @@ def test_fused_cpu_path_declines_what_it_cannot_take(monkeypatch):
     assert not C.usable(P.requires_grad_())
     with torch.no_grad():
         assert C.usable(P)
+
+
+POOLS = [
+    # (input shape, max_pool args: kernel, stride, padding, dilation, ceil_mode; NaN in the input)
+    ((2, 64, 16, 16), (3, 2, 1), False),  # a ResNet stem
+    ((2, 64, 16, 16), (3, 2, 1), True),
+    ((3, 8, 9, 8), ((3, 2), (2, 1), (1, 0), (1, 2), True), True),
+    ((2, 16, 6, 6, 6), (3, 2, 1), True),  # 3-d
+    ((16, 9, 9), (2, 2, 1, 1, True), False),  # unbatched
+]
+
+
+@pytest.mark.parametrize("shape,args,nan", POOLS)
+def test_fused_cpu_max_pool_equals_torch_formulas(shape, args, nan, monkeypatch):
+    """Max pooling's window formula compiled (batch and channels one dynamic dim) against eager: values
+    and indices bit for bit, on ties (small integers) with ±inf, and NaN in either plane."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(len(shape))
+    x = torch.randint(-2, 3, shape, generator=g).float()
+    v = torch.randint(-2, 3, shape, generator=g).float()
+    x.view(-1)[::29] = float("inf")
+    if nan:
+        x.view(-1)[::37] = float("nan")
+        v.view(-1)[5::41] = float("nan")
+    f = F.max_pool3d if len(shape) == 5 else F.max_pool2d
+    monkeypatch.setattr(C, "_enabled", False)
+    with torch.no_grad():
+        want_v, want_i = f(x.nonstd(v), *args, return_indices=True)
+    monkeypatch.setattr(C, "_enabled", True)
+    C._dynamo.clear()
+    with torch.no_grad():
+        got_v, got_i = f(x.nonstd(v), *args, return_indices=True)
+    assert C._enabled and C._dynamo, "the compiled window formula was not taken (no C++ toolchain?)"
+    bits = lambda t: torch.where(torch.isnan(t), float("nan"), t).view(torch.int32)  # noqa: E731
+    assert torch.equal(bits(torchlc.coeffs(got_v)), bits(torchlc.coeffs(want_v)))
+    assert torch.equal(got_i, want_i)

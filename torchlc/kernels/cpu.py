@@ -129,3 +129,25 @@ def run(name: str, *planes: torch.Tensor):
     if res is None:
         return None
     return res.view(planes[0].shape if res.dim() == 2 else planes[0].shape[1:])
+
+
+_dynamo: dict = {}  # function -> its torch.compile wrapper (a few functions: ops that ask for one)
+
+
+def compiled(fn, *args, dynamic=()):
+    """``fn(*args)`` through ``torch.compile(fn, fullgraph=True, dynamic=False)``, for ops whose
+    formula takes integer arguments that fix its loops (Dynamo guards them and the shapes, and
+    recompiles when they change); the ``(argument, dim)`` pairs in ``dynamic`` are marked dynamic,
+    so they do not recompile. None if fusion is unavailable (or the compile fails: then it stays off
+    for the process). Callers check :func:`usable` first; fn must give its eager numbers bit for bit."""
+    global _enabled
+    c = _dynamo.get(fn)
+    if c is None:
+        c = _dynamo[fn] = torch.compile(fn, fullgraph=True, dynamic=False)
+    try:
+        for i, d in dynamic:
+            torch._dynamo.mark_dynamic(args[i], d)
+        return c(*args)
+    except Exception:  # no C++ toolchain, or an Inductor limitation: use the torch formulas
+        _enabled = False
+        return None

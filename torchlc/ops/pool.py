@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from .. import kernels
 from .._algebra import Series
 from .._context import inner_is_plain, tracing
 from .._dispatch import implements
@@ -123,8 +124,21 @@ def _window_max(x, windows, strides=None):
     dilation) per dim: evenly spaced windows), copied from a strided view of the planes padded by
     edge replication (:func:`_strided_windows`): the same tensor, since replication pads with the
     clamped positions the index reads (resnet50's stem on CPU, 2×64×32×32, one thread: 7.0 → 4.2 ms)."""
+    s, p, batched = pool_planes(x, len(windows))
+    vals, ind = window_max_planes(p, windows, strides, _nan_policy(p))
+    return _pooled(s, vals, ind, batched)
+
+
+def _pooled(s, vals, ind, batched):
+    if not batched:
+        vals, ind = vals.squeeze(1), ind.squeeze(0)
+    return out(Series(vals, s.support, s.order, s.exact)), ind
+
+
+def window_max_planes(p, windows, strides, nan):
+    """:func:`_window_max` on plain planes p (T, N, C, *spatial): (values (T, N, C, *O), indices
+    (N, C, *O)); ``nan`` is :func:`lex_argmax`'s policy."""
     n = len(windows)
-    s, p, batched = pool_planes(x, n)
     T, N, C = p.shape[:3]
     spatial = p.shape[3:]
     # on a (O_0..O_{n-1}, K_0..K_{n-1}) grid by broadcasting: each dim's window positions, their
@@ -149,12 +163,20 @@ def _window_max(x, windows, strides=None):
         # pointwise op: "vr must not be None for symbol q2", which broke torchlc.compile of every CNN
         # with max_pool)
         w = p[(slice(None),) * 3 + tuple(idxs)].reshape(T, N, C, *Os, K)  # explicit sizes: any may be 0
-    k = lex_argmax(w, valid, _nan_policy(p))  # (N, C, *O, 1)
+    k = lex_argmax(w, valid, nan)  # (N, C, *O, 1)
     vals = torch.gather(w, -1, k.unsqueeze(0).expand(T, *k.shape)).squeeze(-1)  # (T, N, C, *O)
     ind = torch.gather(flat.expand(*k.shape[:-1], K), -1, k).squeeze(-1)  # (N, C, *O)
-    if not batched:
-        vals, ind = vals.squeeze(1), ind.squeeze(0)
-    return out(Series(vals, s.support, s.order, s.exact)), ind
+    return vals, ind
+
+
+def max_pool_planes(p, ks, st, pd, dl, ceil_mode, nan):
+    """max_pool of plain planes p (T, N, C, *spatial) from its integer arguments (per dim): the
+    function the CPU compiles (Dynamo sees only p and Python numbers), and the strided windows'
+    eager formula."""
+    n = len(ks)
+    windows = [_pool_windows(L, k, s_, p_, d_, ceil_mode, p.device)
+               for L, k, s_, p_, d_ in zip(p.shape[-n:], ks, st, pd, dl, strict=True)]
+    return window_max_planes(p, windows, list(zip(st, pd, dl)), nan)
 
 
 def _strided_windows(p, windows, strides):
@@ -196,9 +218,25 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
 
     ks = per_dim(kernel_size, ())
     st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
+    if x.device.type == "cpu":
+        # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
+        # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
+        # fuses the strided view's reads worse), and a gather is one kernel in eager mode
+        s, p, batched = pool_planes(x, n)
+        nan = _nan_policy(p)
+        T, N, C = p.shape[:3]
+        # large planes: the same function compiled by Inductor (one loop over the windows instead of
+        # a copy of them and ~10 passes; resnet50's stem, 2×64×32×32, one thread: 6.4 → 1.5 ms),
+        # batch and channels merged into one dynamic dim so a new batch size does not recompile
+        merged = p.reshape(T, 1, N * C, *p.shape[3:])
+        if kernels.cpu.usable(p) and (res := kernels.cpu.compiled(
+                max_pool_planes, merged, tuple(ks), tuple(st), tuple(pd), tuple(dl), bool(ceil_mode), nan,
+                dynamic=((0, 2),))) is not None:
+            vals, ind = res
+            vals, ind = vals.reshape(T, N, C, *vals.shape[3:]), ind.reshape(N, C, *ind.shape[2:])
+        else:
+            vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, nan)
+        return _pooled(s, vals, ind, batched)
     windows = [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
                for L, k, s_, p_, d_ in zip(x.shape[-n:], ks, st, pd, dl, strict=True)]
-    # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
-    # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
-    # fuses the strided view's reads worse), and a gather is one kernel in eager mode
-    return _window_max(x, windows, list(zip(st, pd, dl)) if x.device.type == "cpu" else None)
+    return _window_max(x, windows)
