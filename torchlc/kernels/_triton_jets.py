@@ -196,7 +196,7 @@ def _attention_jet_kernel(
     HAS_MASK: tl.constexpr,
     MASK_BOOL: tl.constexpr,
     CAUSAL: tl.constexpr,
-    SKIP_BLOCKS: tl.constexpr,
+    KEYS: tl.constexpr,
     ZERO_DEAD: tl.constexpr,
     WRITE_LSE: tl.constexpr,
 ):
@@ -224,9 +224,12 @@ def _attention_jet_kernel(
     u = tl.zeros((BLOCK_M,), tl.float32)
     acc0 = tl.zeros((BLOCK_M, D), tl.float32)
     acc1 = tl.zeros((BLOCK_M, D), tl.float32)
-    end = S
-    if CAUSAL and SKIP_BLOCKS:  # the mask below is what makes it causal; this only skips dead blocks
-        end = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M)
+    if KEYS == 0:
+        end = S
+        if CAUSAL:  # the mask below makes it causal; this skips the key blocks it would zero out
+            end = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M)
+    else:  # interpreted, KEYS = S as a constant: Triton 3.6's interpreter with NumPy 2.5 cannot take a
+        end = KEYS  # loop bound passed or computed at run time (a 1-element array, not a scalar)
     k_base = k_ptr + b.to(tl.int64) * sk_b + hk.to(tl.int64) * sk_h
     v_base = v_ptr + b.to(tl.int64) * sv_b + hk.to(tl.int64) * sv_h
     for start in range(0, end, BLOCK_N):

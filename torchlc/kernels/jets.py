@@ -317,9 +317,9 @@ def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_
         HAS_MASK=mask is not None,
         MASK_BOOL=mask is not None and mask.dtype == torch.bool,
         CAUSAL=bool(is_causal),
-        # a loop bound read from the program id: Triton 3.6's interpreter cannot take one (with NumPy 2
-        # it raises converting the 1-element array), so interpreted launches visit every key block
-        SKIP_BLOCKS=Q.is_cuda,
+        # the key count as a loop bound fixed at compile time under the interpreter only (it cannot
+        # take one given at run time); on CUDA one kernel serves every length
+        KEYS=0 if Q.is_cuda else S,
         ZERO_DEAD=bool(zero_dead_rows),
         WRITE_LSE=lse is not None,
         num_warps=4,
