@@ -87,7 +87,8 @@ POOLS = [
 @pytest.mark.parametrize("shape,args,nan", POOLS)
 def test_fused_cpu_max_pool_equals_torch_formulas(shape, args, nan, monkeypatch):
     """Max pooling's window formula compiled (batch and channels one dynamic dim) against eager: values
-    and indices bit for bit, on ties (small integers) with ±inf, and NaN in either plane."""
+    and indices bit for bit, on ties (small integers) with ±inf; with NaN in either plane the eager
+    formula runs, and the result is the same as with fusion off."""
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(len(shape))
@@ -105,7 +106,8 @@ def test_fused_cpu_max_pool_equals_torch_formulas(shape, args, nan, monkeypatch)
     C._dynamo.clear()
     with torch.no_grad():
         got_v, got_i = f(x.nonstd(v), *args, return_indices=True)
-    assert C._enabled and C._dynamo, "the compiled window formula was not taken (no C++ toolchain?)"
+    # planes with NaN take the eager formula (see ops.pool.max_pool_with_indices)
+    assert C._enabled and bool(C._dynamo) != nan, "the compiled window formula was (not) taken"
     bits = lambda t: torch.where(torch.isnan(t), float("nan"), t).view(torch.int32)  # noqa: E731
     assert torch.equal(bits(torchlc.coeffs(got_v)), bits(torchlc.coeffs(want_v)))
     assert torch.equal(got_i, want_i)

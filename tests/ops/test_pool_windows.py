@@ -76,9 +76,12 @@ def _specials(shape, seed, nan_in_eps=False):
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("reader", ["strided", "gathered"])
-def test_max_pool_nan_and_ties_as_torch(config, reader):
-    """NaN wins a window as in torch's max pooling (its last NaN); with an ε¹ plane of zeros the
-    field's order is torch's order, so values and indices are torch's bit for bit, ties included."""
+@pytest.mark.parametrize("nan_search", ["windows", "native pool"])
+def test_max_pool_nan_and_ties_as_torch(config, reader, nan_search):
+    """An element with a NaN coefficient wins its window, the last such one, as NaN does in torch's
+    max pooling; with an ε¹ plane of zeros the field's order is torch's order, so values and indices
+    are torch's bit for bit, ties included. Both NaN searches: window by window (lex_argmax) and from
+    torch's pooling of the NaN positions (_nan_wins)."""
     shape, k, s, p, d, ceil_mode = config
     n = 3 if len(shape) == 5 else 2
     x, v = _specials(shape, len(shape))
@@ -87,25 +90,24 @@ def test_max_pool_nan_and_ties_as_torch(config, reader):
     windows = [pool._pool_windows(L, *a, ceil_mode, x.device) for L, *a in zip(x.shape[-n:], ks, st, pd, dl)]
     strides = list(zip(st, pd, dl)) if reader == "strided" else None
     mp = F.max_pool2d if n == 2 else F.max_pool3d
+    native = (lambda t: mp(t, k, s, p, d, ceil_mode, return_indices=True)) if nan_search == "native pool" else None
     want_v, want_i = mp(x, k, s, p, d, ceil_mode, return_indices=True)
-    got_v, got_i = pool._window_max(x.nonstd(torch.zeros_like(v)), windows, strides)
+    got_v, got_i = pool._window_max(x.nonstd(torch.zeros_like(v)), windows, strides, native)
     torch.testing.assert_close(torchlc.coeff(got_v, 0), want_v, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(got_i, want_i)
-    # any ε¹ plane, NaN in it too: the ε⁰ values are still torch's (a NaN ε⁰ coefficient wins its
-    # window), and a NaN ε¹ coefficient wins among the elements tied with the maximum through ε⁰
-    got_v, got_i = pool._window_max(x.nonstd(v), windows, strides)
+    # any ε¹ plane: the ε⁰ values are still torch's
+    got_v, got_i = pool._window_max(x.nonstd(v), windows, strides, native)
     torch.testing.assert_close(torchlc.coeff(got_v, 0), want_v, rtol=0, atol=0, equal_nan=True)
+    # NaN in the ε¹ plane too: the element is NaN, so torch's pooling of the elements' NaN pattern
+    # gives the windows NaN wins and their indices; elsewhere LC's values are torch's ε⁰ maxima
     x2, v2 = _specials(shape, len(shape) + 1, nan_in_eps=True)
-    got_v, got_i = pool._window_max(x2.nonstd(v2), windows, strides)
-    torch.testing.assert_close(torchlc.coeff(got_v, 0), mp(x2, k, s, p, d, ceil_mode), rtol=0, atol=0, equal_nan=True)
-    # the reference: windows of (x, v) by torch's max pooling of each candidate's rank in the field's
-    # order, NaN ranked above every number (ε⁰ first, then ε¹ among the tied)
-    flat_x, flat_v = x2.flatten(-n), v2.flatten(-n)
-    pick = lambda t: t.gather(-1, got_i.flatten(-n)).view(got_i.shape)
-    tied = pick(flat_x) == torchlc.coeff(got_v, 0)
-    eps_nan_at_max = torch.isnan(torchlc.coeff(got_v, 1))
-    assert torch.equal(pick(flat_v).isnan(), eps_nan_at_max)  # values are those of the index
-    assert bool(tied.logical_or(torch.isnan(pick(flat_x))).all())
+    is_nan = torch.isnan(x2) | torch.isnan(v2)
+    want_v, want_i = mp(torch.where(is_nan, float("nan"), x2), k, s, p, d, ceil_mode, return_indices=True)
+    got_v, got_i = pool._window_max(x2.nonstd(v2), windows, strides, native)
+    won = torch.isnan(want_v)
+    assert torch.equal(torch.isnan(torchlc.coeffs(got_v)).any(0), won)
+    assert torch.equal(got_i[won], want_i[won])
+    torch.testing.assert_close(torchlc.coeff(got_v, 0)[~won], want_v[~won], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("out_size", [(1, 1), (2, 3), (4, 4)])
@@ -144,21 +146,20 @@ def test_fractional_max_pool_nan_as_torch():
 
 
 def _lex_argmax_reference(w, valid):
-    """pool.lex_argmax by a loop over positions: plane by plane, a NaN among the candidates wins (the
-    last one), else the candidates narrow to those at the maximum; then the first candidate."""
+    """pool.lex_argmax by a loop over positions: the last valid element with a NaN coefficient wins;
+    else plane by plane the candidates narrow to those at the maximum; then the first candidate."""
     T, B, K = w.shape
     out = []
     for b in range(B):
         cand = [k for k in range(K) if valid[b, k]]
-        won = None
+        nans = [k for k in cand if any(math.isnan(w[t, b, k]) for t in range(T))]
+        if nans:
+            out.append(nans[-1])
+            continue
         for t in range(T):
-            nans = [k for k in cand if math.isnan(w[t, b, k])]
-            if nans:
-                won = nans[-1]
-                break
             top = max(w[t, b, k] for k in cand)
             cand = [k for k in cand if w[t, b, k] == top]
-        out.append(cand[0] if won is None else won)
+        out.append(cand[0])
     return torch.tensor(out).unsqueeze(-1)
 
 

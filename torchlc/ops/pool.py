@@ -46,42 +46,53 @@ def lex_argmax(w, valid, nan="last"):
     position (keepdim, into K) of each first maximum in the field's order (lexicographic over the
     planes), among the valid candidates.
 
-    NaN candidates (a NaN coefficient) as torch treats them. ``nan="last"``: the last NaN wins (max
-    pooling's ``val > max || isnan(val)``), found plane by plane among the candidates still tied
-    there: a plane's maximum is NaN exactly when one of them is (amax propagates NaN), so the
-    window-sized work per plane is one ``isnan`` and one argmax over bytes (the maximum of the
-    1-based positions of the NaNs). ``"leading"``: a NaN in the first valid position wins and later
-    ones are skipped (embedding_bag's ``val > max`` scan). ``None``: the caller knows there is no NaN."""
+    NaN candidates (elements with a NaN coefficient, in any plane) as torch treats NaN: ``"last"``,
+    the last one wins (max pooling's ``val > max || isnan(val)``); ``"leading"``, one in the first
+    valid position wins and later ones are skipped (embedding_bag's ``val > max`` scan); ``None``, no
+    NaN search (the caller knows there is none, or overrides NaN windows itself: see
+    :func:`_nan_wins`)."""
     cand = valid.expand(w.shape[1:])
-    K = w.shape[-1]
-    if nan == "leading":
+    if nan is not None:
         is_nan = torch.isnan(w).any(0) & cand
+    if nan == "leading":
         first = cand.to(torch.uint8).argmax(-1, keepdim=True)
         nan_wins, nan_at = is_nan.gather(-1, first), first
         cand = cand & ~is_nan
     elif nan is not None:
-        nan_wins = nan_at = None
+        K = w.shape[-1]
         rank = torch.arange(1, K + 1, device=w.device, dtype=torch.uint8 if K < 256 else torch.int32)
+        nan_wins = is_nan.any(-1, keepdim=True)
+        nan_at = (is_nan * rank).argmax(-1, keepdim=True)  # the largest 1-based position: the last
     for t in range(w.shape[0]):
         pm = torch.where(cand, w[t], float("-inf"))
         m = pm.amax(-1, keepdim=True)
-        if nan == "last":
-            found = torch.isnan(m)  # a NaN among this plane's candidates (none in earlier planes)
-            last = (torch.isnan(pm) * rank).argmax(-1, keepdim=True)
-            nan_at = last if nan_at is None else torch.where(found, last, nan_at)
-            nan_wins = found if nan_wins is None else nan_wins | found
         cand = cand & (pm == m)
     first = cand.to(torch.uint8).argmax(-1, keepdim=True)
     return first if nan is None else torch.where(nan_wins, nan_at, first)
 
 
-def _nan_policy(p):
-    """lex_argmax's NaN policy for max pooling of planes p: None (skip the NaN search) where p is seen
-    to hold no NaN, which costs one pass over the planes and is only asked for on CPU, where reading
-    the answer on the host does not wait for a device; "last" elsewhere."""
-    if p.device.type == "cpu" and not tracing() and inner_is_plain(p) and not bool(torch.isnan(p).any()):
-        return None
-    return "last"
+def _nan_wins(p, vals, ind, native_pool):
+    """Max pooling's NaN rule applied to its lexicographic result (values (T, N, C, *O), indices
+    (N, C, *O)) of planes p (T, N, C, *spatial): where a window holds an element with a NaN
+    coefficient, the last such element wins, as in torch. Found with torch's own pooling
+    (``native_pool``: the op with the same windows, on a plain (N, C, *spatial) tensor) over the map
+    of 1-based flat positions of the NaN elements (0 elsewhere): the window maximum is positive
+    exactly where the window holds one, and its index is the last. Input-sized work instead of
+    window-sized work in every plane (resnet50's stem at batch 32: ~0.3 against ~2 ms on an H100)."""
+    T, N, C = p.shape[:3]
+    L = math.prod(p.shape[3:])
+    dt = torch.float32 if L < 2**24 else torch.float64  # positions exact
+    pos = torch.arange(1, L + 1, device=p.device, dtype=dt).view(p.shape[3:])
+    wmax, widx = native_pool(torch.isnan(p).any(0) * pos)
+    found = wmax > 0
+    picked = torch.gather(p.reshape(T, N, C, L), -1, widx.reshape(1, N, C, -1).expand(T, N, C, -1))
+    return torch.where(found, picked.view(vals.shape), vals), torch.where(found, widx, ind)
+
+
+def _may_hold_nan(p) -> bool:
+    """Whether planes p may hold a NaN: False only where seen not to, which costs one pass over the
+    planes and is only asked on CPU, where reading the answer on the host waits for no device."""
+    return not (p.device.type == "cpu" and not tracing() and inner_is_plain(p) and not bool(torch.isnan(p).any()))
 
 
 def lex_window_argmax(planes, flat_idx, valid, nan="last"):
@@ -115,7 +126,7 @@ def pool_planes(x, n):
     return s, (p if batched else p.unsqueeze(1)), batched
 
 
-def _window_max(x, windows, strides=None):
+def _window_max(x, windows, strides=None, native_pool=None):
     """Max in the field's order over per-dim windows (``windows[d]`` = (idx (O_d, K_d), valid)) of the
     trailing spatial dims of x, (N, C, *spatial) or (C, *spatial): values and torch-style indices
     (flattened spatial position of each window's first maximum).
@@ -123,9 +134,16 @@ def _window_max(x, windows, strides=None):
     The windows are read by advanced indexing, or, given ``strides`` (max_pool's (stride, padding,
     dilation) per dim: evenly spaced windows), copied from a strided view of the planes padded by
     edge replication (:func:`_strided_windows`): the same tensor, since replication pads with the
-    clamped positions the index reads (resnet50's stem on CPU, 2×64×32×32, one thread: 7.0 → 4.2 ms)."""
+    clamped positions the index reads (resnet50's stem on CPU, 2×64×32×32, one thread: 7.0 → 4.2 ms).
+    ``native_pool`` (torch's pooling op with these windows, on a plain tensor) finds the windows NaN
+    wins (:func:`_nan_wins`); without it they are searched window by window."""
     s, p, batched = pool_planes(x, len(windows))
-    vals, ind = window_max_planes(p, windows, strides, _nan_policy(p))
+    if native_pool is None:
+        vals, ind = window_max_planes(p, windows, strides, "last" if _may_hold_nan(p) else None)
+    else:
+        vals, ind = window_max_planes(p, windows, strides, None)
+        if _may_hold_nan(p):
+            vals, ind = _nan_wins(p, vals, ind, native_pool)
     return _pooled(s, vals, ind, batched)
 
 
@@ -163,7 +181,10 @@ def window_max_planes(p, windows, strides, nan):
         # pointwise op: "vr must not be None for symbol q2", which broke torchlc.compile of every CNN
         # with max_pool)
         w = p[(slice(None),) * 3 + tuple(idxs)].reshape(T, N, C, *Os, K)  # explicit sizes: any may be 0
-    k = lex_argmax(w, valid, nan)  # (N, C, *O, 1)
+    # (N, C, *O, 1); clamped: without a NaN search a window that NaN emptied of candidates has no
+    # answer (its caller overrides it), and Inductor may then compute any index for it, which its
+    # bounds check on the gather would turn into an abort
+    k = lex_argmax(w, valid, nan).clamp(0, K - 1)
     vals = torch.gather(w, -1, k.unsqueeze(0).expand(T, *k.shape)).squeeze(-1)  # (T, N, C, *O)
     ind = torch.gather(flat.expand(*k.shape[:-1], K), -1, k).squeeze(-1)  # (N, C, *O)
     return vals, ind
@@ -203,7 +224,8 @@ def _strided_windows(p, windows, strides):
 def adaptive_max_pool(func, x, output_size):
     n = 2 if func is aten.adaptive_max_pool2d.default else 3
     spatial = x.shape[-n:]
-    return _window_max(x, [_adaptive_windows(L, L if o is None else o, x.device) for L, o in zip(spatial, output_size)])
+    windows = [_adaptive_windows(L, L if o is None else o, x.device) for L, o in zip(spatial, output_size)]
+    return _window_max(x, windows, native_pool=lambda t: func(t, output_size))
 
 
 @implements([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default], kind="decision")
@@ -218,25 +240,32 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
 
     ks = per_dim(kernel_size, ())
     st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
+    def native(t):  # torch's pooling with these windows, on a plain tensor
+        return func(t, ks, st, pd, dl, ceil_mode)
+
     if x.device.type == "cpu":
         # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
         # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
         # fuses the strided view's reads worse), and a gather is one kernel in eager mode
         s, p, batched = pool_planes(x, n)
-        nan = _nan_policy(p)
         T, N, C = p.shape[:3]
         # large planes: the same function compiled by Inductor (one loop over the windows instead of
         # a copy of them and ~10 passes; resnet50's stem, 2×64×32×32, one thread: 6.4 → 1.5 ms),
         # batch and channels merged into one dynamic dim so a new batch size does not recompile
         merged = p.reshape(T, 1, N * C, *p.shape[3:])
-        if kernels.cpu.usable(p) and (res := kernels.cpu.compiled(
-                max_pool_planes, merged, tuple(ks), tuple(st), tuple(pd), tuple(dl), bool(ceil_mode), nan,
+        # never with NaN: Inductor's C++ for this formula computed an out-of-range gather index in a
+        # window whose candidates NaN eliminated, and its bounds check aborts the process
+        may_nan = _may_hold_nan(p)
+        if not may_nan and kernels.cpu.usable(p) and (res := kernels.cpu.compiled(
+                max_pool_planes, merged, tuple(ks), tuple(st), tuple(pd), tuple(dl), bool(ceil_mode), None,
                 dynamic=((0, 2),))) is not None:
             vals, ind = res
             vals, ind = vals.reshape(T, N, C, *vals.shape[3:]), ind.reshape(N, C, *ind.shape[2:])
         else:
-            vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, nan)
+            vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, None)
+        if may_nan:
+            vals, ind = _nan_wins(p, vals, ind, native)
         return _pooled(s, vals, ind, batched)
     windows = [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
                for L, k, s_, p_, d_ in zip(x.shape[-n:], ks, st, pd, dl, strict=True)]
-    return _window_max(x, windows)
+    return _window_max(x, windows, native_pool=native)
