@@ -15,6 +15,8 @@ dtype; on CUDA softmax and layer_norm are one Triton launch each (``torchlc.kern
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -278,9 +280,15 @@ def _layer_norm_traced(P, dims, weight, bias, eps, stats, dt):
 
 
 def _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual=None, bias0=None):
-    if not P.is_contiguous() or (residual is not None and not residual.is_contiguous()):
-        return None
     rows = P.shape[1 : P.dim() - n_dims]
+    if not (P.is_contiguous() and (residual is None or residual.is_contiguous())):
+        # rows that are not contiguous (convnext's layer norm after a permute): one copy for the one
+        # launch, as torch's own layer norm copies its input, where the kernel applies (else none:
+        # the formulas below read the planes as they are)
+        if not _fused.applies(P, math.prod(P.shape[P.dim() - n_dims :]), weight, bias, residual, bias0):
+            return None
+        P = P.contiguous()
+        residual = None if residual is None else residual.contiguous()
     w, b, b0 = (None if t is None else t.reshape(-1) for t in (weight, bias, bias0))
     R = None if residual is None else residual.view(2, *rows, -1)
     res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats, residual=R, bias0=b0)

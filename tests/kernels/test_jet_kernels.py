@@ -104,6 +104,19 @@ for dtype in (torch.float64, torch.float32, torch.bfloat16):
     o = _jet.layer_norm(Y, 2, None, None, 1e-5)
     ro = ln_ref(Y.reshape(2, 3, 20), None, None, 1e-5)[0].reshape(Y.shape)
     torch.testing.assert_close(o.double(), ro, rtol=t, atol=t)
+    # rows that are not contiguous (convnext: channels last by a permute) take the kernel too, with
+    # the statistics, and give the contiguous planes' numbers
+    Yp = torch.randn(2, 3, 50, 4, generator=g).to(dtype).permute(0, 1, 3, 2)
+    assert not Yp.is_contiguous() and jets.applies(Yp, 50, w, b)
+    launched = []
+    real_launch = jets.launch
+    jets.launch = lambda *a, **k: launched.append(1) or real_launch(*a, **k)
+    o, mean, rstd = _jet.layer_norm(Yp, 1, w, b, 1e-5, stats=True)
+    jets.launch = real_launch
+    assert launched, "the layer-norm kernel was not launched for non-contiguous rows"
+    o2, mean2, rstd2 = _jet.layer_norm(Yp.contiguous(), 1, w, b, 1e-5, stats=True)
+    assert torch.equal(o, o2) and torch.equal(mean, mean2) and torch.equal(rstd, rstd2)
+    torch.testing.assert_close(o.double(), ln_ref(Yp, w, b, 1e-5)[0], rtol=t, atol=t)
     # head split (with the in-projection's bias on the ε⁰ plane) and merge: torch's copies exactly
     Y = torch.randn(2, 3, 5, 3 * 4 * 16, generator=g).to(dtype)
     bq = torch.randn(3 * 4 * 16, generator=g).to(dtype)

@@ -43,6 +43,12 @@ def _acc(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def applies(t: torch.Tensor, n: int, *params) -> bool:
+    """Whether the row kernels (softmax, layer norm) can take planes ``t`` with rows of ``n`` and these
+    parameters, once made contiguous (see :func:`_ok`)."""
+    return _ok(t, n, *params)
+
+
 def _ok(t: torch.Tensor, n: int, *params) -> bool:
     """Whether the kernel applies: a supported device and dtype, a row that fits, and nothing that
     autograd would have to record (the kernels have no backward: those cases use the torch formulas)."""
