@@ -49,7 +49,7 @@ def _relu2(P):
 
 
 def _relu2_(P):
-    P.masked_fill_(relu_nonpos(P[0], P[1]), 0.0)
+    return P.masked_fill_(relu_nonpos(P[0], P[1]), 0.0)
 
 
 def _floor2(P):
@@ -59,12 +59,12 @@ def _floor2(P):
     return torch.where(p1 == p1, res, p1)
 
 
-# name -> formula on planes (2, n); "relu_" updates its operand in place. Not eval batch norm's affine
-# map: fused, it measured no faster than the torch path's mul and in-place add (one core, 2×256×16×16
-# planes: 45.7 against 45 µs). Not the first-order
-# product: its torch path accumulates a₁b₀ with addcmul, which is a fused multiply-add on CPUs with FMA
-# (one rounding), and Inductor's C++ has no FMA (two roundings), so the ε¹ planes would differ in
-# the last bit between small and large tensors.
+# name -> formula on planes (2, n); "relu_" updates its operand in place (and returns it). Not eval
+# batch norm's affine map: fused, it measured no faster than the torch path's mul and in-place add
+# (one core, 2×256×16×16 planes: 45.7 against 45 µs). Not the first-order product: its torch path
+# accumulates a₁b₀ with addcmul, which is a fused multiply-add on CPUs with FMA (one rounding), and
+# Inductor's C++ has no FMA (two roundings), so the ε¹ planes would differ in the last bit between
+# small and large tensors.
 FORMULAS = {"abs": _abs2, "relu": _relu2, "relu_": _relu2_, "floor": _floor2}
 
 
@@ -120,12 +120,8 @@ def _call(name: str, *args: torch.Tensor):
 def run(name: str, *planes: torch.Tensor):
     """The fused formula ``name`` on planes (2, *shape) that :func:`usable` accepted: its result
     (planes of the same shape, or the real result of shape ``shape`` for "floor"; for "relu_" the
-    first operand, updated in place); None if fusion is unavailable."""
-    flat = [p.view(2, -1) for p in planes]
-    done = _enabled  # an in-place formula returns nothing: success is "still enabled"
-    res = _call(name, *flat)
-    if name == "relu_":
-        return planes[0] if done and _enabled else None
+    first operand, updated in place, as a view); None if fusion is unavailable."""
+    res = _call(name, *(p.view(2, -1) for p in planes))
     if res is None:
         return None
     return res.view(planes[0].shape if res.dim() == 2 else planes[0].shape[1:])

@@ -18,6 +18,7 @@ from .._dispatch import implements, in_place_via_functional
 from .._tensor import LCTensor, series
 from ..layouts import PLANES
 from ._util import is_monomial, operand, out, real_out
+from .order import nan_elements
 
 aten = torch.ops.aten
 NAN = float("nan")
@@ -372,7 +373,7 @@ def heaviside(func, x, values):
 
 @implements([aten.isnan.default])
 def isnan(func, x):
-    return torch.isnan(series(x).planes).any(0)
+    return nan_elements(series(x).planes)
 
 
 def _float_inf(x):
@@ -382,7 +383,7 @@ def _float_inf(x):
     P = series(x).planes
     inf = torch.isinf(P)
     first = inf.to(torch.uint8).argmax(0, keepdim=True)
-    return inf.any(0) & ~torch.isnan(P).any(0), P.gather(0, first).squeeze(0) > 0
+    return inf.any(0) & ~nan_elements(P), P.gather(0, first).squeeze(0) > 0
 
 
 @implements([aten.isinf.default])

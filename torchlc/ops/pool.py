@@ -13,6 +13,7 @@ from .._context import inner_is_plain, tracing
 from .._dispatch import implements
 from .._tensor import series
 from ._util import fold_batch, out
+from .order import nan_elements
 
 aten = torch.ops.aten
 
@@ -53,7 +54,7 @@ def lex_argmax(w, valid, nan="last"):
     :func:`_nan_wins`)."""
     cand = valid.expand(w.shape[1:])
     if nan is not None:
-        is_nan = torch.isnan(w).any(0) & cand
+        is_nan = nan_elements(w) & cand
     if nan == "leading":
         first = cand.to(torch.uint8).argmax(-1, keepdim=True)
         nan_wins, nan_at = is_nan.gather(-1, first), first
@@ -83,7 +84,7 @@ def _nan_wins(p, vals, ind, native_pool):
     L = math.prod(p.shape[3:])
     dt = torch.float32 if L < 2**24 else torch.float64  # positions exact
     pos = torch.arange(1, L + 1, device=p.device, dtype=dt).view(p.shape[3:])
-    wmax, widx = native_pool(torch.isnan(p).any(0) * pos)
+    wmax, widx = native_pool(nan_elements(p) * pos)
     found = wmax > 0
     picked = torch.gather(p.reshape(T, N, C, L), -1, widx.reshape(1, N, C, -1).expand(T, N, C, -1))
     return torch.where(found, picked.view(vals.shape), vals), torch.where(found, widx, ind)
@@ -190,14 +191,14 @@ def window_max_planes(p, windows, strides, nan):
     return vals, ind
 
 
-def max_pool_planes(p, ks, st, pd, dl, ceil_mode, nan):
-    """max_pool of plain planes p (T, N, C, *spatial) from its integer arguments (per dim): the
-    function the CPU compiles (Dynamo sees only p and Python numbers), and the strided windows'
-    eager formula."""
+def max_pool_planes(p, ks, st, pd, dl, ceil_mode, nan, strided=True):
+    """max_pool of plain planes p (T, N, C, *spatial) from its integer arguments (per dim), the
+    windows read strided (:func:`_strided_windows`) or gathered: the function the CPU compiles
+    (Dynamo sees only p and Python values) and the eager formula."""
     n = len(ks)
     windows = [_pool_windows(L, k, s_, p_, d_, ceil_mode, p.device)
                for L, k, s_, p_, d_ in zip(p.shape[-n:], ks, st, pd, dl, strict=True)]
-    return window_max_planes(p, windows, list(zip(st, pd, dl)), nan)
+    return window_max_planes(p, windows, list(zip(st, pd, dl)) if strided else None, nan)
 
 
 def _strided_windows(p, windows, strides):
@@ -240,32 +241,25 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
 
     ks = per_dim(kernel_size, ())
     st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
-    def native(t):  # torch's pooling with these windows, on a plain tensor
-        return func(t, ks, st, pd, dl, ceil_mode)
-
-    if x.device.type == "cpu":
-        # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
-        # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
-        # fuses the strided view's reads worse), and a gather is one kernel in eager mode
-        s, p, batched = pool_planes(x, n)
+    s, p, batched = pool_planes(x, n)
+    may_nan = _may_hold_nan(p)
+    # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
+    # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
+    # fuses the strided view's reads worse), and a gather is one kernel in eager mode
+    cpu = x.device.type == "cpu"
+    res = None
+    # large CPU planes: the same function compiled by Inductor (one loop over the windows instead of
+    # a copy of them and ~10 passes; resnet50's stem, 2×64×32×32, one thread: 6.4 → 1.5 ms), batch
+    # and channels merged into one dynamic dim so a new batch size does not recompile; never with
+    # NaN: Inductor's C++ for this formula computed an out-of-range gather index in a window whose
+    # candidates NaN eliminated, and its bounds check aborts the process
+    if cpu and not may_nan and kernels.cpu.usable(p):
         T, N, C = p.shape[:3]
-        # large planes: the same function compiled by Inductor (one loop over the windows instead of
-        # a copy of them and ~10 passes; resnet50's stem, 2×64×32×32, one thread: 6.4 → 1.5 ms),
-        # batch and channels merged into one dynamic dim so a new batch size does not recompile
-        merged = p.reshape(T, 1, N * C, *p.shape[3:])
-        # never with NaN: Inductor's C++ for this formula computed an out-of-range gather index in a
-        # window whose candidates NaN eliminated, and its bounds check aborts the process
-        may_nan = _may_hold_nan(p)
-        if not may_nan and kernels.cpu.usable(p) and (res := kernels.cpu.compiled(
-                max_pool_planes, merged, tuple(ks), tuple(st), tuple(pd), tuple(dl), bool(ceil_mode), None,
-                dynamic=((0, 2),))) is not None:
-            vals, ind = res
-            vals, ind = vals.reshape(T, N, C, *vals.shape[3:]), ind.reshape(N, C, *ind.shape[2:])
-        else:
-            vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, None)
-        if may_nan:
-            vals, ind = _nan_wins(p, vals, ind, native)
-        return _pooled(s, vals, ind, batched)
-    windows = [_pool_windows(L, k, s_, p_, d_, ceil_mode, x.device)
-               for L, k, s_, p_, d_ in zip(x.shape[-n:], ks, st, pd, dl, strict=True)]
-    return _window_max(x, windows, native_pool=native)
+        res = kernels.cpu.compiled(max_pool_planes, p.reshape(T, 1, N * C, *p.shape[3:]), tuple(ks), tuple(st),
+                                   tuple(pd), tuple(dl), bool(ceil_mode), None, dynamic=((0, 2),))
+        if res is not None:
+            res = res[0].reshape(T, N, C, *res[0].shape[3:]), res[1].reshape(N, C, *res[1].shape[2:])
+    vals, ind = res if res is not None else max_pool_planes(p, ks, st, pd, dl, ceil_mode, None, strided=cpu)
+    if may_nan:
+        vals, ind = _nan_wins(p, vals, ind, lambda t: func(t, ks, st, pd, dl, ceil_mode))
+    return _pooled(s, vals, ind, batched)
