@@ -76,14 +76,23 @@ def test_bench_real_quick(tmp_path):
     body = text.split("### Real models")[1]
     tables = [[r for r in t.splitlines() if r.startswith("| ") and "---" not in r] for t in body.split("\n\n")]
     tables = [t for t in tables if t]
-    assert len(tables) == 3, body  # times, profile per forward, host time per dispatch
+    assert len(tables) == 4, body  # times, profile per forward, host time per dispatch, kernels per rule
     models = ("resnet50", "vit_b_16", "convnext_tiny", "gpt2", "llama")
-    for table in tables:
+    for table in tables[:3]:
         rows = table[1:]
         dtype_col = 2 if table is tables[0] else 1  # the times table has an `input` column
         assert [(r.split(" | ")[0][2:], r.split(" | ")[dtype_col]) for r in rows] == [
             (m, d) for m in models for d in ("float32", "bfloat16")
         ], table
+    # kernels per rule: the LC ops that launch most, most first, for every model and dtype; together no
+    # more than the forward's kernels in the profile table
+    rules = [r.split(" | ") for r in tables[3][1:]]
+    forward_kernels = {(c[0][2:], c[1]): int(c[8]) for c in (r.split(" | ") for r in tables[1][1:])}
+    for m in models:
+        for d in ("float32", "bfloat16"):
+            mine = [int(c[4]) for c in rules if (c[0][2:], c[1]) == (m, d)]
+            assert mine and mine == sorted(mine, reverse=True), (m, d, mine)
+            assert sum(mine) <= forward_kernels[(m, d)], (m, d)
     for row in tables[0][1:]:
         cells = row.split(" | ")
         assert cells[3] == "eager" and "skipped" not in row, row
@@ -131,3 +140,26 @@ def test_memory_worker_runs_as_a_module():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("MEMORY {") and '"add"' in r.stdout
+
+
+def test_kernels_per_rule_accounts_for_every_kernel():
+    """Each of the model's LC ops gets the kernels its rule (and the LC ops the rule calls) launched:
+    on LC operands built beforehand, the rules' kernels add up to the whole call's."""
+    import torch
+    import torchlc  # noqa: F401
+    from torchlc.bench.measure import count_kernels
+    from torchlc.bench.real import kernels_per_rule
+
+    x = torch.randn(64, 32).nonstd(torch.randn(64, 32))
+    y = torch.randn(64, 32).nonstd(torch.randn(64, 32))
+
+    def f():
+        with torch.no_grad():
+            return torch.nn.functional.softmax(torch.tanh(x * y) + x, -1).sum()
+
+    rules = kernels_per_rule(f, "cpu")
+    ops = {op: (n, k) for op, n, k in rules}
+    assert set(ops) == {"mul.Tensor", "tanh.default", "add.Tensor", "_softmax.default", "sum.default"}, ops
+    assert all(n == 1 and k >= 1 for n, k in ops.values()), ops
+    assert sum(k for _, k in ops.values()) == count_kernels(f)
+    assert [k for _, _, k in rules] == sorted((k for _, _, k in rules), reverse=True)

@@ -396,6 +396,24 @@ def test_sdpa_cuda_kernels_on_lc(kernel, order):
         torch.testing.assert_close(torchlc.coeff(res[1], 1), l1, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", ["efficient", "cudnn"])
+def test_sdpa_cuda_kernels_without_logsumexp(kernel):
+    """compute_log_sumexp=False (what SDPA passes under no_grad): the same output bit for bit, an empty
+    logsumexp, and the formulas skip its planes (fewer kernels than with the logsumexp)."""
+    from torchlc.bench.measure import kernel_names
+
+    (q, k, v), (dq, dk, dv), _ = _sdpa_inputs("causal")
+    Q, K, V = q.nonstd(dq), k.nonstd(dk), v.nonstd(dv)
+    op = {"efficient": aten._scaled_dot_product_efficient_attention.default,
+          "cudnn": aten._scaled_dot_product_cudnn_attention.default}[kernel]
+    with_lse = lambda: op(Q, K, V, None, True, 0.0, True)  # noqa: E731
+    without = lambda: op(Q, K, V, None, False, 0.0, True)  # noqa: E731
+    a, b = with_lse(), without()
+    assert torch.equal(a[0].lc_planes(), b[0].lc_planes())
+    assert a[1].numel() > 0 and b[1].numel() == 0 and not isinstance(b[1], torchlc.LCTensor)
+    assert len(kernel_names(without)) < len(kernel_names(with_lse))
+
+
 # -- the attention jet: interleaved planes (eager) against the stacked formula (traced code) ----------
 
 

@@ -122,6 +122,52 @@ def kernel_names(fn) -> list[str]:
     fn()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         fn()
+    return [e.name[len("aten::") :] for e in _aten_kernels(prof)]
+
+
+# CUDA runtime and driver calls that put work on the GPU (Triton launches through the driver API)
+_CUDA_LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaMemcpy", "cudaMemset", "cudaGraphLaunch",
+                  "cudaLaunchCooperativeKernel")
+
+
+def kernels_per_range(fn, prefix: str, cuda: bool) -> dict:
+    """``{name: [calls, kernels]}`` over one call of ``fn``, for the ``record_function`` ranges whose
+    names start with ``prefix`` (outermost ones only; a range nested in another counts in it). Kernels
+    are, on CUDA, the runtime and driver calls that launch GPU work (kernels, Triton's included,
+    copies and fills) and, on CPU, the aten compute ops of :func:`kernel_names`; each is given to the
+    range whose host time holds it."""
+    import bisect
+
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts, record_shapes=not cuda) as prof:
+        fn()
+        _sync("cuda" if cuda else "cpu")
+    evs = prof.events()
+    if cuda:
+        work = [e for e in evs if e.name.startswith(_CUDA_LAUNCHES)]
+    else:
+        work = _aten_kernels(prof)
+    starts = sorted(e.time_range.start for e in work)
+    ranges = sorted((e for e in evs if e.name.startswith(prefix)), key=lambda e: e.time_range.start)
+    res: dict = {}
+    end = -1
+    for r in ranges:
+        if r.time_range.start < end:  # nested in the previous outermost range
+            continue
+        end = r.time_range.end
+        k = bisect.bisect_right(starts, end) - bisect.bisect_left(starts, r.time_range.start)
+        c = res.setdefault(r.name[len(prefix) :], [0, 0])
+        c[0] += 1
+        c[1] += k
+    return res
+
+
+def _aten_kernels(prof) -> list:
+    """The profiled aten compute ops with no compute op below them (see :func:`kernel_names`),
+    in launch order."""
 
     def counted(e):
         if not e.name.startswith("aten::") or e.name in _NON_KERNELS:
@@ -139,7 +185,7 @@ def kernel_names(fn) -> list[str]:
 
     evs = [e for e in prof.events() if counted(e) and not has_kernel_below(e)]
     evs.sort(key=lambda e: e.time_range.start)
-    return [e.name[len("aten::") :] for e in evs]
+    return evs
 
 
 def count_kernels(fn) -> int:

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from ._thirdparty import MissingLibrary, import_model_library
 from .config import Config
-from .measure import count_kernels, device_profile, host_time, time_many
+from .measure import count_kernels, device_profile, host_time, kernels_per_range, time_many
 from .memory import _cuda_peak
 from .models import _compile_reset, _fastpath, _variants
 from .report import _ms, _ratio, _reason, md_table
@@ -163,6 +163,48 @@ def dispatch_probe():
         LCTensor._dispatcher = saved
 
 
+RULE_PREFIX = "torchlc::"
+RULE_ROWS = 6  # LC ops listed per model and dtype in the kernels-per-rule table
+
+
+@contextlib.contextmanager
+def rule_ranges():
+    """While the block runs, every outermost call through ``LCTensor._dispatcher`` (the model's own LC
+    ops, not those its rules make) runs in a ``record_function`` range named ``torchlc::<aten op>``,
+    so a profile can tell which rule launched which kernels."""
+    from torchlc._tensor import LCTensor
+
+    if "_dispatcher" not in LCTensor.__dict__:
+        raise RuntimeError("LCTensor has no _dispatcher hook to wrap")
+    saved = LCTensor.__dict__["_dispatcher"]
+    inner = LCTensor._dispatcher
+    depth = [0]
+
+    def ranged(func, args, kwargs):
+        if depth[0]:
+            return inner(func, args, kwargs)
+        depth[0] += 1
+        try:
+            with torch.profiler.record_function(RULE_PREFIX + str(func).removeprefix("aten.")):
+                return inner(func, args, kwargs)
+        finally:
+            depth[0] -= 1
+
+    LCTensor._dispatcher = staticmethod(ranged)
+    try:
+        yield
+    finally:
+        LCTensor._dispatcher = saved
+
+
+def kernels_per_rule(fn, device) -> list:
+    """``[(aten op, calls, kernels)]`` of one call of ``fn``, most kernels first: the kernels each of
+    the model's LC ops launched through its rule (see :func:`~torchlc.bench.measure.kernels_per_range`)."""
+    with rule_ranges():
+        per = kernels_per_range(fn, RULE_PREFIX, device == "cuda")
+    return sorted(((op, n, k) for op, (n, k) in per.items()), key=lambda r: (-r[2], r[0]))
+
+
 def _dispatches(fn, device, n):
     """(dispatches per call, self host times of every dispatch over ``n`` calls)."""
     fn()
@@ -256,6 +298,10 @@ def _profile_row(fns, times, cfg, mode):
     else:
         d = "—"
     prof["dispatches"], prof["selfs"] = d if isinstance(d, tuple) else (d, [])
+    prof["rules"] = []
+    if mode == "eager" and isinstance(times["LC"], float):
+        r = _try(lambda: kernels_per_rule(fns["LC"], cfg.device))
+        prof["rules"] = r if isinstance(r, list) else []
     return prof
 
 
@@ -266,7 +312,7 @@ def _fmt_count(c):
 def bench_real(cfg: Config, log=print):
     s = sizes(cfg)
     names = [m for m in MODELS if not cfg.models or m in cfg.models]
-    times_rows, prof_rows, disp_rows, data = [], [], [], []
+    times_rows, prof_rows, disp_rows, rule_rows, data = [], [], [], [], []
     for mname in names:
         make = BUILDERS[mname][1]
         for dname in cfg.dtypes:
@@ -322,6 +368,12 @@ def bench_real(cfg: Config, log=print):
                         _mib(a["peak"]), _mib(b["peak"]),
                     ))
                     row["profile"] = {k: prof[k] for k in ("2×rows", "LC")} | {"dispatches": prof["dispatches"]}
+                    if prof["rules"]:
+                        total = sum(k for _, _, k in prof["rules"])
+                        row["kernels_per_rule"] = [dict(op=op, calls=n, kernels=k) for op, n, k in prof["rules"]]
+                        for op, n, k in prof["rules"][:RULE_ROWS]:
+                            rule_rows.append((mname, dname, op, str(n), str(k), f"{k / n:.1f}",
+                                              f"{100 * k / total:.0f}%" if total else "—"))
                     selfs = prof["selfs"]
                     if mode == "eager" and selfs and isinstance(b["host"], float):
                         nd = prof["dispatches"]
@@ -341,10 +393,10 @@ def bench_real(cfg: Config, log=print):
             gc.collect()
             if cfg.device == "cuda":
                 torch.cuda.empty_cache()
-    return _text(cfg, times_rows, prof_rows, disp_rows), data
+    return _text(cfg, times_rows, prof_rows, disp_rows, rule_rows), data
 
 
-def _text(cfg, times_rows, prof_rows, disp_rows):
+def _text(cfg, times_rows, prof_rows, disp_rows, rule_rows=()):
     s = sizes(cfg)
     intro = (
         "Forward under torch.no_grad(), eval mode, random weights (built from constructors and configs, "
@@ -410,9 +462,23 @@ def _text(cfg, times_rows, prof_rows, disp_rows):
     )
     disp_head = ["model", "dtype", "LC dispatches", "LC host ms", "mean µs/dispatch", "median µs", "p90 µs",
                  "target", "result"]
+    rule_note = (
+        f"Eager LC forward, the {RULE_ROWS} LC ops of each model whose rules launch the most kernels: "
+        "`calls` per forward, `kernels` they launch in all (their rules' nested LC ops included), and "
+        "their share of the forward's kernels. Each of the model's LC dispatches runs in a "
+        "`record_function` range; "
+        + ("kernels are the CUDA runtime and driver calls that put work on the GPU (kernels, Triton "
+           "launches, copies, fills) inside it" if cfg.device == "cuda"
+           else "kernels are the aten compute ops inside it, as in the profile table (the fused "
+           "CPU loops of `torchlc.kernels.cpu` are Inductor's C++, not aten ops, and are not counted)")
+        + ". Building `x.nonstd(v)` is not an LC op and is not listed."
+    )
+    rule_head = ["model", "dtype", "LC op", "calls", "kernels", "kernels/call", "share"]
     parts = [intro, md_table(head, times_rows)]
     if prof_rows:
         parts += ["**Profile per forward.** " + prof_note, md_table(prof_head, prof_rows)]
     if disp_rows:
         parts += ["**Host time per LC dispatch (eager).** " + disp_note, md_table(disp_head, disp_rows)]
+    if rule_rows:
+        parts += ["**Kernels per LC op (eager).** " + rule_note, md_table(rule_head, rule_rows)]
     return "\n\n".join(parts)

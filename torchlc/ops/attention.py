@@ -146,23 +146,26 @@ def sdpa_flash_cpu(func, query, key, value, dropout_p=0.0, is_causal=False, *, a
     return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale)
 
 
-def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale):
+def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale, need_lse=True):
     """(output, logsumexp) of attention on LC q, k, v: the jet for first-order inputs; otherwise
     PyTorch's math kernel through the LC rules, and no logsumexp (None). The logsumexp is an
-    auxiliary output kept only for these kernels' own backward, which LC wrappers never run."""
+    auxiliary output kept only for these kernels' own backward, which LC wrappers never run; without
+    ``need_lse`` (the kernels' ``compute_log_sumexp`` is off, as under no_grad) it is None and the
+    formulas do not compute it: its ε¹ plane alone reads the weight and score planes twice more."""
     gqa = query.shape[-3] != key.shape[-3]
     qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
     if qkv is not None:
         planes = [t.planes for t in qkv]
         fused = _flash_jet(*planes, attn_mask, is_causal, scale)
         if fused is not None:
-            o, lse = fused
+            o, lse = fused  # the kernel's logsumexp costs nothing extra: its row statistics
         else:
             o, attn, scores = _sdpa_jet(*planes, attn_mask, is_causal, scale, gqa)
-            lse = upcast(_logsumexp_planes(attn, scores))
+            lse = upcast(_logsumexp_planes(attn, scores)) if need_lse else None
         sq = qkv[0]
         exact = A.min_exact(*(s.exact for s in qkv), sq.order)
-        return out(Series(o, sq.support, sq.order, exact)), out(Series(lse, sq.support, sq.order, exact))
+        o = out(Series(o, sq.support, sq.order, exact))
+        return o, (out(Series(lse, sq.support, sq.order, exact)) if need_lse else None)
     o, _ = aten._scaled_dot_product_attention_math.default(
         query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=gqa)
     return o, None
@@ -230,7 +233,7 @@ def sdpa_efficient(func, query, key, value, attn_bias, compute_log_sumexp, dropo
                    scale=None):
     """CUDA memory-efficient attention on LC inputs: the same math (the jet for first order); the
     RNG outputs are empty (torchlc's dropout, if any, ran through the math kernel)."""
-    o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale)
+    o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale, compute_log_sumexp)
     empty = torch.empty(0, dtype=torch.int64, device=query.device)
     return o, (lse if lse is not None and compute_log_sumexp else empty.float()), empty, empty
 
@@ -254,7 +257,7 @@ def sdpa_flash(func, query, key, value, dropout_p=0.0, is_causal=False, return_d
 def sdpa_cudnn(func, query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False,
                return_debug_mask=False, *, scale=None):
     """cuDNN attention on LC inputs: the same math (the jet for first order)."""
-    o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale)
+    o, lse = _attention_with_lse(query, key, value, attn_bias, dropout_p, is_causal, scale, compute_log_sumexp)
     return _flash_outputs(o, lse if compute_log_sumexp else None, query, key)
 
 
