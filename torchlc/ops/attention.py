@@ -100,8 +100,10 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
         rep = Q.shape[-3] // K.shape[-3]
         K, V = K.repeat_interleave(rep, dim=-3), V.repeat_interleave(rep, dim=-3)
     if is_causal:
-        attn_mask = torch.ones(L, S_, dtype=torch.bool, device=Q.device).tril()
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        # the additive form of the math kernel's tril mask in two kernels: −inf above the diagonal, 0 on
+        # and below it (the bool mask's ones, ~, zeros and masked_fill would be five)
+        attn_mask = torch.full((L, S_), float("-inf"), dtype=Q.dtype, device=Q.device).triu_(1)
+    elif attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = torch.zeros(attn_mask.shape, dtype=Q.dtype, device=Q.device).masked_fill(~attn_mask, float("-inf"))
     # only an explicit mask can leave a row entirely −inf on finite inputs (a causal one never does)
     dead_rows = zero_dead_rows and attn_mask is not None and not is_causal
