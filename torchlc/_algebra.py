@@ -130,14 +130,31 @@ def add(a: Series, b: Series, alpha=1) -> Series:
     return res
 
 
+# elements per plane from which add_number writes each plane once (1.0 + x of 2×512×3072 float32 on
+# one CPU core: 1.6-1.7 against 2.1-2.9 ms) rather than clone and add in place (below it: 21 against
+# 28 µs of host time for 4×8)
+_ONE_PASS_NUMEL = 1 << 16
+
+
 def add_number(a: Series, c):
     """a + c for a real Python number c, or None (the general :func:`add`) when autograd records or
     a holds no ε⁰ plane: a copy of the planes with c added to the ε⁰ one in place. The same roundings
     as adding c as a tensor of a's dtype; no tensor is made for c and no shapes are broadcast."""
     if S.ZERO not in a.support or not _grad_free(a.planes):
         return None
-    planes = a.planes.clone()
-    planes[a.support.index(S.ZERO)].add_(c)
+    k = a.support.index(S.ZERO)
+    if a.planes[k].numel() < _ONE_PASS_NUMEL:  # small: fewer Python steps (host time) over fewer passes
+        planes = a.planes.clone()
+        planes[k].add_(c)
+        return Series(planes, a.support, a.order, a.exact)
+    # the sum written straight into the ε⁰ plane and the other planes copied beside it: one pass over
+    # the data (a clone, then adding in place, would write and read the ε⁰ plane once more)
+    planes = torch.empty_like(a.planes)
+    torch.add(a.planes[k], c, out=planes[k])
+    if k > 0:
+        planes[:k].copy_(a.planes[:k])
+    if k + 1 < planes.shape[0]:
+        planes[k + 1 :].copy_(a.planes[k + 1 :])
     return Series(planes, a.support, a.order, a.exact)
 
 

@@ -398,3 +398,22 @@ def test_first_order_power_fast_path_is_the_general_rule(monkeypatch, dtype, exa
                A.FIRST_ORDER, 1, None)
     monkeypatch.undo()
     assert A._power_first_order(z, F(1, 2)) is None
+
+
+@pytest.mark.parametrize("numel", [6, 1 << 16])  # both sides of add_number's one-pass threshold
+def test_add_number_bit_for_bit_against_a_tensor_addend(numel):
+    """LC + a Python number (``1 + tanh(…)``) writes the planes as adding the number as a tensor of the
+    planes' dtype does, bit for bit (signed zeros, NaN, ±inf), for planes led by ε⁰ and by ε⁻¹, and for
+    planes that are not contiguous."""
+    g = torch.Generator().manual_seed(0)
+    special = torch.tensor([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-45])
+    a = torch.cat([special, torch.randn(numel - 6, generator=g)])
+    b = torch.cat([torch.tensor([-0.0, 0.0, 1.0, -0.0, float("nan"), -0.0]), torch.randn(numel - 6, generator=g)])
+    x = a.nonstd(b)
+    xs = [x, x / torchlc.eps(), x.view(2, -1).t()]
+    for y in xs:
+        for c in (1.0, -0.5, 3):
+            got = (y + c).lc_planes()
+            want = (y + torch.tensor(c, dtype=y.dtype)).lc_planes()
+            assert got.shape == want.shape
+            assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (c, torchlc.support(y))
