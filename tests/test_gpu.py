@@ -266,6 +266,22 @@ def test_bias_fused_into_relu_and_add_norm_is_exact(dtype):
     assert torch.equal(got, _jet.layer_norm(R + biased, 1, w, b, 1e-5))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_fused_integer_power_is_the_product_path(dtype):
+    """x**3 and x**4 in one kernel give the product path's two mul2 launches bit for bit (half types
+    round x·x to the dtype in registers as the store between the launches does)."""
+    from torchlc import kernels
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    p = torch.randn(2, 5, 1001, device=DEV, dtype=dtype, generator=g)
+    s2 = kernels.mul2(p, p)
+    assert torch.equal(kernels.powint2(p, 3), kernels.mul2(s2, p))
+    assert torch.equal(kernels.powint2(p, 4), kernels.mul2(s2, s2))
+    with torch.no_grad():
+        y = torchlc.from_terms({0: p[0], 1: p[1]}) ** 3
+    assert torch.equal(torchlc.coeffs(y), kernels.mul2(s2, p))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_head_split_and_merge_copies_are_exact(dtype):
     """The attention jet's tiled head split (with the in-projection's bias on ε⁰) and merge give

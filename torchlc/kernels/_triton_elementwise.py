@@ -43,6 +43,24 @@ def _mul2_kernel(x_ptr, y_ptr, o_ptr, n, BLOCK: tl.constexpr):
     tl.store(o_ptr + n + offs, a0 * b1 + a1 * b0, mask=m)
 
 @triton.jit
+def _powint2_kernel(x_ptr, o_ptr, n, N: tl.constexpr, BLOCK: tl.constexpr):
+    # (a0 + a1 ε)^N for N = 3, 4 as the product path computes it, x·x then (x·x)·x or (x·x)·(x·x), each
+    # product as _mul2_kernel's, in registers instead of through memory; x·x is rounded to the dtype as
+    # its store would round it (half types may be computed wider)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    a0 = tl.load(x_ptr + offs, mask=m)
+    a1 = tl.load(x_ptr + n + offs, mask=m)
+    s0 = (a0 * a0).to(a0.dtype)
+    s1 = (a0 * a1 + a1 * a0).to(a0.dtype)
+    if N == 3:
+        tl.store(o_ptr + offs, s0 * a0, mask=m)
+        tl.store(o_ptr + n + offs, s0 * a1 + s1 * a0, mask=m)
+    else:
+        tl.store(o_ptr + offs, s0 * s0, mask=m)
+        tl.store(o_ptr + n + offs, s0 * s1 + s1 * s0, mask=m)
+
+@triton.jit
 def _floor2_kernel(p_ptr, o_ptr, n, BLOCK: tl.constexpr):
     # floor(a + dε) = floor(a) − [a integer and d < 0]
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
