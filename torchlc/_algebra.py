@@ -111,7 +111,10 @@ def add(a: Series, b: Series, alpha=1) -> Series:
             if _grad_free(pa, bb):
                 # one pass: the sum written into the ε⁰ plane, the other planes copied beside it
                 # (a cat would first materialise pa[k] + bb, then copy every plane again)
-                planes = torch.empty((pa.shape[0], *shape), dtype=dtype, device=pa.device)
+                # pa's strides where the shapes agree: planes that view an interleaved buffer (the
+                # scores of a product on the GEMM path) stay interleaved for the next product
+                planes = (torch.empty_like(pa) if dtype == pa.dtype and tuple(shape) == pa.shape[1:]
+                          else torch.empty((pa.shape[0], *shape), dtype=dtype, device=pa.device))
                 torch.add(pa[k], bb, out=planes[k])
                 if k > 0:
                     planes[:k].copy_(pa[:k])

@@ -278,14 +278,17 @@ def _sdpa_inputs(case):
     return (q, k, v), tangents, kw
 
 
-@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode", "math_inference_mode"])
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode", "math_inference_mode", "math_no_grad"])
 @pytest.mark.parametrize("case", sorted(_SDPA_CASES))
 def test_sdpa_jet(mode, case):
+    # math_no_grad: PyTorch's math kernel decomposed into LC ops (float32 GQA attention on CUDA takes
+    # it): the first-order bmm and _safe_softmax fast paths
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     F = torch.nn.functional
     primals, tangents, kw = _sdpa_inputs(case)
-    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad}.get(mode, torch.inference_mode)
+    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad, "math_no_grad": torch.no_grad}.get(
+        mode, torch.inference_mode)
     import contextlib
 
     backend = sdpa_kernel(SDPBackend.MATH) if mode.startswith("math") else contextlib.nullcontext()
@@ -484,3 +487,51 @@ def test_traced_layer_norm_formula_equals_the_stacked_one(affine):
     want = _jet.layer_norm(P.clone(), 2, w, b, 1e-5, stats=True)
     for x, y in zip(got, want):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_first_order_bmm_is_the_cauchy_product(interleaved):
+    """LC × LC bmm at first order (two GEMMs into an interleaved buffer) gives the general truncated
+    Cauchy product's planes (grad mode on takes it) bit for bit, jvp's within rounding, on operands
+    that are or are not already interleaved; other supports and mixed dtypes take the general rule."""
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    a, da, b, db = r(3, 5, 4), r(3, 5, 4), r(3, 4, 6), r(3, 4, 6)
+    A, B = a.nonstd(da), b.nonstd(db)
+    if interleaved:  # the planes of a previous first-order bmm: a view of a (3, 2·5, 4) buffer
+        with torch.no_grad():
+            A = torch.bmm(A, torch.eye(4, dtype=torch.float64).expand(3, 4, 4).nonstd(torch.zeros(3, 4, 4, dtype=torch.float64)))
+        assert not torchlc.coeffs(A).is_contiguous()
+    from torchlc.bench.measure import kernel_names
+
+    with torch.no_grad():
+        fast = torch.bmm(A, B)
+        gemms = [n for n in kernel_names(lambda: torch.bmm(A, B)) if "bmm" in n]
+        assert len(gemms) == 2, gemms  # the general rule takes three
+    general = torch.bmm(A, B)  # grad mode on: the general rule
+    assert torchlc.support(fast) == torchlc.support(general) and torchlc.order(fast) == 1
+    assert torch.equal(torchlc.coeffs(fast), torchlc.coeffs(general))
+    y0, y1 = torch.func.jvp(torch.bmm, (torchlc.coeff(A, 0), b), (torchlc.coeff(A, 1), db))
+    torch.testing.assert_close(torchlc.coeff(fast, 0), y0, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(torchlc.coeff(fast, 1), y1, rtol=1e-14, atol=1e-14)
+    with torch.no_grad():
+        second = torch.bmm(a.nonstd(da, order=2), B)  # order 2: the general rule, an ε² term
+        assert 2 in torchlc.support(second)
+        with pytest.raises(RuntimeError):
+            torch.bmm(A, b.float().nonstd(db.float()))  # mixed dtypes: torch's own error
+
+
+def test_safe_softmax_zeroes_dead_rows_in_place():
+    """_safe_softmax at first order: rows whose every score is −inf give +0.0 in both planes, the other
+    rows softmax's jet, bit for bit as the general select (grad mode on)."""
+    g = torch.Generator().manual_seed(1)
+    s, ds = torch.randn(2, 3, 6, generator=g), torch.randn(2, 3, 6, generator=g)
+    s[0, 1] = float("-inf")
+    s[1, 2, :4] = float("-inf")
+    S = s.nonstd(ds)
+    with torch.no_grad():
+        fast = aten._safe_softmax.default(S, -1)
+    general = aten._safe_softmax.default(S, -1)
+    assert torch.equal(torchlc.coeffs(fast), torchlc.coeffs(general))
+    assert torchlc.coeffs(fast)[:, 0, 1].eq(0).all() and not torchlc.coeffs(fast)[:, 0, 1].signbit().any()
+    assert torchlc.coeffs(fast)[0, 1, 2, :4].eq(0).all() and torchlc.coeffs(fast)[0, 1, 2, 4:].gt(0).all()

@@ -45,6 +45,13 @@ _NON_KERNELS = {
     "aten::_to_copy",
     "aten::resolve_conj",
     "aten::resolve_neg",
+    # views, or a copy_ below them when they copy (then that copy is the kernel counted)
+    "aten::movedim",
+    "aten::flatten",
+    "aten::unflatten",
+    "aten::contiguous",
+    "aten::swapaxes",
+    "aten::clone",
 }
 
 

@@ -10,7 +10,8 @@ from .. import _jet
 from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import LCTensor, series
-from ._util import is_lc, out
+from .._context import grad_free as _grad_free
+from ._util import first_order, is_lc, out
 
 aten = torch.ops.aten
 
@@ -30,6 +31,11 @@ def mm(func, a, b):
 
 @implements([aten.bmm.default])
 def bmm(func, a, b):
+    sa, sb = first_order(a), first_order(b)
+    if (sa is not None and sb is not None and sa.planes.dtype == sb.planes.dtype and sa.zero is None
+            and sb.zero is None and _grad_free(sa.planes, sb.planes)):
+        # LC × LC at first order (attention's q·kᵀ and weights·v on PyTorch's math path): two GEMMs
+        return out(Series(_jet.bmm(sa.planes, sb.planes), A.FIRST_ORDER, 1, A.min_exact(sa.exact, sb.exact, 1)))
     return out(A.bilinear(series(a), series(b), torch.bmm))
 
 
