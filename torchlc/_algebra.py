@@ -579,10 +579,16 @@ def _power_first_order(x: Series, r: Fraction):
         return None
     if r.denominator % 2 == 0 and is_strict():
         check_domain(a < 0, lambda m: f"x**{r}: even root of a negative number in {int(m.sum())} element(s)")
-    ar = _real_power(a, r)
-    c1 = torch.full_like(a, float(r)) * (b / a)
+    planes = torch.empty((2, *a.shape), dtype=a.dtype, device=a.device)
+    ar = _real_power(a, r, out=planes[0])
+    # r·(b/a)·a^r written into the ε¹ plane (no stack). r times b/a as the general rule's
+    # full_like(a, r) * (b/a): a Python number r multiplies in the op's math type without first
+    # rounding to the dtype, which is the same product only where r is exact in every float dtype
+    q = b / a
+    c1 = q.mul_(float(r)) if r.denominator in (1, 2, 4) and abs(r.numerator) <= 128 else torch.full_like(a, float(r)) * q
+    torch.mul(c1, ar, out=planes[1])
     # exact through the order (the series is truncated there) and through what x was exact
-    return Series(torch.stack([ar, c1 * ar]), FIRST_ORDER, 1, min_exact(Fraction(1), x.exact))
+    return Series(planes, FIRST_ORDER, 1, min_exact(Fraction(1), x.exact))
 
 
 def _has_truncated_zero(x: Series) -> bool:
@@ -616,8 +622,17 @@ def _merge_groups(parts):
     return Series(out, sup)
 
 
-def _real_power(a: torch.Tensor, r: Fraction) -> torch.Tensor:
-    """a^r on reals with the field's rule: a < 0 needs an odd denominator (real odd root)."""
+def _real_power(a: torch.Tensor, r: Fraction, out: torch.Tensor | None = None) -> torch.Tensor:
+    """a^r on reals with the field's rule: a < 0 needs an odd denominator (real odd root). With
+    ``out`` the result is written there (and returned)."""
+    if out is not None:
+        if r.denominator == 1:
+            return torch.pow(a, int(r), out=out) if r != -1 else torch.reciprocal(a, out=out)
+        if r == Fraction(1, 2):
+            return torch.sqrt(a, out=out)
+        if r == Fraction(-1, 2):
+            return torch.rsqrt(a, out=out)
+        return out.copy_(_real_power(a, r))
     if r.denominator == 1:
         return a.pow(int(r)) if r != -1 else a.reciprocal()
     if r == Fraction(1, 2):

@@ -370,7 +370,7 @@ def test_adding_a_number_is_adding_it_as_a_tensor(dtype, sup):
             torch.testing.assert_close(got.lc_planes(), want.lc_planes(), rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("exact", [None, F(1), F(0)])
 def test_first_order_power_fast_path_is_the_general_rule(monkeypatch, dtype, exact):
     # x ** r for first-order x led by its ε⁰ term everywhere (rsqrt, sqrt, 1/x, …) takes a short path;
@@ -381,7 +381,8 @@ def test_first_order_power_fast_path_is_the_general_rule(monkeypatch, dtype, exa
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(400, generator=g, dtype=dtype) * 3
-    a[:5] = torch.tensor([float("inf"), float("-inf"), float("nan"), 1e-30, -1e30], dtype=dtype)
+    fi = torch.finfo(dtype)  # tiny and huge values of the dtype (1e-30 is 0 in float16)
+    a[:5] = torch.tensor([float("inf"), float("-inf"), float("nan"), fi.tiny, -fi.max / 2], dtype=dtype)
     b = torch.randn(400, generator=g, dtype=dtype)
     b[5:8] = torch.tensor([float("nan"), float("inf"), 0.0], dtype=dtype)
     x = Series(torch.stack([a, b]), A.FIRST_ORDER, 1, exact)
