@@ -283,6 +283,27 @@ def test_fused_integer_power_is_the_product_path(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_max_pool_jet_kernel_is_the_formulas(monkeypatch, dtype):
+    """The one-pass max-pool kernel against the window formulas (ties, ±inf, NaN), values and indices."""
+    import torch.nn.functional as F
+
+    from torchlc.kernels import jets
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    x = torch.randint(-2, 3, (4, 8, 33, 30), device=DEV, generator=g).to(dtype)
+    v = torch.randint(-2, 3, x.shape, device=DEV, generator=g).to(dtype)
+    x.view(-1)[::97] = float("nan")
+    v.view(-1)[5::89] = float("-inf")
+    X = x.nonstd(v)
+    with torch.no_grad():
+        got, gi = F.max_pool2d(X, 3, 2, 1, return_indices=True)
+        monkeypatch.setattr(jets, "max_pool2d_jet", lambda *a: None)
+        want, wi = F.max_pool2d(X, 3, 2, 1, return_indices=True)
+    assert torch.equal(torchlc.coeffs(got).nan_to_num(7.5), torchlc.coeffs(want).nan_to_num(7.5))
+    assert torch.equal(gi, wi)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_head_split_and_merge_copies_are_exact(dtype):
     """The attention jet's tiled head split (with the in-projection's bias on ε⁰) and merge give
     torch's copies and add bit for bit."""

@@ -579,6 +579,10 @@ def _power_first_order(x: Series, r: Fraction):
         return None
     if r.denominator % 2 == 0 and is_strict():
         check_domain(a < 0, lambda m: f"x**{r}: even root of a negative number in {int(m.sum())} element(s)")
+    if not _grad_free(x.planes):  # autograd records: no out= and no in-place steps
+        ar = _real_power(a, r)
+        planes = torch.stack([ar, torch.full_like(a, float(r)) * (b / a) * ar])
+        return Series(planes, FIRST_ORDER, 1, min_exact(Fraction(1), x.exact))
     planes = torch.empty((2, *a.shape), dtype=a.dtype, device=a.device)
     ar = _real_power(a, r, out=planes[0])
     # r·(b/a)·a^r written into the ε¹ plane (no stack). r times b/a as the general rule's

@@ -284,3 +284,45 @@ def _attention_jet_kernel(
         lb = lse_ptr + bh.to(tl.int64) * L + rows
         tl.store(lb, m + tl.log(l_sum), mask=rm)
         tl.store(lb + tl.num_programs(1).to(tl.int64) * L, w1, mask=rm)
+
+
+@triton.jit
+def _max_pool2d_jet_kernel(
+    p_ptr, o_ptr, i_ptr, n_out, plane, H, W, OH, OW,
+    KH, KW, SH, SW, PH, PW, DH, DW,
+    BLOCK: tl.constexpr,
+):
+    # one output element per lane: its window scanned in torch's order (row by row), keeping the
+    # first maximum in the field's order (ε⁰, then ε¹ on a tie); an element with a NaN coefficient
+    # wins its window, the last such, as torch's `val > max || isnan(val)` scan picks it
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n_out
+    ow = offs % OW
+    t = offs // OW
+    oh = t % OH
+    base = (t // OH) * H * W
+    neg = float("-inf")
+    best0 = tl.full((BLOCK,), neg, p_ptr.dtype.element_ty)
+    best1 = tl.full((BLOCK,), neg, p_ptr.dtype.element_ty)
+    bidx = tl.zeros((BLOCK,), tl.int64)
+    have = tl.zeros((BLOCK,), tl.int1)
+    nan = tl.zeros((BLOCK,), tl.int1)
+    for kh in range(KH):
+        ih = oh * SH - PH + kh * DH
+        for kw in range(KW):
+            iw = ow * SW - PW + kw * DW
+            ok = m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            idx = ih * W + iw
+            a0 = tl.load(p_ptr + base + idx, mask=ok, other=neg)
+            a1 = tl.load(p_ptr + plane + base + idx, mask=ok, other=neg)
+            is_nan = ok & ((a0 != a0) | (a1 != a1))
+            better = ok & ~nan & ((a0 > best0) | ((a0 == best0) & (a1 > best1)) | ~have)
+            take = is_nan | better
+            best0 = tl.where(take, a0, best0)
+            best1 = tl.where(take, a1, best1)
+            bidx = tl.where(take, idx, bidx)
+            have = have | ok
+            nan = nan | is_nan
+    tl.store(o_ptr + offs, best0, mask=m)
+    tl.store(o_ptr + n_out + offs, best1, mask=m)
+    tl.store(i_ptr + offs, bidx, mask=m)

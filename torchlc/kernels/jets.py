@@ -332,3 +332,24 @@ def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_
         num_stages=3,
     )
     return out, lse
+
+
+def max_pool2d_jet(P: torch.Tensor, ks, st, pd, dl, out_hw):
+    """First-order 2-d max pooling of planes ``P`` (2, N, C, H, W), contiguous, in one pass: (value
+    planes (2, N, C, OH, OW), indices (N, C, OH, OW) as torch's), by the field's order with torch's
+    NaN rule (the formulas of ``ops.pool``: ``max_pool_planes`` then ``_nan_wins``), or None when the
+    kernel does not apply. ``out_hw`` is torch's output size for these arguments. The formulas gather
+    every window into a buffer of window size and reduce it in further passes, then search for NaN
+    with torch's pooling over a map of positions."""
+    if not (P.dim() == 5 and P.shape[0] == 2 and P.is_contiguous() and _ok(P, 1)):
+        return None
+    _, N, C, H, W = P.shape
+    OH, OW = out_hw
+    vals = torch.empty((2, N, C, OH, OW), dtype=P.dtype, device=P.device)
+    ind = torch.empty((N, C, OH, OW), dtype=torch.int64, device=P.device)
+    n_out = N * C * OH * OW
+    if n_out:
+        BLOCK = 256
+        launch(_kernels()._max_pool2d_jet_kernel, (cdiv(n_out, BLOCK),), P, vals, ind, n_out, P[0].numel(),
+               H, W, OH, OW, *ks, *st, *pd, *dl, BLOCK=BLOCK)
+    return vals, ind

@@ -105,14 +105,20 @@ def lex_window_argmax(planes, flat_idx, valid, nan="last"):
     return torch.gather(flat_idx.expand(w.shape[1:]), -1, k).squeeze(-1)
 
 
-def _pool_windows(L, k, stride, pad, dil, ceil_mode, device):
-    """Input positions (O, k) of max_pool's windows along one dim, clamped, and which are real (not
-    padding): o·stride − pad + j·dil, with torch's output-size rule (ceil_mode: the last window must
-    start inside the input or its left padding)."""
+def _pool_out_size(L, k, stride, pad, dil, ceil_mode) -> int:
+    """max_pool's output length along one dim, by torch's rule (ceil_mode: the last window must start
+    inside the input or its left padding)."""
     span = L + 2 * pad - dil * (k - 1) - 1
     n_out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (n_out - 1) * stride >= L + pad:
         n_out -= 1
+    return n_out
+
+
+def _pool_windows(L, k, stride, pad, dil, ceil_mode, device):
+    """Input positions (O, k) of max_pool's windows along one dim, clamped, and which are real (not
+    padding): o·stride − pad + j·dil, with torch's output-size rule."""
+    n_out = _pool_out_size(L, k, stride, pad, dil, ceil_mode)
     idx = torch.arange(n_out, device=device)[:, None] * stride - pad + torch.arange(k, device=device) * dil
     valid = (idx >= 0) & (idx < L)
     return idx.clamp(0, L - 1), valid
@@ -242,6 +248,12 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
     ks = per_dim(kernel_size, ())
     st, pd, dl = per_dim(stride, ks), per_dim(padding, (0,)), per_dim(dilation, (1,))
     s, p, batched = pool_planes(x, n)
+    if n == 2 and p.shape[0] == 2 and (x.device.type != "cpu" or kernels.elementwise.INTERPRET):
+        # two planes on a GPU: one pass, NaN rule included (resnet50's stem: the formulas below gather
+        # every 3×3 window, reduce it in further passes and search NaN with torch's pooling of a map)
+        out_hw = [_pool_out_size(L, *a, ceil_mode) for L, *a in zip(p.shape[-2:], ks, st, pd, dl, strict=True)]
+        if (res := kernels.jets.max_pool2d_jet(p, ks, st, pd, dl, out_hw)) is not None:
+            return _pooled(s, *res, batched)
     may_nan = _may_hold_nan(p)
     # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
     # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
