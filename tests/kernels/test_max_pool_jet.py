@@ -57,6 +57,20 @@ y = F.max_pool2d(x.nonstd(torch.randn(1, 2, 6, 6)), 2)
 assert not calls
 torchlc.coeff(y, 0).sum().backward()
 assert x.grad is not None and x.grad.sum() == 9 * 2
+# traced with grad off (torchlc.compile's inference trace): the opaque op, on the devices listed
+pool.OPAQUE_POOL_DEVICES = {"cpu"}
+m = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True))
+x = torch.randn(2, 2, 12, 11)
+v = torch.randn(2, 2, 12, 11)
+v.view(-1)[::13] = float("nan")
+with torch.no_grad():
+    want = m(x.nonstd(v))
+    f = torchlc.compile(m, fullgraph=True, dynamic=False)
+    f(x.nonstd(v))  # traced and compiled
+    calls.clear()
+    got = f(x.nonstd(v))
+    assert calls, "the compiled graph did not call the kernel"
+assert torch.equal(torchlc.coeffs(got).nan_to_num(7.5), torchlc.coeffs(want).nan_to_num(7.5))
 print("ok", n_cases)
 """
 

@@ -9,7 +9,7 @@ import torch
 
 from .. import kernels
 from .._algebra import Series
-from .._context import inner_is_plain, tracing
+from .._context import inner_is_plain, is_wrapped, tracing
 from .._dispatch import implements
 from .._tensor import series
 from ._util import fold_batch, out
@@ -251,9 +251,12 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
     if n == 2 and p.shape[0] == 2 and (x.device.type != "cpu" or kernels.elementwise.INTERPRET):
         # two planes on a GPU: one pass, NaN rule included (resnet50's stem: the formulas below gather
         # every 3×3 window, reduce it in further passes and search NaN with torch's pooling of a map)
-        out_hw = [_pool_out_size(L, *a, ceil_mode) for L, *a in zip(p.shape[-2:], ks, st, pd, dl, strict=True)]
-        if (res := kernels.jets.max_pool2d_jet(p, ks, st, pd, dl, out_hw)) is not None:
-            return _pooled(s, *res, batched)
+        if tracing():
+            if x.device.type in OPAQUE_POOL_DEVICES and torch.is_inference_mode_enabled() and not is_wrapped(p):
+                return _pooled(s, *torch.ops.torchlc.max_pool2d_jet(p, ks, st, pd, dl, bool(ceil_mode)), batched)
+        elif (res := kernels.jets.max_pool2d_jet(p.contiguous(), ks, st, pd, dl,
+                                                  _out_hw(p, ks, st, pd, dl, ceil_mode))) is not None:
+            return _pooled(s, *res, batched)  # (channels-last planes: one copy, then the one pass)
     may_nan = _may_hold_nan(p)
     # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
     # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
@@ -275,3 +278,33 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
     if may_nan:
         vals, ind = _nan_wins(p, vals, ind, lambda t: func(t, ks, st, pd, dl, ceil_mode))
     return _pooled(s, vals, ind, batched)
+
+
+def _out_hw(p, ks, st, pd, dl, ceil_mode):
+    return [_pool_out_size(L, *a, ceil_mode) for L, *a in zip(p.shape[-2:], ks, st, pd, dl, strict=True)]
+
+
+@torch.library.custom_op("torchlc::max_pool2d_jet", mutates_args=())
+def max_pool2d_jet(p: torch.Tensor, ks: list[int], st: list[int], pd: list[int], dl: list[int],
+                   ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """First-order 2-d max pooling as one opaque op in graphs traced with grad off on CUDA (the
+    one-pass kernel), where Inductor would otherwise compile the window formulas: planes p (2, N, C,
+    H, W), contiguous; returns value planes (2, N, C, OH, OW) and torch's indices (N, C, OH, OW)."""
+    # contiguous: Inductor may hand the op channels-last planes (its layout optimisation)
+    res = kernels.jets.max_pool2d_jet(p.contiguous(), ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))
+    if res is not None:
+        return res
+    # inputs the kernel does not take at run time (it was chosen from the traced metadata): the formulas
+    vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, None, strided=False)
+    return _nan_wins(p, vals, ind, lambda t: aten.max_pool2d_with_indices.default(t, ks, st, pd, dl, ceil_mode))
+
+
+@max_pool2d_jet.register_fake
+def _max_pool2d_jet_fake(p, ks, st, pd, dl, ceil_mode):
+    OH, OW = _out_hw(p, ks, st, pd, dl, ceil_mode)
+    T, N, C = p.shape[:3]
+    return p.new_empty((T, N, C, OH, OW)), p.new_empty((N, C, OH, OW), dtype=torch.int64)
+
+
+# devices on which graphs traced with grad off call the max-pool jet as the opaque op above
+OPAQUE_POOL_DEVICES = {"cuda"}
