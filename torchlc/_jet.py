@@ -160,13 +160,13 @@ def merge_heads(P):
 
 def _flat(t):
     """(*batch, M, K) as (N, M, K): a view when the batch dims merge, else a copy."""
-    return t.reshape(-1, *t.shape[-2:])
+    return t.reshape(math.prod(t.shape[:-2]), *t.shape[-2:])  # explicit: any size may be 0
 
 
 def _interleaved(P):
     """Planes P (2, *batch, M, K) as (N, 2M, K) with each batch element's ε⁰ rows then its ε¹ rows:
     a view for planes that are already interleaved, else one copy."""
-    return P.movedim(0, -3).reshape(-1, 2 * P.shape[-2], P.shape[-1])
+    return P.movedim(0, -3).reshape(math.prod(P.shape[1:-2]), 2 * P.shape[-2], P.shape[-1])  # sizes may be 0
 
 
 def _interleaved_bmm(Pcat, c, d, alpha=1.0):
