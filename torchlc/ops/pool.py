@@ -8,6 +8,7 @@ import math
 import torch
 
 from .. import kernels
+from ..kernels import jets as _jet_kernels
 from .._algebra import Series
 from .._context import inner_is_plain, is_wrapped, tracing
 from .._dispatch import implements
@@ -254,7 +255,7 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
         if tracing():
             if x.device.type in OPAQUE_POOL_DEVICES and torch.is_inference_mode_enabled() and not is_wrapped(p):
                 return _pooled(s, *torch.ops.torchlc.max_pool2d_jet(p, ks, st, pd, dl, bool(ceil_mode)), batched)
-        elif (res := kernels.jets.max_pool2d_jet(p.contiguous(), ks, st, pd, dl,
+        elif (res := _jet_kernels.max_pool2d_jet(p.contiguous(), ks, st, pd, dl,
                                                   _out_hw(p, ks, st, pd, dl, ceil_mode))) is not None:
             return _pooled(s, *res, batched)  # (channels-last planes: one copy, then the one pass)
     may_nan = _may_hold_nan(p)
@@ -291,7 +292,7 @@ def max_pool2d_jet(p: torch.Tensor, ks: list[int], st: list[int], pd: list[int],
     one-pass kernel), where Inductor would otherwise compile the window formulas: planes p (2, N, C,
     H, W), contiguous; returns value planes (2, N, C, OH, OW) and torch's indices (N, C, OH, OW)."""
     # contiguous: Inductor may hand the op channels-last planes (its layout optimisation)
-    res = kernels.jets.max_pool2d_jet(p.contiguous(), ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))
+    res = _jet_kernels.max_pool2d_jet(p.contiguous(), ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))
     if res is not None:
         return res
     # inputs the kernel does not take at run time (it was chosen from the traced metadata): the formulas
