@@ -280,6 +280,10 @@ def test_fused_integer_power_is_the_product_path(dtype):
     with torch.no_grad():
         y = torchlc.from_terms({0: p[0], 1: p[1]}) ** 3
     assert torch.equal(torchlc.coeffs(y), kernels.mul2(s2, p))
+    # and the product kernel rounds as the torch path (what autograd recording runs): mul, mul, addcmul_
+    q = torch.randn(p.shape, device=DEV, dtype=dtype, generator=g)
+    torch_path = torch.stack([p[0] * q[0], torch.addcmul(p[0] * q[1], p[1], q[0])])
+    assert torch.equal(kernels.mul2(p, q), torch_path)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

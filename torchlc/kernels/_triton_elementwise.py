@@ -31,34 +31,45 @@ def _abs2_kernel(p_ptr, o_ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _mul2_kernel(x_ptr, y_ptr, o_ptr, n, BLOCK: tl.constexpr):
-    # (a0 + a1 ε)(b0 + b1 ε) = a0 b0 + (a0 b1 + a1 b0) ε + (dropped ε²)
+def _prod2(a0, a1, b0, b1, OP: tl.constexpr):
+    # (a0 + a1 ε)(b0 + b1 ε) = a0 b0 + (a0 b1 + a1 b0) ε + (dropped ε²), rounded as the torch path on
+    # CUDA rounds it: mul(a0, b0), mul(a0, b1), then addcmul_(·, a1, b0), one fused multiply-add; each
+    # in OP (float32 for half types, as PyTorch's op math) and rounded to the dtype in between. Explicit
+    # roundings and fma: the compiler's own contraction choices would differ between kernels.
+    dt = a0.dtype
+    A0, A1, B0, B1 = a0.to(OP), a1.to(OP), b0.to(OP), b1.to(OP)
+    p0 = (A0 * B0).to(dt)
+    t = (A0 * B1).to(dt).to(OP)
+    p1 = tl.fma(A1, B0, t).to(dt)
+    return p0, p1
+
+@triton.jit
+def _mul2_kernel(x_ptr, y_ptr, o_ptr, n, OP: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     a0 = tl.load(x_ptr + offs, mask=m)
     a1 = tl.load(x_ptr + n + offs, mask=m)
     b0 = tl.load(y_ptr + offs, mask=m)
     b1 = tl.load(y_ptr + n + offs, mask=m)
-    tl.store(o_ptr + offs, a0 * b0, mask=m)
-    tl.store(o_ptr + n + offs, a0 * b1 + a1 * b0, mask=m)
+    p0, p1 = _prod2(a0, a1, b0, b1, OP)
+    tl.store(o_ptr + offs, p0, mask=m)
+    tl.store(o_ptr + n + offs, p1, mask=m)
 
 @triton.jit
-def _powint2_kernel(x_ptr, o_ptr, n, N: tl.constexpr, BLOCK: tl.constexpr):
+def _powint2_kernel(x_ptr, o_ptr, n, N: tl.constexpr, OP: tl.constexpr, BLOCK: tl.constexpr):
     # (a0 + a1 ε)^N for N = 3, 4 as the product path computes it, x·x then (x·x)·x or (x·x)·(x·x), each
-    # product as _mul2_kernel's, in registers instead of through memory; x·x is rounded to the dtype as
-    # its store would round it (half types may be computed wider)
+    # product _mul2_kernel's (same roundings), in registers instead of through memory
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     a0 = tl.load(x_ptr + offs, mask=m)
     a1 = tl.load(x_ptr + n + offs, mask=m)
-    s0 = (a0 * a0).to(a0.dtype)
-    s1 = (a0 * a1 + a1 * a0).to(a0.dtype)
+    s0, s1 = _prod2(a0, a1, a0, a1, OP)
     if N == 3:
-        tl.store(o_ptr + offs, s0 * a0, mask=m)
-        tl.store(o_ptr + n + offs, s0 * a1 + s1 * a0, mask=m)
+        r0, r1 = _prod2(s0, s1, a0, a1, OP)
     else:
-        tl.store(o_ptr + offs, s0 * s0, mask=m)
-        tl.store(o_ptr + n + offs, s0 * s1 + s1 * s0, mask=m)
+        r0, r1 = _prod2(s0, s1, s0, s1, OP)
+    tl.store(o_ptr + offs, r0, mask=m)
+    tl.store(o_ptr + n + offs, r1, mask=m)
 
 @triton.jit
 def _floor2_kernel(p_ptr, o_ptr, n, BLOCK: tl.constexpr):
