@@ -6,6 +6,7 @@ Not a timed test: no assertion looks at a number, only at the shape of the outpu
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -163,3 +164,28 @@ def test_kernels_per_rule_accounts_for_every_kernel():
     assert all(n == 1 and k >= 1 for n, k in ops.values()), ops
     assert sum(k for _, k in ops.values()) == count_kernels(f)
     assert [k for _, _, k in rules] == sorted((k for _, _, k in rules), reverse=True)
+
+
+def test_kernels_per_rule_counts_triton_launches_once():
+    """Along the CUDA code path (Triton's interpreter on CPU), each rule's Triton launch counts once and
+    the interpreter's own aten ops inside it not at all: a linear layer (GEMM, bias into ε⁰), then
+    the one-launch relu, layer norm and x³."""
+    import os
+
+    pytest.importorskip("triton")
+    code = (
+        "import torch, torchlc\n"
+        "from torchlc.bench.real import kernels_per_rule\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.LayerNorm(16))\n"
+        "x = torch.randn(8, 16).nonstd(torch.randn(8, 16))\n"
+        "def f():\n"
+        "    with torch.no_grad():\n"
+        "        return m(x) ** 3\n"
+        "print(sorted(kernels_per_rule(f, 'cpu')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, TRITON_INTERPRET="1"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == str(sorted([
+        ("addmm.default", 1, 2), ("native_layer_norm.default", 1, 1), ("pow.Tensor_Scalar", 1, 1),
+        ("relu.default", 1, 1)])), r.stdout

@@ -132,32 +132,31 @@ def kernel_names(fn) -> list[str]:
     return [e.name[len("aten::") :] for e in _aten_kernels(prof)]
 
 
-# CUDA runtime and driver calls that put work on the GPU (Triton launches through the driver API)
-_CUDA_LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaMemcpy", "cudaMemset", "cudaGraphLaunch",
-                  "cudaLaunchCooperativeKernel")
-
-
-def kernels_per_range(fn, prefix: str, cuda: bool) -> dict:
+def kernels_per_range(fn, prefix: str, cuda: bool, launches: str | None = None) -> dict:
     """``{name: [calls, kernels]}`` over one call of ``fn``, for the ``record_function`` ranges whose
     names start with ``prefix`` (outermost ones only; a range nested in another counts in it). Kernels
-    are, on CUDA, the runtime and driver calls that launch GPU work (kernels, Triton's included,
-    copies and fills) and, on CPU, the aten compute ops of :func:`kernel_names`; each is given to the
-    range whose host time holds it."""
+    are the aten compute ops of :func:`kernel_names` and the ranges named ``launches`` (a caller's
+    mark around its own kernel launches, e.g. Triton's), each given to the range whose host time
+    holds it. All are host-side events on one clock (the CUDA runtime's launch events are not: their
+    timestamps placed launches on the wrong side of short ranges)."""
     import bisect
 
     from torch.profiler import ProfilerActivity, profile
 
     fn()
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=acts, record_shapes=not cuda) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         fn()
         _sync("cuda" if cuda else "cpu")
     evs = prof.events()
-    if cuda:
-        work = [e for e in evs if e.name.startswith(_CUDA_LAUNCHES)]
-    else:
-        work = _aten_kernels(prof)
-    starts = sorted(e.time_range.start for e in work)
+    marks = sorted(((e.time_range.start, e.time_range.end) for e in evs if launches and e.name == launches))
+    mark_starts = [a for a, _ in marks]
+
+    def in_mark(t):  # inside a launch mark (Triton's interpreter runs aten ops there): not the rule's
+        i = bisect.bisect_right(mark_starts, t) - 1
+        return i >= 0 and t <= marks[i][1]
+
+    starts = sorted([e.time_range.start for e in _aten_kernels(prof) if not in_mark(e.time_range.start)]
+                    + mark_starts)
     ranges = sorted((e for e in evs if e.name.startswith(prefix)), key=lambda e: e.time_range.start)
     res: dict = {}
     end = -1

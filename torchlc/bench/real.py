@@ -164,6 +164,7 @@ def dispatch_probe():
 
 
 RULE_PREFIX = "torchlc::"
+LAUNCH_RANGE = "torchlc.triton_launch"  # a Triton kernel launched by a rule (see rule_ranges)
 RULE_ROWS = 6  # LC ops listed per model and dtype in the kernels-per-rule table
 
 
@@ -190,18 +191,33 @@ def rule_ranges():
         finally:
             depth[0] -= 1
 
+    # Triton launches run in ranges of their own: the profile then counts them on the host's clock
+    # (the CUDA runtime's events carry another clock, which misplaced launches at ranges' edges)
+    from torchlc.kernels import elementwise, jets, launch
+
+    real_launch = launch.launch
+
+    def ranged_launch(*args, **kwargs):
+        with torch.profiler.record_function(LAUNCH_RANGE):
+            return real_launch(*args, **kwargs)
+
+    users = [m for m in (elementwise, jets) if getattr(m, "launch", None) is real_launch]
     LCTensor._dispatcher = staticmethod(ranged)
+    for m in users:
+        m.launch = ranged_launch
     try:
         yield
     finally:
         LCTensor._dispatcher = saved
+        for m in users:
+            m.launch = real_launch
 
 
 def kernels_per_rule(fn, device) -> list:
     """``[(aten op, calls, kernels)]`` of one call of ``fn``, most kernels first: the kernels each of
     the model's LC ops launched through its rule (see :func:`~torchlc.bench.measure.kernels_per_range`)."""
     with rule_ranges():
-        per = kernels_per_range(fn, RULE_PREFIX, device == "cuda")
+        per = kernels_per_range(fn, RULE_PREFIX, device == "cuda", launches=LAUNCH_RANGE)
     return sorted(((op, n, k) for op, (n, k) in per.items()), key=lambda r: (-r[2], r[0]))
 
 
@@ -467,10 +483,11 @@ def _text(cfg, times_rows, prof_rows, disp_rows, rule_rows=()):
         "`calls` per forward, `kernels` they launch in all (their rules' nested LC ops included), and "
         "their share of the forward's kernels. Each of the model's LC dispatches runs in a "
         "`record_function` range; "
-        + ("kernels are the CUDA runtime and driver calls that put work on the GPU (kernels, Triton "
-           "launches, copies, fills) inside it" if cfg.device == "cuda"
-           else "kernels are the aten compute ops inside it, as in the profile table (the fused "
-           "CPU loops of `torchlc.kernels.cpu` are Inductor's C++, not aten ops, and are not counted)")
+        + "kernels are the aten compute ops and the Triton launches inside it (an aten op that runs "
+        "several device kernels, as a cuBLAS GEMM may, counts once"
+        + ("; the profile table counts device kernels" if cfg.device == "cuda"
+           else "; the fused CPU loops of `torchlc.kernels.cpu` are Inductor's C++, not aten ops, and "
+           "are not counted") + ")"
         + ". Building `x.nonstd(v)` is not an LC op and is not listed."
     )
     rule_head = ["model", "dtype", "LC op", "calls", "kernels", "kernels/call", "share"]
