@@ -147,6 +147,7 @@ def test_kernels_per_rule_accounts_for_every_kernel():
     """Each of the model's LC ops gets the kernels its rule (and the LC ops the rule calls) launched:
     on LC operands built beforehand, the rules' kernels add up to the whole call's."""
     import torch
+
     import torchlc  # noqa: F401
     from torchlc.bench.measure import count_kernels
     from torchlc.bench.real import kernels_per_rule
@@ -170,8 +171,6 @@ def test_kernels_per_rule_counts_triton_launches_once():
     """Along the CUDA code path (Triton's interpreter on CPU), each rule's Triton launch counts once and
     the interpreter's own aten ops inside it not at all: a linear layer (GEMM, bias into ε⁰), then
     the one-launch relu, layer norm and x³."""
-    import os
-
     pytest.importorskip("triton")
     code = (
         "import torch, torchlc\n"

@@ -148,7 +148,7 @@ def kernels_per_range(fn, prefix: str, cuda: bool, launches: str | None = None) 
         fn()
         _sync("cuda" if cuda else "cpu")
     evs = prof.events()
-    marks = sorted(((e.time_range.start, e.time_range.end) for e in evs if launches and e.name == launches))
+    marks = sorted((e.time_range.start, e.time_range.end) for e in evs if launches and e.name == launches)
     mark_starts = [a for a, _ in marks]
 
     def in_mark(t):  # inside a launch mark (Triton's interpreter runs aten ops there): not the rule's

@@ -6,7 +6,17 @@ its plain-torch formula. Both paths compute the same numbers.
 """
 
 from . import cpu
-from .elementwise import ANALYTIC2, abs2, analytic2, floor2, heaviside2, mul2, powint2, relu2, usable
+from .elementwise import (
+    ANALYTIC2,
+    abs2,
+    analytic2,
+    floor2,
+    heaviside2,
+    mul2,
+    powint2,
+    relu2,
+    usable,
+)
 
 __all__ = ["ANALYTIC2", "abs2", "analytic2", "floor2", "fused", "heaviside2", "mul2", "powint2", "relu2", "usable"]
 

@@ -8,9 +8,9 @@ import torch
 from .. import _algebra as A
 from .. import _jet
 from .._algebra import Series
+from .._context import grad_free as _grad_free
 from .._dispatch import implements
 from .._tensor import LCTensor, series
-from .._context import grad_free as _grad_free
 from ._util import first_order, is_lc, out
 
 aten = torch.ops.aten

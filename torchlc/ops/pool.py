@@ -8,11 +8,11 @@ import math
 import torch
 
 from .. import kernels
-from ..kernels import jets as _jet_kernels
 from .._algebra import Series
 from .._context import inner_is_plain, is_wrapped, tracing
 from .._dispatch import implements
 from .._tensor import series
+from ..kernels import jets as _jet_kernels
 from ._util import fold_batch, out
 from .order import nan_elements
 
