@@ -510,6 +510,7 @@ def test_first_order_bmm_is_the_cauchy_product(interleaved):
         assert len(gemms) == 2, gemms  # the general rule takes three
     general = torch.bmm(A, B)  # grad mode on: the general rule
     assert torchlc.support(fast) == torchlc.support(general) and torchlc.order(fast) == 1
+    assert fast.lc_exact == general.lc_exact
     assert torch.equal(torchlc.coeffs(fast), torchlc.coeffs(general))
     y0, y1 = torch.func.jvp(torch.bmm, (torchlc.coeff(A, 0), b), (torchlc.coeff(A, 1), db))
     torch.testing.assert_close(torchlc.coeff(fast, 0), y0, rtol=1e-14, atol=1e-14)
