@@ -487,12 +487,14 @@ def _binom_coeffs(r, K):
     return out
 
 
-def power(x: Series, r) -> Series:
+def power(x: Series, r, *, nonzero: bool = False) -> Series:
     """x^r for a rational r (semantics §3): x = a ε^l (1+d), x^r = a^r ε^{lr} Σ C(r,k) d^k.
 
-    Elements are grouped by which plane leads them; a < 0 with an even-denominator r is NaN."""
+    Elements are grouped by which plane leads them; a < 0 with an even-denominator r is NaN.
+    ``nonzero``: the caller knows x's ε⁰ coefficient is nonzero (or NaN) everywhere, so the
+    first-order path need not read the data to check it (a host sync on a GPU)."""
     r = Fraction(r)
-    if (fast := _power_first_order(x, r)) is not None:
+    if (fast := _power_first_order(x, r, nonzero)) is not None:
         return fast
     order = x.order
     planes, sup = x.planes, x.support
@@ -566,7 +568,7 @@ def power(x: Series, r) -> Series:
     return Series(out.planes, out.support, order, min_exact(*exact_bounds) if exact_bounds else None)
 
 
-def _power_first_order(x: Series, r: Fraction):
+def _power_first_order(x: Series, r: Fraction, nonzero: bool = False):
     """x^r for first-order x = a + bε (``x.nonstd(v)`` and what follows from it: RMS norms' rsqrt,
     sqrt, 1/x) when every element is led by its a ≠ 0: a^r + (r·(b/a))·a^r ε. These are the general
     rule's formulas for this case in its order of operations, so the planes are bit for bit the same,
@@ -575,7 +577,9 @@ def _power_first_order(x: Series, r: Fraction):
     if x.support != FIRST_ORDER or x.order != 1 or (r.denominator == 1 and r >= 0):
         return None
     a, b = x.planes[0], x.planes[1]
-    if speculation_record() is not None or not _inner_is_plain(x.planes) or not bool((a != 0).all()):
+    if speculation_record() is not None or not _inner_is_plain(x.planes):
+        return None
+    if not nonzero and not bool((a != 0).all()):  # (known nonzero: no host read)
         return None
     if r.denominator % 2 == 0 and is_strict():
         check_domain(a < 0, lambda m: f"x**{r}: even root of a negative number in {int(m.sum())} element(s)")

@@ -13,6 +13,7 @@ Dispatch: aten op → rule table (by OpOverload, then overload packet) → Compo
 
 from __future__ import annotations
 
+import weakref as _weakref
 from fractions import Fraction
 
 import torch
@@ -21,7 +22,7 @@ import torch._C._functorch as _F
 from . import _context, _rulehash, _vmap
 from . import _support as S
 from . import layouts as _layouts
-from ._algebra import Series, min_exact, place
+from ._algebra import FIRST_ORDER, Series, min_exact, place
 from ._repr import lc_repr
 from .errors import TruncationError
 
@@ -108,6 +109,34 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
     if zero is not None and exact is not None and zero.shape == r.shape:
         r._zero = zero  # only informative for truncated tensors
     return r
+
+
+def standard_part_fact(x) -> str | None:
+    """What is known of the ε⁰ coefficient of every element of a first-order planes tensor x, without
+    reading the data: ``"nonneg"`` (≥ 0 or NaN: a square, a sum or mean of such) or ``"pos"`` (> 0
+    or NaN: such a value plus a positive number that is normal in the dtype, as RMS norm's
+    ``mean(x²) + eps``); None when nothing is known. A fact holds for the planes it was recorded on,
+    unchanged: an in-place write to them (their version counter moves) or new planes void it."""
+    fact = x._lead_fact if type(x) is LCTensor else None
+    if fact is None:
+        return None
+    ref, version, kind = fact
+    planes = x._inner[0]
+    if x._layout is not _layouts.PLANES or ref() is not planes or planes.is_inference():
+        return None
+    return kind if planes._version == version else None
+
+
+def record_standard_part_fact(x, kind: str) -> None:
+    """Record ``kind`` (see :func:`standard_part_fact`) for x's current planes; eager, first-order
+    planes tensors only (inference tensors keep no version counter, so nothing is recorded)."""
+    if type(x) is not LCTensor or x._layout is not _layouts.PLANES or x._support != FIRST_ORDER:
+        return
+    planes = x._inner[0]
+    if planes.is_inference() or not _context.inner_is_plain(planes):
+        return
+    x._lead_fact = (_weakref.ref(planes), planes._version, kind)
+
 
 
 def from_storage(layout, inner, order, exact, shape, dtype) -> LCTensor:
@@ -288,6 +317,7 @@ class LCTensor(torch.Tensor):
         r._cache = None
         r._zero = None
         r._lc_view = False  # set by view ops: this tensor aliases another LCTensor's storage
+        r._lead_fact = None  # see standard_part_fact
         return r
 
     __torch_function__ = torch._C._disabled_torch_function_impl

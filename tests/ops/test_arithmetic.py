@@ -389,7 +389,7 @@ def test_first_order_power_fast_path_is_the_general_rule(monkeypatch, dtype, exa
     rs = [F(-1), F(1, 2), F(-1, 2), F(1, 3), F(-2, 3), F(3, 2), F(-3), F(5, 4)]
     fast = [A.power(x, r) for r in rs]
     assert all(A._power_first_order(x, r) is not None for r in rs)  # the short path was taken
-    monkeypatch.setattr(A, "_power_first_order", lambda x, r: None)
+    monkeypatch.setattr(A, "_power_first_order", lambda x, r, nonzero=False: None)
     for r, f in zip(rs, fast):
         want = A.power(x, r)
         assert (f.support, f.order, f.exact) == (want.support, want.order, want.exact), r
@@ -418,3 +418,59 @@ def test_add_number_bit_for_bit_against_a_tensor_addend(numel):
             want = (y + torch.tensor(c, dtype=y.dtype)).lc_planes()
             assert got.shape == want.shape
             assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (c, torchlc.support(y))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_rms_norm_rsqrt_reads_no_data_on_the_host(dtype):
+    """rsqrt(mean(x²) + eps), RMS norm's: the standard part is known positive (a square, its mean,
+    plus a normal positive number), so the first-order path skips its host check for zeros (a sync on
+    a GPU), and gives the planes the checked path gives, bit for bit."""
+    from torchlc._tensor import standard_part_fact
+    from torchlc.bench.measure import kernel_names
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, 8, generator=g).to(dtype)
+    a[0, 0] = 0.0  # a row of zeros: mean(x²) = 0, + eps > 0
+    x = a.nonstd(torch.randn(3, 5, 8, generator=g).to(dtype))
+    with torch.no_grad():
+        var = (x * x).mean(-1, keepdim=True)
+        assert standard_part_fact(var) == "nonneg" and standard_part_fact(x.pow(2)) == "nonneg"
+        v = var + 1e-6
+        assert standard_part_fact(v) == "pos"
+        assert not {"ne", "all"} & set(kernel_names(lambda: torch.rsqrt(v)))  # no check, no sync
+        fast = torch.rsqrt(v)
+        checked = torch.rsqrt(v + 0.0)  # + 0.0: the same planes, no fact (0 is not positive)
+        assert standard_part_fact(v + 0.0) is None
+    assert torch.equal(torchlc.coeffs(fast), torchlc.coeffs(checked))
+
+
+def test_standard_part_facts_are_voided_by_writes_and_not_made_up():
+    """A fact holds for the planes it was recorded on: an in-place write voids it, so a zero written
+    later takes the general rule (its ε^(−1/2) term), never the fast path's inf. Products of distinct
+    tensors, numbers that are not normal positives in the dtype, and traced code record nothing."""
+    from torchlc._tensor import standard_part_fact
+
+    x = torch.tensor([1.0, 2.0]).nonstd(torch.tensor([1.0, 1.0]))
+    y = torch.tensor([3.0, -1.0]).nonstd(torch.tensor([1.0, 1.0]))
+    with torch.no_grad():
+        v = x * x + 1e-6
+        assert standard_part_fact(v) == "pos"
+        torchlc.coeffs(v)  # reading does not void it
+        assert standard_part_fact(v) == "pos"
+        v.mul_(torch.tensor([0.0, 1.0]))  # ε⁰ of the first element is now 0 (its ε¹ too)
+        assert standard_part_fact(v) is None
+        w = (x * x + 1e-6) * torch.tensor([0.0, 1.0]) + torch.tensor([1.0, 0.0]).nonstd(torch.tensor([0.0, 0.0])) * 0
+        assert standard_part_fact(w) is None
+        z = x * x + 1e-6
+        torchlc.coeffs(z)[0, 0] = 0.0  # a write straight into the planes
+        z.lc_planes()[1, 0] = 2.0
+        assert standard_part_fact(z) is None
+        r = torch.rsqrt(z)  # the general rule: x = 2ε there, so x^(-1/2) = 2^(-1/2) ε^(-1/2)
+        assert F(-1, 2) in torchlc.support(r)
+        assert standard_part_fact(x * y) is None
+        assert standard_part_fact(x * x + 0.0) is None and standard_part_fact(x * x - 1e-6) is None
+        h = x.half()
+        assert standard_part_fact(h * h) == "nonneg"
+        assert standard_part_fact(h * h + 1e-6) is None  # 1e-6 is subnormal in float16
+        assert standard_part_fact(h * h + 1e-4) == "pos"
+        assert standard_part_fact(x * x + float("inf")) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import torch
@@ -12,7 +13,7 @@ from .._algebra import Series
 from .._dispatch import implements, in_place_via_functional
 from .. import kernels
 from .._context import grad_free as _grad_free
-from .._tensor import LCTensor, series, wrap
+from .._tensor import LCTensor, record_standard_part_fact, series, standard_part_fact, wrap
 from ..layouts import PLANES
 from . import ragged
 from ._util import is_monomial, operand, out
@@ -40,7 +41,17 @@ def _add(a, b, alpha=1):
 
 @implements([aten.add.Tensor, aten.add.Scalar])
 def add(func, a, b, *, alpha=1):
-    return _add(a, b, alpha)
+    res = _add(a, b, alpha)
+    if type(b) in (int, float) and alpha == 1 and standard_part_fact(a) is not None and _normal_positive(b, a.dtype):
+        # x ≥ 0 plus c > 0 normal in the dtype: ≥ c after rounding, never 0 (RMS norm's mean(x²) + eps)
+        record_standard_part_fact(res, "pos")
+    return res
+
+
+def _normal_positive(c, dtype) -> bool:
+    """Whether the number c is finite, positive and at least the dtype's smallest normal number (so a
+    sum with a value ≥ 0 rounds to a positive number in the dtype, whatever math type adds them)."""
+    return dtype.is_floating_point and math.isfinite(c) and c >= torch.finfo(dtype).tiny
 
 
 @implements([aten.add_.Tensor])
@@ -133,12 +144,21 @@ def mul(func, a, b):
             planes[1].addcmul_(pa[1], pb[0])
         else:
             planes = torch.stack([pa[0] * pb[0], torch.addcmul(pa[0] * pb[1], pa[1], pb[0])])
-        return wrap(planes, A.FIRST_ORDER, a.lc_order, A.min_exact(a.lc_exact, b.lc_exact, a.lc_order))
+        res = wrap(planes, A.FIRST_ORDER, a.lc_order, A.min_exact(a.lc_exact, b.lc_exact, a.lc_order))
+        if a is b:  # a square: its ε⁰ plane a₀·a₀ is ≥ 0 (or NaN) everywhere
+            record_standard_part_fact(res, "nonneg")
+        return res
     return mul_lc(a, b)
 
 
+def _power(x, r):
+    """x ** r by :func:`torchlc._algebra.power`, told when x's standard part is known nonzero (then the
+    first-order path needs no host read of the data)."""
+    return out(A.power(series(x), r, nonzero=standard_part_fact(x) == "pos"), monomial=is_monomial(x))
+
+
 def reciprocal_lc(x):
-    return out(A.power(series(x), Fraction(-1)), monomial=is_monomial(x))
+    return _power(x, Fraction(-1))
 
 
 @implements([aten.reciprocal.default])
@@ -199,7 +219,7 @@ def pow_scalar(func, x, e, dtype="float64"):
                         A.min_exact(x.lc_exact, x.lc_exact, x.lc_order))
         sq = mul(None, x, x)
         return sq if r == 2 else mul(None, sq, x) if r == 3 else mul(None, sq, sq)
-    return out(A.power(series(x), r), monomial=is_monomial(x))
+    return _power(x, r) if isinstance(x, LCTensor) else out(A.power(series(x), r), monomial=is_monomial(x))
 
 
 @implements([aten.pow.Tensor_Tensor])
@@ -238,12 +258,12 @@ def pow_number_base(func, base, e):
 
 @implements([aten.sqrt.default])
 def sqrt(func, x):
-    return out(A.power(series(x), Fraction(1, 2)), monomial=is_monomial(x))
+    return _power(x, Fraction(1, 2))
 
 
 @implements([aten.rsqrt.default])
 def rsqrt(func, x):
-    return out(A.power(series(x), Fraction(-1, 2)), monomial=is_monomial(x))
+    return _power(x, Fraction(-1, 2))
 
 
 @implements([aten.square.default])

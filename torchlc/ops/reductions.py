@@ -14,7 +14,7 @@ from .. import _support as S
 from .._algebra import Series
 from .._context import grad_free as _grad_free
 from .._dispatch import implements, register
-from .._tensor import LCTensor, series
+from .._tensor import LCTensor, record_standard_part_fact, series, standard_part_fact
 from ..layouts import PLANES
 from . import order
 from ._util import decomposed, first_order, out
@@ -64,7 +64,11 @@ def _termwise(reduce):
         s = series(x)
         dims = [d + 1 for d in reduced_dims(x, dim)]
         p = reduce(s.planes, dims, keepdim=keepdim, dtype=dtype) if dims else s.planes.clone()
-        return out(Series(p, s.support, s.order, s.exact))
+        res = out(Series(p, s.support, s.order, s.exact))
+        if standard_part_fact(x) is not None and (dtype is None or dtype.is_floating_point):
+            # a sum or mean of values ≥ 0 is ≥ 0 (a mean may underflow to 0: no more than "nonneg")
+            record_standard_part_fact(res, "nonneg")
+        return res
 
     return rule
 
