@@ -84,7 +84,7 @@ def abs2(planes: torch.Tensor) -> torch.Tensor:
 
 def mul2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fused first-order product of planes x, y (2, *shape) (same shape, contiguous)."""
-    return _launch("_mul2_kernel", torch.empty_like(x), x, y, OP=_op(x.dtype))
+    return _launch("_mul2_kernel", torch.empty_like(x), x, y, OP=op_math(x.dtype))
 
 
 def powint2(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -92,11 +92,12 @@ def powint2(x: torch.Tensor, n: int) -> torch.Tensor:
     ``mul2(mul2(x, x), x)`` or ``mul2(s, s)`` with s = ``mul2(x, x)``, in one pass."""
     if n not in (3, 4):
         raise ValueError(f"powint2 takes n = 3 or 4, not {n}")
-    return _launch("_powint2_kernel", torch.empty_like(x), x, N=n, OP=_op(x.dtype))
+    return _launch("_powint2_kernel", torch.empty_like(x), x, N=n, OP=op_math(x.dtype))
 
 
-def _op(dtype):
-    """The op math type of a kernel's arithmetic: float64 for float64, else float32 (as PyTorch's)."""
+def op_math(dtype):
+    """The Triton type a kernel computes ``dtype`` values in: float64 for float64, else float32 (as
+    PyTorch's op math and accumulation types)."""
     tl = _kernels().tl
     return tl.float64 if dtype == torch.float64 else tl.float32
 

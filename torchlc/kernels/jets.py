@@ -21,7 +21,7 @@ import torch
 
 from .._context import grad_free as _grad_free
 from ._lazy import HAVE_TRITON, cdiv, kernels, next_power_of_2, triton_ready
-from .elementwise import _DTYPES, INTERPRET
+from .elementwise import _DTYPES, INTERPRET, op_math
 from .launch import launch
 
 MAX_ROW = 8192  # longer rows (a register-resident row would spill) use the torch formulas
@@ -36,11 +36,6 @@ def __getattr__(name: str):
     if name.startswith("_") and (name.endswith("_kernel") or name == "_row_offsets"):
         return getattr(_kernels(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _acc(dtype):
-    tl = _kernels().tl
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 def applies(t: torch.Tensor, n: int, *params) -> bool:
@@ -99,7 +94,7 @@ def softmax_jet(P: torch.Tensor):
         oso,
         osi,
         ops,
-        ACC=_acc(P.dtype),
+        ACC=op_math(P.dtype),
         BLOCK=block,
         num_warps=_warps(block),
     )
@@ -143,7 +138,7 @@ def layer_norm_jet(P: torch.Tensor, weight, bias, eps: float, *, stats: bool = F
         STATS=stats,
         HAS_RES=residual is not None,
         HAS_BIAS0=bias0 is not None,
-        ACC=_acc(P.dtype),
+        ACC=op_math(P.dtype),
         BLOCK=block,
         num_warps=_warps(block),
     )
@@ -220,7 +215,7 @@ def contiguous_rows(src: torch.Tensor, bias=None, plane_dim: int = 0):
         *bstrides,
         HAS_BIAS=bias is not None,
         PLANE_DIM=plane_dim + pad,
-        ACC=_acc(src.dtype),
+        ACC=op_math(src.dtype),
         BLOCK_R=block_r,
         BLOCK_D=block_d,
         num_warps=2,
