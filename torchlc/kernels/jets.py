@@ -330,14 +330,17 @@ def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_
 
 
 def max_pool2d_jet(P: torch.Tensor, ks, st, pd, dl, out_hw):
-    """First-order 2-d max pooling of planes ``P`` (2, N, C, H, W), contiguous, in one pass: (value
-    planes (2, N, C, OH, OW), indices (N, C, OH, OW) as torch's), by the field's order with torch's
-    NaN rule (the formulas of ``ops.pool``: ``max_pool_planes`` then ``_nan_wins``), or None when the
-    kernel does not apply. ``out_hw`` is torch's output size for these arguments. The formulas gather
-    every window into a buffer of window size and reduce it in further passes, then search for NaN
-    with torch's pooling over a map of positions."""
-    if not (P.dim() == 5 and P.shape[0] == 2 and P.is_contiguous() and _ok(P, 1)):
+    """First-order 2-d max pooling of planes ``P`` (2, N, C, H, W) in one pass: (value planes (2, N,
+    C, OH, OW), indices (N, C, OH, OW) as torch's), by the field's order with torch's NaN rule (the
+    formulas of ``ops.pool``: ``max_pool_planes`` then ``_nan_wins``), or None when the kernel does
+    not apply. ``out_hw`` is torch's output size for these arguments. Planes that are not contiguous
+    (channels-last) are copied once. The formulas gather every window into a buffer of window size
+    and reduce it in further passes, then search for NaN with torch's pooling over a map of
+    positions."""
+    # (a row length of 1: the kernel has no row to fit in registers)
+    if not (P.dim() == 5 and P.shape[0] == 2 and _ok(P, 1)):
         return None
+    P = P.contiguous()
     _, N, C, H, W = P.shape
     OH, OW = out_hw
     vals = torch.empty((2, N, C, OH, OW), dtype=P.dtype, device=P.device)

@@ -255,9 +255,8 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
         if tracing():
             if x.device.type in OPAQUE_POOL_DEVICES and torch.is_inference_mode_enabled() and not is_wrapped(p):
                 return _pooled(s, *torch.ops.torchlc.max_pool2d_jet(p, ks, st, pd, dl, bool(ceil_mode)), batched)
-        elif (res := _jet_kernels.max_pool2d_jet(p.contiguous(), ks, st, pd, dl,
-                                                  _out_hw(p, ks, st, pd, dl, ceil_mode))) is not None:
-            return _pooled(s, *res, batched)  # (channels-last planes: one copy, then the one pass)
+        elif (res := _jet_kernels.max_pool2d_jet(p, ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))) is not None:
+            return _pooled(s, *res, batched)
     may_nan = _may_hold_nan(p)
     # strided windows on CPU only: on CUDA the gathered ones measured faster under torchlc.compile
     # (resnet50 bf16 on an H100, batch 32: 6.71 against 7.38 ms of GPU time per forward; Inductor
@@ -277,8 +276,14 @@ def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1
             res = res[0].reshape(T, N, C, *res[0].shape[3:]), res[1].reshape(N, C, *res[1].shape[2:])
     vals, ind = res if res is not None else max_pool_planes(p, ks, st, pd, dl, ceil_mode, None, strided=cpu)
     if may_nan:
-        vals, ind = _nan_wins(p, vals, ind, lambda t: func(t, ks, st, pd, dl, ceil_mode))
+        vals, ind = _max_pool_nan_wins(p, vals, ind, ks, st, pd, dl, ceil_mode)
     return _pooled(s, vals, ind, batched)
+
+
+def _max_pool_nan_wins(p, vals, ind, ks, st, pd, dl, ceil_mode):
+    """:func:`_nan_wins` for max_pool's result, with torch's own max_pool of the same windows."""
+    native = aten.max_pool2d_with_indices.default if len(ks) == 2 else aten.max_pool3d_with_indices.default
+    return _nan_wins(p, vals, ind, lambda t: native(t, ks, st, pd, dl, ceil_mode))
 
 
 def _out_hw(p, ks, st, pd, dl, ceil_mode):
@@ -291,13 +296,13 @@ def max_pool2d_jet(p: torch.Tensor, ks: list[int], st: list[int], pd: list[int],
     """First-order 2-d max pooling as one opaque op in graphs traced with grad off on CUDA (the
     one-pass kernel), where Inductor would otherwise compile the window formulas: planes p (2, N, C,
     H, W), contiguous; returns value planes (2, N, C, OH, OW) and torch's indices (N, C, OH, OW)."""
-    # contiguous: Inductor may hand the op channels-last planes (its layout optimisation)
-    res = _jet_kernels.max_pool2d_jet(p.contiguous(), ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))
+    # (Inductor may hand the op channels-last planes, its layout optimisation: the kernel copies them)
+    res = _jet_kernels.max_pool2d_jet(p, ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))
     if res is not None:
         return res
     # inputs the kernel does not take at run time (it was chosen from the traced metadata): the formulas
     vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, None, strided=False)
-    return _nan_wins(p, vals, ind, lambda t: aten.max_pool2d_with_indices.default(t, ks, st, pd, dl, ceil_mode))
+    return _max_pool_nan_wins(p, vals, ind, ks, st, pd, dl, ceil_mode)
 
 
 @max_pool2d_jet.register_fake
