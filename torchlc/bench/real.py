@@ -130,37 +130,47 @@ BUILDERS = {
 
 
 @contextlib.contextmanager
+def _dispatcher_wrapped(wrap):
+    """While the block runs, ``LCTensor._dispatcher`` is ``wrap(inner)``, inner the installed one;
+    restored on exit."""
+    from torchlc._tensor import LCTensor
+
+    if "_dispatcher" not in LCTensor.__dict__:
+        raise RuntimeError("LCTensor has no _dispatcher hook to wrap")
+    saved = LCTensor.__dict__["_dispatcher"]
+    LCTensor._dispatcher = staticmethod(wrap(LCTensor._dispatcher))
+    try:
+        yield
+    finally:
+        LCTensor._dispatcher = saved
+
+
+@contextlib.contextmanager
 def dispatch_probe():
     """Count (and time) every call through ``LCTensor._dispatcher`` while the block runs.
 
     Yields a list that receives, per dispatch, its self host time in seconds (its own time less that
     of the dispatches nested in it, which rules make when they call aten ops on LCTensors). The
     installed dispatcher is restored on exit."""
-    from torchlc._tensor import LCTensor
-
-    if "_dispatcher" not in LCTensor.__dict__:
-        raise RuntimeError("LCTensor has no _dispatcher hook to count")
-    saved = LCTensor.__dict__["_dispatcher"]
-    inner = LCTensor._dispatcher
     selfs: list = []
     child = [0.0]  # time of the nested dispatches, per open level
     perf = time.perf_counter
 
-    def probe(func, args, kwargs):
-        child.append(0.0)
-        t0 = perf()
-        try:
-            return inner(func, args, kwargs)
-        finally:
-            dt = perf() - t0
-            selfs.append(dt - child.pop())
-            child[-1] += dt
+    def timed(inner):
+        def probe(func, args, kwargs):
+            child.append(0.0)
+            t0 = perf()
+            try:
+                return inner(func, args, kwargs)
+            finally:
+                dt = perf() - t0
+                selfs.append(dt - child.pop())
+                child[-1] += dt
 
-    LCTensor._dispatcher = staticmethod(probe)
-    try:
+        return probe
+
+    with _dispatcher_wrapped(timed):
         yield selfs
-    finally:
-        LCTensor._dispatcher = saved
 
 
 RULE_PREFIX = "torchlc::"
@@ -173,23 +183,20 @@ def rule_ranges():
     """While the block runs, every outermost call through ``LCTensor._dispatcher`` (the model's own LC
     ops, not those its rules make) runs in a ``record_function`` range named ``torchlc::<aten op>``,
     so a profile can tell which rule launched which kernels."""
-    from torchlc._tensor import LCTensor
-
-    if "_dispatcher" not in LCTensor.__dict__:
-        raise RuntimeError("LCTensor has no _dispatcher hook to wrap")
-    saved = LCTensor.__dict__["_dispatcher"]
-    inner = LCTensor._dispatcher
     depth = [0]
 
-    def ranged(func, args, kwargs):
-        if depth[0]:
-            return inner(func, args, kwargs)
-        depth[0] += 1
-        try:
-            with torch.profiler.record_function(RULE_PREFIX + str(func).removeprefix("aten.")):
+    def outermost_ranged(inner):
+        def ranged(func, args, kwargs):
+            if depth[0]:
                 return inner(func, args, kwargs)
-        finally:
-            depth[0] -= 1
+            depth[0] += 1
+            try:
+                with torch.profiler.record_function(RULE_PREFIX + str(func).removeprefix("aten.")):
+                    return inner(func, args, kwargs)
+            finally:
+                depth[0] -= 1
+
+        return ranged
 
     # Triton launches run in ranges of their own: the profile then counts them on the host's clock
     # (the CUDA runtime's events carry another clock, which misplaced launches at ranges' edges)
@@ -202,15 +209,14 @@ def rule_ranges():
             return real_launch(*args, **kwargs)
 
     users = [m for m in (elementwise, jets) if getattr(m, "launch", None) is real_launch]
-    LCTensor._dispatcher = staticmethod(ranged)
-    for m in users:
-        m.launch = ranged_launch
-    try:
-        yield
-    finally:
-        LCTensor._dispatcher = saved
+    with _dispatcher_wrapped(outermost_ranged):
         for m in users:
-            m.launch = real_launch
+            m.launch = ranged_launch
+        try:
+            yield
+        finally:
+            for m in users:
+                m.launch = real_launch
 
 
 def kernels_per_rule(fn, device) -> list:
@@ -481,7 +487,7 @@ def _text(cfg, times_rows, prof_rows, disp_rows, rule_rows=()):
     rule_note = (
         f"Eager LC forward, the {RULE_ROWS} LC ops of each model whose rules launch the most kernels: "
         "`calls` per forward, `kernels` they launch in all (their rules' nested LC ops included), and "
-        "their share of the forward's kernels. Each of the model's LC dispatches runs in a "
+        "their share of the kernels all the model's LC ops launch. Each of its LC dispatches runs in a "
         "`record_function` range; "
         + "kernels are the aten compute ops and the Triton launches inside it (an aten op that runs "
         "several device kernels, as a cuBLAS GEMM may, counts once"
