@@ -138,7 +138,6 @@ def record_standard_part_fact(x, kind: str) -> None:
     x._lead_fact = (_weakref.ref(planes), planes._version, kind)
 
 
-
 def from_storage(layout, inner, order, exact, shape, dtype) -> LCTensor:
     """An LCTensor of ``layout`` from its inner tensors, with a *lazy* support: computed from the
     storage (``layout.support(inner)``) only when something asks for it. The native CSR rules build

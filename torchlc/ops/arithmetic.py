@@ -219,7 +219,7 @@ def pow_scalar(func, x, e, dtype="float64"):
                         A.min_exact(x.lc_exact, x.lc_exact, x.lc_order))
         sq = mul(None, x, x)
         return sq if r == 2 else mul(None, sq, x) if r == 3 else mul(None, sq, sq)
-    return _power(x, r) if isinstance(x, LCTensor) else out(A.power(series(x), r), monomial=is_monomial(x))
+    return _power(x, r)
 
 
 @implements([aten.pow.Tensor_Tensor])
