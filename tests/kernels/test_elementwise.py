@@ -1,10 +1,9 @@
 """Fused first-order kernels under the Triton interpreter (CPU) give the torch formulas' numbers."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from interpreter import run as run_in_interpreter
 
 pytest.importorskip("triton")
 
@@ -64,6 +63,5 @@ print("ok")
 
 @pytest.mark.skipif(IN_INTERPRETER, reason="already inside the interpreter")
 def test_fused_first_order_kernels_match_torch_formulas():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    r = subprocess.run([sys.executable, "-c", CASES], env=env, capture_output=True, text=True, timeout=300)
+    r = run_in_interpreter(["-c", CASES], timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

@@ -6,10 +6,9 @@ the flash-style attention jet gives the attention jet's formulas, in MultiheadAt
 merged) and in SDPA's (causal, grouped-query heads, logsumexp), also through the SDPA kernels' rules."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from interpreter import run as run_in_interpreter
 
 pytest.importorskip("triton")
 
@@ -218,6 +217,5 @@ print("ok")
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="already inside the interpreter")
 def test_jet_kernels_match_torch_formulas():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    r = subprocess.run([sys.executable, "-c", CASES], env=env, capture_output=True, text=True, timeout=600)
+    r = run_in_interpreter(["-c", CASES], timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

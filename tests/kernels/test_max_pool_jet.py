@@ -4,10 +4,9 @@ and indices, bit for bit, for kernels, strides, paddings, dilations and ceil_mod
 ties (small integers in both planes) and with ±inf and NaN in either plane."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from interpreter import run as run_in_interpreter
 
 pytest.importorskip("triton")
 
@@ -77,6 +76,5 @@ print("ok", n_cases)
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="already inside the interpreter")
 def test_max_pool_jet_kernel_matches_the_formulas():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    r = subprocess.run([sys.executable, "-c", CASES], env=env, capture_output=True, text=True, timeout=600)
+    r = run_in_interpreter(["-c", CASES], timeout=600)
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
