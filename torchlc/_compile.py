@@ -73,7 +73,7 @@ from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing, make
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from . import _context
+from . import _context, _plane_passes
 from ._compile_state import _read_state
 from ._context import speculate, speculation_record
 from ._tensor import LCTensor, wrap
@@ -341,6 +341,9 @@ def _compile_graph(gm, example_inputs, lifted, compile_kwargs):
     if kw.get("disable", False):
         return gm.forward
     if kw.get("backend", "inductor") == "inductor":
+        _plane_passes.functional_copies(gm)
+        _plane_passes.unroll_plane_broadcasts(gm)
+        _plane_passes.push_selects(gm)
         _channels_last_plane_merges(gm, example_inputs)
     # mode and options together: torch.compile's own error
     if kw.get("backend", "inductor") == "inductor" and (mode is None or options is None):
