@@ -91,6 +91,9 @@ def _env_int(name: str, default: int) -> int:
 CACHE_SIZE = _env_int("TORCHLC_COMPILE_CACHE_SIZE", 64)
 #: Traces of one compiled function after which it warns (once), like Dynamo's ``recompile_limit``.
 RECOMPILE_LIMIT = _env_int("TORCHLC_COMPILE_RECOMPILE_LIMIT", 8)
+#: Whether graphs for Inductor get the plane passes (:mod:`torchlc._plane_passes`: exact rewrites, the
+#: same numbers); env ``TORCHLC_COMPILE_PLANE_PASSES=0`` turns them off, to compare or to debug.
+PLANE_PASSES = bool(_env_int("TORCHLC_COMPILE_PLANE_PASSES", 1))
 
 aten = torch.ops.aten
 
@@ -341,9 +344,10 @@ def _compile_graph(gm, example_inputs, lifted, compile_kwargs):
     if kw.get("disable", False):
         return gm.forward
     if kw.get("backend", "inductor") == "inductor":
-        _plane_passes.functional_copies(gm)
-        _plane_passes.unroll_plane_broadcasts(gm)
-        _plane_passes.push_selects(gm)
+        if PLANE_PASSES:
+            _plane_passes.functional_copies(gm)
+            _plane_passes.unroll_plane_broadcasts(gm)
+            _plane_passes.push_selects(gm)
         _channels_last_plane_merges(gm, example_inputs)
     # mode and options together: torch.compile's own error
     if kw.get("backend", "inductor") == "inductor" and (mode is None or options is None):
