@@ -139,13 +139,13 @@ def unroll_plane_broadcasts(gm: fx.GraphModule) -> int:
 
 
 def functional_copies(gm: fx.GraphModule) -> int:
-    """Replace ``dst.copy_(src)`` by its functional form ``aten.copy(dst, src)`` where ``dst`` is a
-    tensor the graph made (not an input, not a view) that nothing reads after the write: the write
-    of an in-place rule's result back into its operand (``relu_``, ``add_``). Inductor then need not
-    write ``dst`` out at all, so its producer can fuse into the next kernel. Returns the copies
-    replaced."""
+    """Replace ``dst.copy_(src)`` by the value it writes, a new tensor, where ``dst`` is a tensor the
+    graph made (not an input, not a view): the write of an in-place rule's result back into its
+    operand (``relu_``, ``add_``, ``+=``). Readers of ``dst`` after the write read the new tensor
+    instead (views of it taken after the write too), so Inductor need not write ``dst`` out only to
+    overwrite it, and its producer can fuse into the next kernel. Not where a view of ``dst`` taken
+    before the write is read after it (it would have to see the write). Returns the copies replaced."""
     g = gm.graph
-    order = {n: i for i, n in enumerate(g.nodes)}
     done = 0
     for n in list(g.nodes):
         if n.op != "call_function" or n.target is not aten.copy_.default or n.kwargs:
@@ -153,10 +153,16 @@ def functional_copies(gm: fx.GraphModule) -> int:
         dst = n.args[0]
         if not isinstance(dst, fx.Node) or dst.op != "call_function" or _is_view(dst) or _mutated(dst):
             continue
-        if any(w is not n and order.get(w, len(order)) > order[n] for a in _views_of(dst) for w in a.users):
+        order = {m: i for i, m in enumerate(g.nodes)}
+        at = order[n]
+        early_views = [w for w in _views_of(dst) if w is not dst and order[w] < at]
+        if any(order[r] > at for w in early_views for v in _views_of(w) for r in v.users):
             continue
+        later = [u for u in dst.users if u is not n and order[u] > at]
         c = _copy_value(g, n, dst, n.args[1])
         n.replace_all_uses_with(c)
+        for u in later:
+            u.replace_input_with(dst, c)
         g.erase_node(n)
         done += 1
     if done:
@@ -231,9 +237,7 @@ def _pushed(g: fx.Graph, src: fx.Node, i: int, frozen: set):
         return _select(g, args[0], start + i * step)
     if t is aten.expand.default and not src.kwargs:
         y = _val(args[0])
-        if y.dim() == v.dim() and y.shape[0] != 1:
-            return None  # a real plane dimension: select(expand(y)) is expand(select(y)), not worth a node
-        inner = _select(g, args[0], 0) if y.dim() == v.dim() else args[0]
+        inner = _select(g, args[0], i if y.shape[0] == v.shape[0] else 0) if y.dim() == v.dim() else args[0]
         if tuple(_val(inner).shape) == tuple(v.shape[1:]):
             return inner
         e = g.call_function(aten.expand.default, (inner, list(v.shape[1:])))
