@@ -306,6 +306,20 @@ def test_flash_attention_op_passes_opcheck():
         torch.library.opcheck(torch.ops.torchlc.flash_attention_jet.default, args)
 
 
+def test_max_pool_op_passes_opcheck():
+    """The opaque max-pool op (here its formula fallback: no kernel on CPU) promises the layout it
+    returns: channels-last results for channels-last planes, contiguous ones otherwise."""
+    g = torch.Generator().manual_seed(4)
+    P = torch.randint(-2, 3, (2, 2, 3, 7, 6), generator=g).to(f64)
+    cl = P.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # each plane channels-last
+    for planes in (P, cl):
+        args = (planes, [3, 3], [2, 2], [1, 1], [1, 1], True)
+        torch.library.opcheck(torch.ops.torchlc.max_pool2d_jet.default, args)
+        vals, ind = torch.ops.torchlc.max_pool2d_jet(*args)
+        assert vals[0].is_contiguous(memory_format=torch.channels_last) == (planes is cl)
+        assert ind.is_contiguous(memory_format=torch.channels_last) == (planes is cl)
+
+
 @pytest.mark.parametrize("pool", ["max_pool2d", "adaptive_max_pool2d", "max_pool3d"])
 def test_inductor_compiles_max_pooling_after_a_pointwise_op(pool):
     """The stem of a ResNet (conv, batch norm, relu, max_pool) under torchlc.compile with Inductor.

@@ -27,7 +27,10 @@ def counted(*a):
     return res
 jets.max_pool2d_jet = counted
 n_cases = 0
-for (shape, k, s, p, d, ceil), dtype, specials in itertools.product(configs, (torch.float32, torch.float64), range(3)):
+for (shape, k, s, p, d, ceil), dtype, specials, cl in itertools.product(
+        configs, (torch.float32, torch.float64), range(3), (False, True)):
+    if cl and len(shape) != 4:
+        continue
     g = torch.Generator().manual_seed(hash((shape, specials)) % 1000)
     x = torch.randint(-2, 3, shape, generator=g).to(dtype)
     v = torch.randint(-2, 3, shape, generator=g).to(dtype)
@@ -35,7 +38,11 @@ for (shape, k, s, p, d, ceil), dtype, specials in itertools.product(configs, (to
         special = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0], dtype=dtype)
         i = torch.randint(0, x.numel(), (max(2, x.numel() // 6),), generator=g)
         (x if specials == 1 else v).view(-1)[i] = special[torch.arange(i.numel()) % 4]
+    if cl:  # channels-last planes: read in place, channels-last results
+        x, v = x.to(memory_format=torch.channels_last), v.to(memory_format=torch.channels_last)
     X = x.nonstd(v)
+    if cl and min(shape[0], shape[1], shape[2] * shape[3]) > 1:
+        assert X.lc_planes()[0].is_contiguous(memory_format=torch.channels_last) and not X.lc_planes()[0].is_contiguous()
     with torch.no_grad():
         calls.clear()
         got, gi = F.max_pool2d(X, k, s, p, d, ceil, return_indices=True)
@@ -46,8 +53,10 @@ for (shape, k, s, p, d, ceil), dtype, specials in itertools.product(configs, (to
     a, b = torchlc.coeffs(got), torchlc.coeffs(want)
     assert a.shape == b.shape and torch.equal(a.nan_to_num(7.5), b.nan_to_num(7.5)), (shape, k, s, p, d, ceil, dtype, specials)
     assert torch.equal(a.signbit(), b.signbit()) and torch.equal(gi, wi), (shape, k, s, p, d, ceil, dtype, specials)
-    if not specials:  # and torch's own max pooling of the ε⁰ plane
-        assert torch.equal(a[0], F.max_pool2d(x, k, s, p, d, ceil))
+    if not specials:  # and torch's own max pooling of the ε⁰ plane, in its layout
+        ref = F.max_pool2d(x, k, s, p, d, ceil)
+        assert torch.equal(a[0], ref)
+        assert a[0].stride() == ref.stride() or a[0].numel() <= 1 or min(a[0].shape[-3], a[0].shape[-1] * a[0].shape[-2]) == 1, (a[0].stride(), ref.stride())
     n_cases += 1
 # autograd recording: the formulas (the kernel has no backward), and gradients flow
 x = torch.randn(1, 2, 6, 6, requires_grad=True)

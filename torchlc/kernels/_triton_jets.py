@@ -288,19 +288,32 @@ def _attention_jet_kernel(
 
 @triton.jit
 def _max_pool2d_jet_kernel(
-    p_ptr, o_ptr, i_ptr, n_out, plane, H, W, OH, OW,
+    p_ptr, o_ptr, i_ptr, n_out, plane, C, H, W, OH, OW, sN, sC, sH, sW,
     KH, KW, SH, SW, PH, PW, DH, DW,
-    BLOCK: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # one output element per lane: its window scanned in torch's order (row by row), keeping the
     # first maximum in the field's order (ε⁰, then ε¹ on a tie); an element with a NaN coefficient
-    # wins its window, the last such, as torch's `val > max || isnan(val)` scan picks it
+    # wins its window, the last such, as torch's `val > max || isnan(val)` scan picks it. Lanes walk
+    # the outputs in their memory order (channels fastest for channels-last planes, whose reads are
+    # then coalesced across channels); the input is read through its strides
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n_out
-    ow = offs % OW
-    t = offs // OW
-    oh = t % OH
-    base = (t // OH) * H * W
+    if CHANNELS_LAST:
+        c = offs % C
+        t = offs // C
+        ow = t % OW
+        t = t // OW
+        oh = t % OH
+        n = t // OH
+    else:
+        ow = offs % OW
+        t = offs // OW
+        oh = t % OH
+        t = t // OH
+        c = t % C
+        n = t // C
+    base = n * sN + c * sC
     neg = float("-inf")
     best0 = tl.full((BLOCK,), neg, p_ptr.dtype.element_ty)
     best1 = tl.full((BLOCK,), neg, p_ptr.dtype.element_ty)
@@ -313,8 +326,9 @@ def _max_pool2d_jet_kernel(
             iw = ow * SW - PW + kw * DW
             ok = m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             idx = ih * W + iw
-            a0 = tl.load(p_ptr + base + idx, mask=ok, other=neg)
-            a1 = tl.load(p_ptr + plane + base + idx, mask=ok, other=neg)
+            at = base + ih * sH + iw * sW
+            a0 = tl.load(p_ptr + at, mask=ok, other=neg)
+            a1 = tl.load(p_ptr + plane + at, mask=ok, other=neg)
             is_nan = ok & ((a0 != a0) | (a1 != a1))
             better = ok & ~nan & ((a0 > best0) | ((a0 == best0) & (a1 > best1)) | ~have)
             take = is_nan | better

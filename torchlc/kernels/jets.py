@@ -329,25 +329,42 @@ def flash_attention(Q, K, V, scale: float, mask=None, *, is_causal=False, merge_
     return out, lse
 
 
+def max_pool2d_outputs(P: torch.Tensor, out_hw):
+    """Empty (value planes, indices) for 2-d max pooling of planes ``P`` (T, N, C, H, W), and whether
+    they are channels-last: so where ``P``'s planes are (as torch's pooling of a channels-last input
+    is), contiguous otherwise."""
+    T, N, C = P.shape[:3]
+    OH, OW = out_hw
+    cl = P.stride(0) == P[0].numel() and not P[0].is_contiguous() and P[0].is_contiguous(
+        memory_format=torch.channels_last)
+    if cl:
+        vals = P.new_empty((T, N, OH, OW, C)).permute(0, 1, 4, 2, 3)
+        ind = P.new_empty((N, OH, OW, C), dtype=torch.int64).permute(0, 3, 1, 2)
+    else:
+        vals = P.new_empty((T, N, C, OH, OW))
+        ind = P.new_empty((N, C, OH, OW), dtype=torch.int64)
+    return vals, ind, cl
+
+
 def max_pool2d_jet(P: torch.Tensor, ks, st, pd, dl, out_hw):
     """First-order 2-d max pooling of planes ``P`` (2, N, C, H, W) in one pass: (value planes (2, N,
     C, OH, OW), indices (N, C, OH, OW) as torch's), by the field's order with torch's NaN rule (the
     formulas of ``ops.pool``: ``max_pool_planes`` then ``_nan_wins``), or None when the kernel does
-    not apply. ``out_hw`` is torch's output size for these arguments. Planes that are not contiguous
-    (channels-last) are copied once. The formulas gather every window into a buffer of window size
-    and reduce it in further passes, then search for NaN with torch's pooling over a map of
-    positions."""
+    not apply. ``out_hw`` is torch's output size for these arguments. Channels-last planes are read
+    in place and give channels-last results, as torch's pooling does; other layouts that are not
+    contiguous are copied once. The formulas gather every window into a buffer of window size and
+    reduce it in further passes, then search for NaN with torch's pooling over a map of positions."""
     # (a row length of 1: the kernel has no row to fit in registers)
     if not (P.dim() == 5 and P.shape[0] == 2 and _ok(P, 1)):
         return None
-    P = P.contiguous()
     _, N, C, H, W = P.shape
     OH, OW = out_hw
-    vals = torch.empty((2, N, C, OH, OW), dtype=P.dtype, device=P.device)
-    ind = torch.empty((N, C, OH, OW), dtype=torch.int64, device=P.device)
+    vals, ind, cl = max_pool2d_outputs(P, out_hw)
+    if not cl:
+        P = P.contiguous()
     n_out = N * C * OH * OW
     if n_out:
         BLOCK = 256
         launch(_kernels()._max_pool2d_jet_kernel, (cdiv(n_out, BLOCK),), P, vals, ind, n_out, P[0].numel(),
-               H, W, OH, OW, *ks, *st, *pd, *dl, BLOCK=BLOCK)
+               C, H, W, OH, OW, *P.stride()[1:], *ks, *st, *pd, *dl, CHANNELS_LAST=cl, BLOCK=BLOCK)
     return vals, ind

@@ -295,21 +295,23 @@ def max_pool2d_jet(p: torch.Tensor, ks: list[int], st: list[int], pd: list[int],
                    ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """First-order 2-d max pooling as one opaque op in graphs traced with grad off on CUDA (the
     one-pass kernel), where Inductor would otherwise compile the window formulas: planes p (2, N, C,
-    H, W), contiguous; returns value planes (2, N, C, OH, OW) and torch's indices (N, C, OH, OW)."""
-    # (Inductor may hand the op channels-last planes, its layout optimisation: the kernel copies them)
+    H, W); returns value planes (2, N, C, OH, OW) and torch's indices (N, C, OH, OW), channels-last
+    where p's planes are (Inductor's layout optimisation lays convolutional graphs out so), as torch's
+    pooling returns them, and contiguous otherwise."""
     res = _jet_kernels.max_pool2d_jet(p, ks, st, pd, dl, _out_hw(p, ks, st, pd, dl, ceil_mode))
     if res is not None:
         return res
-    # inputs the kernel does not take at run time (it was chosen from the traced metadata): the formulas
+    # inputs the kernel does not take at run time (it was chosen from the traced metadata): the
+    # formulas, in the layout the fake promised
     vals, ind = max_pool_planes(p, ks, st, pd, dl, ceil_mode, None, strided=False)
-    return _max_pool_nan_wins(p, vals, ind, ks, st, pd, dl, ceil_mode)
+    vals, ind = _max_pool_nan_wins(p, vals, ind, ks, st, pd, dl, ceil_mode)
+    out_v, out_i, _ = _jet_kernels.max_pool2d_outputs(p, vals.shape[-2:])
+    return out_v.copy_(vals), out_i.copy_(ind)
 
 
 @max_pool2d_jet.register_fake
 def _max_pool2d_jet_fake(p, ks, st, pd, dl, ceil_mode):
-    OH, OW = _out_hw(p, ks, st, pd, dl, ceil_mode)
-    T, N, C = p.shape[:3]
-    return p.new_empty((T, N, C, OH, OW)), p.new_empty((N, C, OH, OW), dtype=torch.int64)
+    return _jet_kernels.max_pool2d_outputs(p, _out_hw(p, ks, st, pd, dl, ceil_mode))[:2]
 
 
 # devices on which graphs traced with grad off call the max-pool jet as the opaque op above
