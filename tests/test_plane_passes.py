@@ -197,6 +197,11 @@ def test_broadcast_decisions_unroll_per_plane():
     want = gm(p, m)
     assert _plane_passes.unroll_plane_broadcasts(gm) == 2
     torch.testing.assert_close(gm(p, m), want, rtol=0, atol=0)
+    # in-place and random ops are never split (views would be written; random numbers would move)
+    gm = make_fx(lambda p, m: p.clone().add_(m) + torch.bernoulli(p.sigmoid() * m))(p, m.double().float())
+    assert _plane_passes.unroll_plane_broadcasts(gm) == 1  # only the product inside bernoulli's argument
+    assert not any(n.target is torch.ops.aten.select.int and n.args[0].target is torch.ops.aten.add_.Tensor
+                   for n in gm.graph.nodes)
     # a per-channel operand (smaller than a plane) is cheap to read again: left alone
     gm = make_fx(lambda p, w: p * w)(p, torch.randn(4))
     assert _plane_passes.unroll_plane_broadcasts(gm) == 0

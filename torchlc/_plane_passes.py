@@ -73,6 +73,13 @@ def _views_of(node: fx.Node) -> set:
     return seen
 
 
+def _per_element(t) -> bool:
+    """A pointwise aten op that may run per plane: not in place (splitting would write views) and
+    not random (splitting would change which random numbers each element gets)."""
+    return (isinstance(t, torch._ops.OpOverload) and torch.Tag.pointwise in t.tags and not t._schema.is_mutable
+            and torch.Tag.nondeterministic_seeded not in t.tags)
+
+
 def _dense(t: torch.Tensor) -> bool:
     return torch._prims_common.is_non_overlapping_and_dense_or_false(t)
 
@@ -80,6 +87,16 @@ def _dense(t: torch.Tensor) -> bool:
 def _val(node):
     v = node.meta.get("val") if isinstance(node, fx.Node) else None
     return v if isinstance(v, torch.Tensor) else None
+
+
+_REDUCING = (aten._softmax.default, aten._log_softmax.default, aten.cumsum.default, aten.cumprod.default)
+
+
+def _feeds_a_reduction(n: fx.Node) -> bool:
+    """Whether a reduction reads ``n`` (directly or through views)."""
+    return any(u.op == "call_function" and (u.target in _REDUCING or isinstance(u.target, torch._ops.OpOverload)
+                                            and torch.Tag.reduction in u.target.tags)
+               for v in _views_of(n) for u in v.users)
 
 
 def unroll_plane_broadcasts(gm: fx.GraphModule) -> int:
@@ -91,7 +108,7 @@ def unroll_plane_broadcasts(gm: fx.GraphModule) -> int:
     done = 0
     for n in list(g.nodes):
         t = n.target
-        if n.op != "call_function" or not isinstance(t, torch._ops.OpOverload) or torch.Tag.pointwise not in t.tags:
+        if n.op != "call_function" or not _per_element(t):
             continue
         out = _val(n)
         if out is None or out.dim() < 2 or not 2 <= out.shape[0] <= MAX_PLANES or n.kwargs:
@@ -111,6 +128,8 @@ def unroll_plane_broadcasts(gm: fx.GraphModule) -> int:
         # worth it only when a shared operand is as large as a plane: a per-channel scale is cheap to
         # read again, a mask computed from both planes is not
         plane_numel = out.numel() // T
+        if _feeds_a_reduction(n):
+            continue  # Inductor fuses the op into the reduction's loop; a stack would be written out
         if "plane" not in kinds or not any(
                 k in ("shared", "one") and _val(a).numel() >= plane_numel for k, a in zip(kinds, n.args)):
             continue
@@ -243,7 +262,7 @@ def _pushed(g: fx.Graph, src: fx.Node, i: int, frozen: set):
         e = g.call_function(aten.expand.default, (inner, list(v.shape[1:])))
         e.meta["val"] = v.select(0, i)
         return e
-    if isinstance(t, torch._ops.OpOverload) and torch.Tag.pointwise in t.tags and src not in frozen:
+    if _per_element(t) and src not in frozen:
         if not all(_picks(u) is not None or u.target is aten.unbind.int and (u.args[1:] or (0,))[0] == 0
                    for u in src.users):
             return None  # computed whole for another reader: picking from it costs nothing more
