@@ -286,9 +286,11 @@ def test_fused_integer_power_is_the_product_path(dtype):
     assert torch.equal(kernels.mul2(p, q), torch_path)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_max_pool_jet_kernel_is_the_formulas(monkeypatch, dtype):
-    """The one-pass max-pool kernel against the window formulas (ties, ±inf, NaN), values and indices."""
+def test_max_pool_jet_kernel_is_the_formulas(monkeypatch, dtype, channels_last):
+    """The one-pass max-pool kernel against the window formulas (ties, ±inf, NaN), values and indices;
+    channels-last planes are read in place and give channels-last results, as torch's pooling."""
     import torch.nn.functional as F
 
     from torchlc.kernels import jets
@@ -298,13 +300,21 @@ def test_max_pool_jet_kernel_is_the_formulas(monkeypatch, dtype):
     v = torch.randint(-2, 3, x.shape, device=DEV, generator=g).to(dtype)
     x.view(-1)[::97] = float("nan")
     v.view(-1)[5::89] = float("-inf")
+    if channels_last:
+        x, v = x.to(memory_format=torch.channels_last), v.to(memory_format=torch.channels_last)
     X = x.nonstd(v)
+    calls = []
+    real = jets.max_pool2d_jet
+    monkeypatch.setattr(jets, "max_pool2d_jet", lambda *a: calls.append(1) or real(*a))
     with torch.no_grad():
         got, gi = F.max_pool2d(X, 3, 2, 1, return_indices=True)
+        assert calls
         monkeypatch.setattr(jets, "max_pool2d_jet", lambda *a: None)
         want, wi = F.max_pool2d(X, 3, 2, 1, return_indices=True)
     assert torch.equal(torchlc.coeffs(got).nan_to_num(7.5), torchlc.coeffs(want).nan_to_num(7.5))
     assert torch.equal(gi, wi)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert torchlc.coeffs(got)[0].is_contiguous(memory_format=layout) and gi.is_contiguous(memory_format=layout)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
