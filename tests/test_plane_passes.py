@@ -227,3 +227,29 @@ def test_inductor_writes_each_activation_plane_once():
         torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(net(x)), rtol=1e-5, atol=1e-5)
     # (both also store the input's and weights' channels-last copies and the last convolution's bias)
     assert stores[True] <= stores[False] - 4, stores
+
+
+def test_training_through_the_rewritten_graph(monkeypatch):
+    """With grad on, Inductor differentiates the rewritten graph: the parameters' gradients of a loss on
+    the ε¹ plane equal eager's (a block with an in-place ReLU and residual add, so every pass applies)."""
+    counts = []
+    for p in PASSES:
+        monkeypatch.setattr(_plane_passes, p.__name__, lambda gm, p=p: counts.append(p(gm)) or counts[-1])
+    net = _conv_bn_relu(True)
+    x = torch.randn(2, 3, 6, 6, dtype=f64)
+    v = torch.randn(2, 3, 6, 6, dtype=f64)
+
+    def loss_fn(z):
+        y = net(z)
+        y += 1.5 * y.detach().abs().mean()  # an in-place write into a rule's result
+        return torch.relu_(y)
+
+    step = torchlc.compile(loss_fn)
+    grads = []
+    for fn in (step, loss_fn):
+        net.zero_grad()
+        (torchlc.coeff(fn(x.nonstd(v)), 1) ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert sum(counts) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

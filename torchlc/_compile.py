@@ -376,18 +376,19 @@ def _channels_last_plane_merges(gm, example_inputs) -> int:
     transposing copy kernel per convolution (the plain model has neither). So before each such view
     the planes get Inductor's stride-order hint (``prims.inductor_force_stride_order``, a no-op on a
     tensor already so laid out): the pointwise kernel then writes channels-last per plane, and the
-    view hands the convolution a channels-last tensor without a copy.
+    view hands the convolution a channels-last tensor without a copy. Graphs with inputs that require
+    grad get no hints: the prim has no autograd formula, so their backward would raise.
     """
     convs = [n for n in gm.graph.nodes if n.target is aten.convolution.default]
-    if not convs:
+    training = any(isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs)
+    if not convs or training:  # the prim has no autograd formula: a training graph could not backward
         return 0
     from torch._inductor.graph import GraphLowering  # also registers Inductor's prims
 
     force = getattr(torch.ops.prims, "inductor_force_stride_order", None)
     if force is None:  # a torch without the prim: Inductor copies, as before
         return 0
-    if not GraphLowering.decide_layout_opt(gm, is_inference=not any(
-            isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs)):
+    if not GraphLowering.decide_layout_opt(gm, is_inference=True):
         return 0
     hinted = 0
     for conv in convs:
