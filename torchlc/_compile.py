@@ -380,7 +380,9 @@ def _channels_last_plane_merges(gm, example_inputs) -> int:
     grad get no hints: the prim has no autograd formula, so their backward would raise.
     """
     convs = [n for n in gm.graph.nodes if n.target is aten.convolution.default]
-    training = any(isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs)
+    # (Inductor differentiates the graph when grad is on and an input requires grad: this call's mode)
+    training = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                               for t in example_inputs)
     if not convs or training:  # the prim has no autograd formula: a training graph could not backward
         return 0
     from torch._inductor.graph import GraphLowering  # also registers Inductor's prims
