@@ -1,21 +1,27 @@
 """Graph passes on ``torchlc.compile``'s traced plane graphs, before Inductor: exact rewrites that let
 Inductor compute both planes of an element in one thread.
 
-A first-order rule's result is a stack of planes ``(T, *shape)``. Two patterns in the traced graphs
-make Inductor read every plane once per *output* element instead of once per element:
+A first-order rule's result is a stack of planes ``(T, *shape)``. Three patterns in the traced graphs
+make Inductor write tensors out only to read them back, or read every plane once per *output*
+element instead of once per element:
 
+* an **in-place rule's write-back**, ``dst.copy_(result)`` (``relu_``, ``+=``): ``dst`` must exist as
+  a buffer, so its producer (a BatchNorm's affine) is written out only to be overwritten;
 * a **decision broadcast over the planes**, ``where(mask, 0, P)`` with ``mask`` of shape ``shape``
-  computed from ``P[0]`` and ``P[1]`` (relu, abs, clamp, max pooling's NaN rule): Inductor inlines
-  the mask into the kernel over ``(T, *shape)``, so each of the ``T·n`` outputs reads both planes;
-* a **select of a stack**, ``stack([a, b])[0]``: the next rule's ``P[0]`` reads the stack's buffer, so
-  the stack must be written out first and the producer cannot fuse into the consumer.
+  computed from ``P[0]`` and ``P[1]`` (relu, abs, clamp): Inductor inlines the mask into the kernel
+  over ``(T, *shape)``, so each of the ``T·n`` outputs reads both planes;
+* a **pick of a plane from a stack**, ``stack([a, b])[0]``: the next rule's ``P[0]`` reads the
+  stack's buffer, so the stack must be written out and its producer cannot fuse into the consumer.
 
-:func:`unroll_plane_broadcasts` writes the first as ``stack([where(mask, 0, P[0]), where(mask, 0,
-P[1])])`` (the same op per plane: bit for bit the same numbers), and :func:`push_selects`
-replaces ``stack([a, b])[i]`` by the i-th input wherever no in-place write can tell them apart. With
-both, Inductor fuses, e.g., an eval BatchNorm's affine and the ReLU after it into one kernel that reads
-the convolution's planes once and writes both result planes (measured on CPU code generation in
-``tests/test_plane_passes.py``).
+:func:`functional_copies` replaces the first by the value written (later readers rewired to it),
+:func:`unroll_plane_broadcasts` writes the second as ``stack([where(mask, 0, P[0]), where(mask, 0,
+P[1])])`` (the same op per plane: bit for bit the same numbers), and :func:`push_selects` takes
+planes from what a tensor was built of (``stack([a, b])[i]`` is the i-th input; through cats, slices,
+expands and pointwise ops). Each applies only where no in-place write can tell the rewritten values
+apart. With them, Inductor fuses a convolution's BatchNorm, residual add and ReLU into one kernel that
+reads each plane once and writes both result planes, as it does for the plain model
+(``tests/test_plane_passes.py`` checks the rewrites bit for bit on a catalogue of graphs, and
+Inductor's CPU code for such a block).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ aten = torch.ops.aten
 #: planes a pointwise node may have for :func:`unroll_plane_broadcasts` (first order is 2; a few more
 #: keep small higher-order graphs in reach without unrolling long series)
 MAX_PLANES = 4
+
 
 def _is_view(node: fx.Node) -> bool:
     """An aten op returning an alias of its first argument (view, select, expand, unbind's items, ...)."""
@@ -125,11 +132,11 @@ def unroll_plane_broadcasts(gm: fx.GraphModule) -> int:
                 kinds.append("one")
             else:
                 kinds.append("shared")
+        if _feeds_a_reduction(n):
+            continue  # Inductor fuses the op into the reduction's loop; a stack would be written out
         # worth it only when a shared operand is as large as a plane: a per-channel scale is cheap to
         # read again, a mask computed from both planes is not
         plane_numel = out.numel() // T
-        if _feeds_a_reduction(n):
-            continue  # Inductor fuses the op into the reduction's loop; a stack would be written out
         if "plane" not in kinds or not any(
                 k in ("shared", "one") and _val(a).numel() >= plane_numel for k, a in zip(kinds, n.args)):
             continue
