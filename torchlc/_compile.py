@@ -457,7 +457,9 @@ def compile(fn=None, *, cache_size: int | None = None, **compile_kwargs):
     signature (supports, shapes, strides, dtypes, devices, requires_grad), grad mode, autocast, torchlc
     mode (forced layout, smoothing) and module/closure state (training flags, parameter and buffer
     identity, closure scalars; see the module docstring); with Inductor and no CUDA graphs the trace is
-    compiled by Inductor directly, without Dynamo's per-call guards. Inside ``torchlc.strict()`` calls
+    compiled by Inductor directly, without Dynamo's per-call guards, after exact rewrites that let it
+    compute both planes of an element in one thread (:mod:`torchlc._plane_passes`; env
+    ``TORCHLC_COMPILE_PLANE_PASSES=0`` turns them off). Inside ``torchlc.strict()`` calls
     run eagerly (DomainError where eager raises it). After :data:`RECOMPILE_LIMIT` traces it warns once.
     The wrapper's ``cache_info()`` gives ``(entries, traces, cache_size)``; ``cache_clear()`` empties it.
 
