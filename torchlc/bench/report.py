@@ -93,6 +93,9 @@ def environment(cfg: Config) -> str:
             f"minimum over blocks of {cfg.rounds} rounds, the compared variants interleaved",
         ),
         ("command", "python -m torchlc.bench " + " ".join(sys.argv[1:])),
+        # switches that change what runs (plane passes, fusion, launch path, CUDA graphs)
+        ("TORCHLC_* set", ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                    if k.startswith("TORCHLC_")) or "none (defaults)"),
     ]
     text = md_table(["", ""], rows)
     notes = cfg.notes + list(cfg.extra_notes)
