@@ -110,6 +110,9 @@ CASES = {
     "conv, BatchNorm, ReLU": (_conv_bn_relu(False), lambda: (_ties(2, 3, 6, 6),)),
     "conv, BatchNorm, ReLU in place": (_conv_bn_relu(True), lambda: (_ties(2, 3, 6, 6),)),
     "layer norm, gelu": (lambda x: F.gelu(F.layer_norm(x, (6,))), lambda: (_ties(4, 6),)),
+    "third order: relu, abs, max pooling": (
+        lambda x: F.max_pool2d(torch.relu(x * x - 1) + x.abs(), 2),
+        lambda: (torch.randint(-2, 3, (2, 2, 4, 4)).to(f64).nonstd(torch.randint(-2, 3, (2, 2, 4, 4)).to(f64), order=3),)),
 }
 
 
