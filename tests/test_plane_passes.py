@@ -213,7 +213,7 @@ def test_broadcast_decisions_unroll_per_plane():
 def test_inductor_writes_each_activation_plane_once():
     """Conv-BN-ReLU(inplace)-conv on CPU: with the passes, the first convolution's bias, BatchNorm and
     ReLU are one kernel that stores the two result planes; without them Inductor also stores the
-    biased planes and the BatchNorm's planes (the in-place ReLU's target)."""
+    BatchNorm's planes (the in-place ReLU's target)."""
     from torch._inductor.utils import run_and_get_code
 
     net = _conv_bn_relu(True).float()
@@ -228,8 +228,8 @@ def test_inductor_writes_each_activation_plane_once():
                 y, codes = run_and_get_code(lambda: torchlc.compile(net)(x))
         stores[on] = sum(c.count(".store(") + c.count("tl.store(") for c in codes)
         torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(net(x)), rtol=1e-5, atol=1e-5)
-    # (both also store the input's and weights' channels-last copies and the last convolution's bias)
-    assert stores[True] <= stores[False] - 4, stores
+    # (both also store the input's and weights' channels-last copies and the output)
+    assert stores[True] <= stores[False] - 2, stores
 
 
 def test_training_through_the_rewritten_graph(monkeypatch):

@@ -286,6 +286,36 @@ def test_plain_bias_adds_write_planes_once():
     assert torch.equal(bg.grad, torch.full_like(b, 4.0))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_plain_adds_give_the_same_planes_recorded_or_not(dtype):
+    """LC + a plain tensor of the planes' dtype, with autograd recording (one broadcast add, −0.0 on
+    the planes other than ε⁰) and without (the sum written into the ε⁰ plane, the others copied):
+    the same planes bit for bit, signed zeros, ±inf and NaN included, for broadcasts either way,
+    first-order and three-plane series, empty tensors; and the same dtype and shape as without."""
+    import itertools
+
+    from torchlc import _algebra as A
+    from torchlc._series import Series, plain
+
+    specials = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 0.0, -0.0, 1.5, -2.0])
+    cases = [((3, 4), (4,)), ((2, 3, 4), (3, 1)), ((5,), (5,)), ((2, 3), (1, 3)), ((0, 3), (3,)),
+             ((3,), (2, 3)), ((1, 4), (3, 1))]
+    supports = [A.FIRST_ORDER, (A.S.ZERO, A.Fraction(1), A.Fraction(2)), (A.Fraction(-1), A.S.ZERO)]
+    for (pshape, bshape), support in itertools.product(cases, supports):
+        g = torch.Generator().manual_seed(len(pshape) * 10 + len(bshape))
+        P = torch.randn(len(support), *pshape, generator=g).to(dtype)
+        b = torch.randn(bshape, generator=g).to(dtype)
+        if P.numel():
+            P.view(-1)[: min(P.numel(), 8)] = specials[: min(P.numel(), 8)].to(dtype)
+        b.view(-1)[: min(b.numel(), 8)] = specials.flip(0)[: min(b.numel(), 8)].to(dtype)
+        free = A.add(Series(P.clone(), support, 1), plain(b)).planes
+        rec = A.add(Series(P.clone().requires_grad_(), support, 1), plain(b)).planes.detach()
+        assert rec.shape == free.shape and rec.dtype == free.dtype, (pshape, bshape, support)
+        assert torch.equal(rec.nan_to_num(7.5), free.nan_to_num(7.5)), (pshape, bshape, support)
+        num = ~free.isnan()  # (a NaN's sign bit means nothing; an add may return the canonical NaN)
+        assert torch.equal(rec.signbit()[num], free.signbit()[num]), (pshape, bshape, support)
+
+
 def test_eval_batch_norm_never_uses_stale_statistics():
     # the eval affine map is cached by the identity and version of parameters and statistics: every
     # way of changing them (in place, reassignment, load_state_dict, an optimizer step) is seen
