@@ -182,6 +182,7 @@ def add_bias(res: Series, bias) -> Series:
         and S.ZERO in res.support
         and _grad_free(res.planes, bias)
         and bshape(res.planes.shape[1:], bias.shape) == res.planes.shape[1:]
+        and torch.result_type(res.planes, bias) == res.planes.dtype  # else promote, as add does
     ):
         res.planes[res.support.index(S.ZERO)].add_(bias)
         return res

@@ -316,6 +316,25 @@ def test_plain_adds_give_the_same_planes_recorded_or_not(dtype):
         assert torch.equal(rec.signbit()[num], free.signbit()[num]), (pshape, bshape, support)
 
 
+def test_mixed_dtype_biases_act_as_torch_in_every_grad_mode():
+    """A float32 bias on bfloat16 LC planes: addmm/baddbmm raise as torch's do (no promotion there),
+    and LC + the bias promotes as torch's add, with or without autograd recording (the in-place ε⁰
+    write kept bfloat16 planes without recording)."""
+    x = torch.randn(3, 4, dtype=torch.bfloat16).nonstd(torch.randn(3, 4, dtype=torch.bfloat16))
+    w, b = torch.randn(5, 4, dtype=torch.bfloat16), torch.randn(5)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        torch.addmm(b, torch.randn(3, 4, dtype=torch.bfloat16), w.t())  # torch's own behaviour
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            with pytest.raises(RuntimeError, match="same dtype"):
+                torch.addmm(b.clone().requires_grad_(grad), x, w.t())
+            with pytest.raises(RuntimeError, match="same dtype"):
+                torch.baddbmm(b[:4].clone().requires_grad_(grad), x[None], torch.randn(1, 4, 4, dtype=torch.bfloat16))
+            y = torch.mm(x, w.t()) + b.clone().requires_grad_(grad)
+            assert y.dtype == torch.float32 == (torch.randn(3, 5, dtype=torch.bfloat16) + b).dtype
+            assert torch.equal(torchlc.coeff(y, 0), torchlc.coeff(torch.mm(x, w.t()), 0).float() + b)
+
+
 def test_eval_batch_norm_never_uses_stale_statistics():
     # the eval affine map is cached by the identity and version of parameters and statistics: every
     # way of changing them (in place, reassignment, load_state_dict, an optimizer step) is seen

@@ -47,8 +47,18 @@ def _planes_of(x):
     return x.lc_planes() if type(x) is LCTensor else None
 
 
+def _check_dtypes(func, bias, *mats):
+    """torch's addmm/baddbmm check: the added tensor has the matrices' dtype (no promotion)."""
+    if isinstance(bias, torch.Tensor):
+        for m in mats:
+            if m.dtype != bias.dtype:
+                raise RuntimeError(f"{func}: self and mat2 must have the same dtype, but got {bias.dtype} and "
+                                   f"{m.dtype}")
+
+
 @implements([aten.addmm.default])
 def addmm(func, bias, a, b, *, beta=1, alpha=1):
+    _check_dtypes(func, bias, a, b)
     P = _planes_of(a)
     if P is not None and beta == 1 and alpha == 1 and _plain_tensor(b) and _plain_tensor(bias):
         # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
@@ -69,6 +79,7 @@ def addmm(func, bias, a, b, *, beta=1, alpha=1):
 
 @implements([aten.baddbmm.default])
 def baddbmm(func, bias, a, b, *, beta=1, alpha=1):
+    _check_dtypes(func, bias, a, b)
     res = A.bilinear(series(a), series(b), torch.bmm)
     if alpha != 1:
         res = A.scale(res, alpha)
