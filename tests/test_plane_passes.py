@@ -256,3 +256,23 @@ def test_training_through_the_rewritten_graph(monkeypatch):
     assert sum(counts) > 0
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_picks_keep_type_promotion():
+    """Planes of 0-d elements are not split per plane: a 0-d plane would promote with a 0-d float32
+    operand as a scalar does (bfloat16 + 0-d float32 is bfloat16; two 0-d tensors give float32)."""
+    def f(p, c):
+        y = p + c
+        return y[0] * 1, y[1] * 1
+
+    p, c = torch.randn(2, dtype=torch.bfloat16), torch.tensor(1.1)
+    gm = make_fx(f)(p, c)
+    want = gm(p, c)
+    _plane_passes.push_selects(gm)
+    _same(list(gm(p, c)), list(want))
+    # with a dim per plane the split keeps the dtypes
+    p2 = torch.randn(2, 3, dtype=torch.bfloat16)
+    gm = make_fx(f)(p2, c)
+    want = gm(p2, c)
+    assert _plane_passes.push_selects(gm) > 0
+    _same(list(gm(p2, c)), list(want))

@@ -269,7 +269,8 @@ def _pushed(g: fx.Graph, src: fx.Node, i: int, frozen: set):
         e = g.call_function(aten.expand.default, (inner, list(v.shape[1:])))
         e.meta["val"] = v.select(0, i)
         return e
-    if _per_element(t) and src not in frozen:
+    # (planes of at least one dim each: a 0-d plane would take part in type promotion as a scalar)
+    if _per_element(t) and src not in frozen and v.dim() >= 2:
         if not all(_picks(u) is not None or u.target is aten.unbind.int and (u.args[1:] or (0,))[0] == 0
                    for u in src.users):
             return None  # computed whole for another reader: picking from it costs nothing more
