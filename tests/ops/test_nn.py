@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import torchlc
-from torchlc import LCTensor
 from tests.test_models import TOL, R, check
+from torchlc import LCTensor
 
 f64 = torch.float64
 IDX = torch.tensor([[0, 2, 1], [1, 0, 0]])
