@@ -124,10 +124,9 @@ def add(a: Series, b: Series, alpha=1) -> Series:
             T = pa.shape[0]
             if T > 1 and bb.dtype == pa.dtype and bb.dim() >= 1:
                 # one broadcast add, −0.0 on the other planes: x + (−0.0) is x for every x (±0, ±inf and
-                # NaN included), so those planes come out bit for bit; traced graphs then hold no cat
-                # of planes, and Inductor fuses the bias into the kernel that reads the sum
-                # (selected by a plane index, not stacked: Inductor computes it inside the kernel
-                # that reads the sum instead of writing a (T, *bias) tensor first)
+                # NaN included), so those planes come out bit for bit. Traced graphs then hold no cat of
+                # planes, and the addend is selected by a plane index rather than stacked, so Inductor
+                # computes the whole sum inside the kernel that reads it
                 plane = torch.arange(T, device=pa.device).view(T, *(1,) * (pa.dim() - 1))
                 return Series(pa + torch.where(plane == k, bb, -0.0), a.support, order, a.exact)
             parts = [pa[:k].expand(k, *shape), (pa[k] + bb).unsqueeze(0), pa[k + 1 :].expand(-1, *shape)]

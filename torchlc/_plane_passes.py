@@ -202,19 +202,18 @@ def _copy_value(g: fx.Graph, n: fx.Node, dst: fx.Node, src) -> fx.Node:
     shape, dtype and (dense) strides, ``src`` broadcast and converted where ``dst`` is contiguous,
     ``aten.copy(dst, src)`` otherwise."""
     d, s = _val(dst), _val(src)
+    known = d is not None and s is not None and s.device == d.device
     with g.inserting_before(n):
-        if d is None or s is None or s.device != d.device:
-            c = g.call_function(aten.copy.default, (dst, src))
-        elif s.shape == d.shape and s.dtype == d.dtype and s.stride() == d.stride() and _dense(s):
+        if known and s.shape == d.shape and s.dtype == d.dtype and s.stride() == d.stride() and _dense(s):
             c = g.call_function(aten.clone.default, (src,))  # keeps dense strides
-        elif not d.is_contiguous():
-            c = g.call_function(aten.copy.default, (dst, src))
-        else:
+        elif known and d.is_contiguous():
             if s.shape != d.shape:
                 src = g.call_function(aten.expand.default, (src, list(d.shape)))
                 src.meta["val"] = s.expand(d.shape)
             c = g.call_function(aten._to_copy.default, (src,), {"dtype": d.dtype,
                                                                  "memory_format": torch.contiguous_format})
+        else:
+            c = g.call_function(aten.copy.default, (dst, src))
     c.meta.update(n.meta)
     return c
 

@@ -11,6 +11,17 @@ def _row_offsets(r, rows_inner, stride_outer, stride_inner):
         tl.int64
     ) * stride_inner
 
+
+@triton.jit
+def _unravel4(q, n1, n2, n3):
+    # (i0, i1, i2, i3) of the flat index q = ((i0·n1 + i1)·n2 + i2)·n3 + i3
+    i3 = q % n3
+    q = q // n3
+    i2 = q % n2
+    q = q // n2
+    return q // n1, q % n1, i2, i3
+
+
 @triton.jit
 def _softmax_jet_kernel(
     p_ptr,
@@ -129,13 +140,7 @@ def _rows_copy_kernel(
     r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     q = r.to(tl.int64)
     i4 = q % n4
-    q = q // n4
-    i3 = q % n3
-    q = q // n3
-    i2 = q % n2
-    q = q // n2
-    i1 = q % n1
-    i0 = q // n1
+    i0, i1, i2, i3 = _unravel4(q // n4, n1, n2, n3)
     d = tl.arange(0, BLOCK_D)
     m = (r < R)[:, None] & (d < D)[None, :]
     x = tl.load(src_ptr + (i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3 + i4 * s4)[:, None] + d[None, :], mask=m)
@@ -300,19 +305,9 @@ def _max_pool2d_jet_kernel(
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n_out
     if CHANNELS_LAST:
-        c = offs % C
-        t = offs // C
-        ow = t % OW
-        t = t // OW
-        oh = t % OH
-        n = t // OH
+        n, oh, ow, c = _unravel4(offs, OH, OW, C)
     else:
-        ow = offs % OW
-        t = offs // OW
-        oh = t % OH
-        t = t // OH
-        c = t % C
-        n = t // C
+        n, c, oh, ow = _unravel4(offs, C, OH, OW)
     base = n * sN + c * sC
     neg = float("-inf")
     best0 = tl.full((BLOCK,), neg, p_ptr.dtype.element_ty)
