@@ -582,17 +582,21 @@ def _power_first_order(x: Series, r: Fraction, nonzero: bool = False):
     sqrt, 1/x) when every element is led by its a ≠ 0: a^r + (r·(b/a))·a^r ε. These are the general
     rule's formulas for this case in its order of operations, so the planes are bit for bit the same,
     without its grouping by leading plane (rsqrt of a (1, 8, 64) input: about 5 kernels against 20).
-    None (the general rule) for integer r ≥ 0, traced or speculated code, or when some a is 0."""
+    None (the general rule) for integer r ≥ 0, or when some a is 0. ``nonzero`` (the caller knows
+    a ≠ 0) needs no look at the data, so traced code takes this path too, without the general rule's
+    speculation on which plane leads (a compiled RMS norm: no lead-plane argmax, no guard per call)."""
     if x.support != FIRST_ORDER or x.order != 1 or (r.denominator == 1 and r >= 0):
         return None
     a, b = x.planes[0], x.planes[1]
-    if speculation_record() is not None or not _inner_is_plain(x.planes):
+    plain = speculation_record() is None and _inner_is_plain(x.planes)
+    strict_root = r.denominator % 2 == 0 and is_strict()
+    if not nonzero and not (plain and bool((a != 0).all())):  # (known nonzero: no host read)
         return None
-    if not nonzero and not bool((a != 0).all()):  # (known nonzero: no host read)
-        return None
-    if r.denominator % 2 == 0 and is_strict():
+    if strict_root:
+        if not plain:  # the domain check reads the data: the general rule's traced form
+            return None
         check_domain(a < 0, lambda m: f"x**{r}: even root of a negative number in {int(m.sum())} element(s)")
-    if not _grad_free(x.planes):  # autograd records: no out= and no in-place steps
+    if not _grad_free(x.planes):  # autograd records or a trace runs: no out= and no in-place steps
         ar = _real_power(a, r)
         planes = torch.stack([ar, torch.full_like(a, float(r)) * (b / a) * ar])
         return Series(planes, FIRST_ORDER, 1, min_exact(Fraction(1), x.exact))

@@ -76,7 +76,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from . import _context, _plane_passes
 from ._compile_state import _read_state
 from ._context import speculate, speculation_record
-from ._tensor import LCTensor, wrap
+from ._tensor import LCTensor, note_plane_write, wrap
 from .ops import transformer as _transformer_rules
 
 __all__ = ["compile", "CACHE_SIZE", "RECOMPILE_LIMIT"]
@@ -144,7 +144,7 @@ def _meta(x: LCTensor):
 
 def _leaf_key(a):
     if isinstance(a, LCTensor):
-        p = a.lc_planes()
+        p = a._planes_view()
         return ("lc", _meta(a), p.shape, p.stride(), p.dtype, p.device, p.requires_grad)
     if isinstance(a, torch.Tensor):
         return ("t", a.shape, a.stride(), a.dtype, a.device, a.requires_grad)
@@ -289,7 +289,7 @@ def _trace(fn, flat, spec, tensor_pos, leaves, grad, compile_kwargs, state) -> _
         out_flat, out_spec = tree_flatten(res)
         out_meta["spec"] = None if isinstance(res, torch.Tensor) else out_spec  # None: one tensor
         out_meta["lc"] = {j: _meta(o) for j, o in enumerate(out_flat) if isinstance(o, LCTensor)}
-        outs = [o.lc_planes() if isinstance(o, LCTensor) else o for o in out_flat]
+        outs = [o._planes_view() if isinstance(o, LCTensor) else o for o in out_flat]
         # data-dependent decisions were taken from the example inputs: one flag says
         # whether these inputs would decide differently
         flags = [f.reshape(1) for f in spec_flags]
@@ -539,7 +539,7 @@ def compile(fn=None, *, cache_size: int | None = None, **compile_kwargs):
             # the usual call f(x.nonstd(v)): a flat key, no pytree (host time is what small models
             # pay here: this path is ~10 µs shorter on CPU)
             x = args[0]
-            p = x.lc_planes()
+            p = x._planes_view()
             key = ((x.lc_support, x.lc_order, x.lc_exact, p.shape, p.stride(), p.dtype, p.device,
                     p.requires_grad), grad, *glob)
             leaves = [p]
@@ -551,7 +551,7 @@ def compile(fn=None, *, cache_size: int | None = None, **compile_kwargs):
             flat, spec = _flatten_inputs(args, kwargs)
             key = ((spec, tuple(_leaf_key(a) for a in flat)), grad, *glob)
             tensor_pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor)]
-            leaves = [flat[i].lc_planes() if isinstance(flat[i], LCTensor) else flat[i] for i in tensor_pos]
+            leaves = [flat[i]._planes_view() if isinstance(flat[i], LCTensor) else flat[i] for i in tensor_pos]
             entry, why = lookup(key, state)
             if entry is None:
                 entry = _trace(fn, flat, spec, tensor_pos, leaves, grad, compile_kwargs, state.tensors)
@@ -561,6 +561,8 @@ def compile(fn=None, *, cache_size: int | None = None, **compile_kwargs):
             # a speculation may fail: keep what the graph mutates, to rerun eagerly from it
             saved = [(t, t.detach().clone()) for t in
                      [*(leaves[i] for i in entry.mut_leaves), *(entry.state[i] for i in entry.mut_state)]]
+        if entry.mut_leaves:
+            note_plane_write()  # the graph writes into its inputs' planes (see standard_part_fact)
         outs = entry.fn(*leaves, *entry.lifted)
         if out_meta["checked"]:
             *outs, viol = outs

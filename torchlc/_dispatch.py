@@ -28,7 +28,7 @@ import torch._decomp
 
 from . import _support as S
 from ._algebra import Series, add
-from ._tensor import COMPLEX_SEEN, LCTensor, series, set_dispatcher, wrap
+from ._tensor import COMPLEX_SEEN, LCTensor, note_plane_write, series, set_dispatcher, wrap
 from .layouts import NATIVE_SEEN
 
 __all__ = [
@@ -349,7 +349,15 @@ def in_place_via_functional(func, args, kwargs):
     return args[0]
 
 
+_MUTATES: dict = {}  # op -> whether it writes into an argument; bounded by the ops that exist
+
+
 def dispatch(func, args, kwargs):
+    mutable = _MUTATES.get(func)
+    if mutable is None:
+        mutable = _MUTATES[func] = func._schema.is_mutable
+    if mutable:
+        note_plane_write()  # before the write: facts on planes without a version counter lapse
     # storage-native rules (CSR): one list read on the dense path until a CSR tensor exists
     if NATIVE_SEEN[0] and (native := _layout_rule(func, args)) is not None:
         with torch._C._RestorePythonTLSSnapshot():
@@ -363,7 +371,6 @@ def dispatch(func, args, kwargs):
     if rule is not None:
         with torch._C._RestorePythonTLSSnapshot():
             return rule(func, *args, **kwargs)
-    mutable = func._schema.is_mutable
     if mutable and args and isinstance(args[0], LCTensor):
         with torch._C._RestorePythonTLSSnapshot():
             res = in_place_via_functional(func, args, kwargs)

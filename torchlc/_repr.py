@@ -53,7 +53,7 @@ def lc_repr(x) -> str:
         # a large tensor whose support was never computed (CSR with per-element exponents): printing
         # it must not decode it (its planes may be numel × numel)
         return _wrap(x, f"shape={tuple(x.shape)}, layout={x.lc_layout.name}")
-    planes = x.lc_planes().detach()
+    planes = x._planes_view().detach()
     from torch._subclasses.fake_tensor import is_fake
 
     symbolic = (

@@ -13,6 +13,7 @@ Dispatch: aten op → rule table (by OpOverload, then overload packet) → Compo
 
 from __future__ import annotations
 
+import itertools as _itertools
 import weakref as _weakref
 from fractions import Fraction
 
@@ -111,31 +112,57 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
     return r
 
 
+# A write clock for the planes that keep no version counter (inference tensors, and every plane a
+# trace sees: torchlc.compile traces in inference mode, and fake or functional planes are not ours to
+# trust). Each write into LC planes draws a new, never repeated value: an in-place or out= LC op at
+# dispatch, an LC-level write (lc_write_, lc_restride_), a compiled graph that mutates its inputs'
+# planes, and every hand-out of planes to code outside torchlc (LCTensor.lc_planes, torchlc.coeffs,
+# terms, coeff), after which plain ops may write into them unseen. A fact recorded on such planes
+# holds while the clock shows the value it was recorded at. Conservative, never wrong: a write
+# anywhere voids every such fact, and in any thread (the clock is one for the process; a draw from
+# itertools.count is atomic, and no value repeats, so no interleaving of draws can bring the clock
+# back to a value a fact was recorded at).
+_PLANE_WRITES = _itertools.count(1)
+_write_clock = [0]
+
+
+def note_plane_write() -> None:
+    """Tell the facts on unversioned planes that LC planes may be written (see above)."""
+    _write_clock[0] = next(_PLANE_WRITES)
+
+
 def standard_part_fact(x) -> str | None:
     """What is known of the ε⁰ coefficient of every element of a first-order planes tensor x, without
     reading the data: ``"nonneg"`` (≥ 0 or NaN: a square, a sum or mean of such) or ``"pos"`` (> 0
     or NaN: such a value plus a positive number that is normal in the dtype, as RMS norm's
     ``mean(x²) + eps``); None when nothing is known. A fact holds for the planes it was recorded on,
-    unchanged: an in-place write to them (their version counter moves) or new planes void it."""
+    unchanged: new planes void it, and so does a write into them, seen by their version counter
+    (eager planes) or, for planes without one, by the write clock above (inference mode, traces)."""
     fact = x._lead_fact if type(x) is LCTensor else None
     if fact is None:
         return None
-    ref, version, kind = fact
+    ref, version, clock, kind = fact
     planes = x._inner[0]
-    if x._layout is not _layouts.PLANES or ref() is not planes or planes.is_inference():
+    if x._layout is not _layouts.PLANES or ref() is not planes:
         return None
+    if version is None:
+        return kind if _write_clock[0] == clock else None
     return kind if planes._version == version else None
 
 
 def record_standard_part_fact(x, kind: str) -> None:
-    """Record ``kind`` (see :func:`standard_part_fact`) for x's current planes; eager, first-order
-    planes tensors only (inference tensors keep no version counter, so nothing is recorded)."""
+    """Record ``kind`` (see :func:`standard_part_fact`) for x's current planes, which the caller has
+    just made; first-order planes tensors only, not under vmap (whose wrappers the clock does not
+    see written)."""
     if type(x) is not LCTensor or x._layout is not _layouts.PLANES or x._support != FIRST_ORDER:
         return
     planes = x._inner[0]
-    if planes.is_inference() or not _context.inner_is_plain(planes):
+    if _context.is_wrapped(planes):
         return
-    x._lead_fact = (_weakref.ref(planes), planes._version, kind)
+    if planes.is_inference() or not _context.inner_is_plain(planes):
+        x._lead_fact = (_weakref.ref(planes), None, _write_clock[0], kind)
+    else:
+        x._lead_fact = (_weakref.ref(planes), planes._version, None, kind)
 
 
 def from_storage(layout, inner, order, exact, shape, dtype) -> LCTensor:
@@ -349,7 +376,9 @@ class LCTensor(torch.Tensor):
         return self._zero
 
     def lc_planes(self) -> torch.Tensor:
-        """Coefficient planes (T, *shape) over ``lc_support``, decoded from any layout."""
+        """Coefficient planes (T, *shape) over ``lc_support``, decoded from any layout. On the planes
+        layout they are the storage itself: an in-place write into them changes this tensor."""
+        note_plane_write()  # the caller may write into them (see standard_part_fact)
         return self._planes_view()
 
     def storage_nbytes(self) -> int:
@@ -433,6 +462,7 @@ class LCTensor(torch.Tensor):
     def lc_write_(self, other: LCTensor):
         """In-place update. Writes into the existing planes whenever they can hold the new value (so
         views and their bases stay aliased); a view cannot grow its support, which raises."""
+        note_plane_write()
         mine = self._inner[0]
         planes = self._layout is _layouts.PLANES
         if planes and (other._support == self._support or set(other._support) <= set(self._support)):
@@ -459,6 +489,7 @@ class LCTensor(torch.Tensor):
 
     def lc_restride_(self, other: LCTensor):
         """Shape-changing in-place view ops (squeeze_, t_, …): take other's shape and storage."""
+        note_plane_write()
         with torch._C._DisableTorchDispatch():
             try:
                 torch.Tensor.as_strided_(self, other.shape, other.stride())

@@ -12,7 +12,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from . import _algebra as A
 from . import _ragged as R
 from . import _support as S
-from ._tensor import LCTensor, read_planes, series, unwrap_lc, wrap
+from ._tensor import LCTensor, note_plane_write, read_planes, series, unwrap_lc, wrap
 from .errors import TruncationError
 from .ops.ragged import from_ragged, to_ragged
 
@@ -232,6 +232,7 @@ def terms(x, index=None) -> dict:
         return _element_terms(x, index)
     lc = unwrap_lc(x)
     sup = lc.lc_support if lc is not None else (S.ZERO,)
+    note_plane_write()  # views of the planes: the caller may write into them
     planes = read_planes(x)
     return {q: planes[i] for i, q in enumerate(sup)}
 
@@ -366,6 +367,7 @@ def coeffs(x) -> torch.Tensor:
         tensor([[1., 2.],
                 [1., 1.]])
     """
+    note_plane_write()  # the planes themselves: the caller may write into them
     return read_planes(x)
 
 
@@ -422,6 +424,7 @@ def coeff(x, q) -> torch.Tensor:
             f"coefficient of ε^{q} is not exact: this tensor is exact through ε^{e} (order {lc.lc_order}); "
             f"recompute from inputs with order ≥ {need}, e.g. x.nonstd(order={need})"
         )
+    note_plane_write()  # a view of a plane: the caller may write into it
     planes = read_planes(x)
     sup = lc.lc_support
     return planes[sup.index(q)] if q in sup else torch.zeros_like(planes[0])

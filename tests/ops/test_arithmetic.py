@@ -4,9 +4,8 @@ Dyadic values are compared exactly (torch.equal); non-dyadic smooth parts agains
 float64 with tight tolerances.
 """
 
-from fractions import Fraction as F
-
 import math
+from fractions import Fraction as F
 
 import pytest
 import torch
@@ -447,7 +446,7 @@ def test_rms_norm_rsqrt_reads_no_data_on_the_host(dtype):
 def test_standard_part_facts_are_voided_by_writes_and_not_made_up():
     """A fact holds for the planes it was recorded on: an in-place write voids it, so a zero written
     later takes the general rule (its ε^(−1/2) term), never the fast path's inf. Products of distinct
-    tensors, numbers that are not normal positives in the dtype, and traced code record nothing."""
+    tensors and numbers that are not normal positives in the dtype record nothing."""
     from torchlc._tensor import standard_part_fact
 
     x = torch.tensor([1.0, 2.0]).nonstd(torch.tensor([1.0, 1.0]))
@@ -474,3 +473,93 @@ def test_standard_part_facts_are_voided_by_writes_and_not_made_up():
         assert standard_part_fact(h * h + 1e-6) is None  # 1e-6 is subnormal in float16
         assert standard_part_fact(h * h + 1e-4) == "pos"
         assert standard_part_fact(x * x + float("inf")) is None
+
+
+def _zero_first(v):
+    """A mask that zeroes v's first element (all its planes), as an LC operand or a plain one."""
+    m = torch.ones(v.shape, dtype=v.dtype)
+    m.view(-1)[0] = 0.0
+    return m
+
+
+# every way a write reaches LC planes: LC in-place and out= ops (on the tensor or through an LC view),
+# LC-level writes, and writes by plain ops into planes handed out by the public API (out= variants
+# of LC ops raise NotImplementedError)
+_WRITES = {
+    "mul_": lambda v: v.mul_(_zero_first(v)),
+    "mul_ through a view": lambda v: v.view(-1)[:1].mul_(0.0),
+    "setitem": lambda v: v.__setitem__((0,) * v.dim(), 0.0),
+    "copy_": lambda v: v.copy_(v * _zero_first(v)),
+    "clamp_": lambda v: v.clamp_(max=0.0),
+    "zero_": lambda v: v.zero_(),
+    "squeeze_ then mul_": lambda v: v.unsqueeze_(0).mul_(0.0),
+    "sub_ of the standard part": lambda v: v.sub_(torchlc.standard_part(v) * (1 - _zero_first(v))),
+    "torchlc.coeffs": lambda v: torchlc.coeffs(v)[0].view(-1)[0].zero_(),
+    "LCTensor.lc_planes": lambda v: v.lc_planes()[0].view(-1)[0].zero_(),
+    "torchlc.terms": lambda v: torchlc.terms(v)[F(0)].view(-1)[0].zero_(),
+    "torchlc.coeff": lambda v: torchlc.coeff(v, 0).view(-1)[0].zero_(),
+}
+# these leave the ε¹ coefficient of the zeroed element: x = bε there, so x^(−1/2) has an ε^(−1/2) term
+_KEEP_TANGENT = {"sub_ of the standard part", "torchlc.coeffs", "LCTensor.lc_planes", "torchlc.terms",
+                 "torchlc.coeff"}
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("write", list(_WRITES))
+def test_writes_void_standard_part_facts(write, mode):
+    """Property over every write path: after a write into planes that carry a fact (RMS norm's
+    mean(x²) + eps, "pos"), rsqrt gives what it gives on the same values without a fact, bit for bit
+    and with the same support (an exact zero written is NaN, a zero standard part takes the general
+    rule's ε^(−1/2) term; the fast path would give inf). Eager planes see writes by their version counter; inference-mode planes, which have
+    none, by torchlc's write clock (see torchlc._tensor.standard_part_fact), as in a trace."""
+    from torchlc._tensor import standard_part_fact
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, generator=g).nonstd(torch.randn(3, 4, generator=g))
+    ctx = torch.inference_mode if mode == "inference_mode" else torch.no_grad
+    with ctx():
+        v = (x * x).mean(-1, keepdim=True) + 1e-6
+        assert standard_part_fact(v) == "pos"
+        _WRITES[write](v)
+        assert standard_part_fact(v) is None
+        got = torch.rsqrt(v)
+        fresh = torchlc.from_terms({q: c.clone() for q, c in torchlc.terms(v).items()}, order=1)
+        want = torch.rsqrt(fresh)
+    assert torchlc.support(got) == torchlc.support(want)
+    assert (F(-1, 2) in torchlc.support(got)) == (write in _KEEP_TANGENT)
+    assert torch.equal(torchlc.coeffs(got).view(torch.int32), torchlc.coeffs(want).view(torch.int32))
+
+
+def test_standard_part_facts_hold_in_inference_mode_and_traces():
+    """Inference-mode planes (no version counter) and a trace's planes keep facts by the write clock:
+    RMS norm's rsqrt reads no data there, and torchlc.compile traces it without the general rule's
+    speculation (no lead-plane argmax, no guard flag to read back per call). A write anywhere in
+    between voids them (conservative, never wrong)."""
+    from torchlc._tensor import standard_part_fact
+    from torchlc.bench.measure import kernel_names
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 5, 8, generator=g).nonstd(torch.randn(2, 5, 8, generator=g))
+    with torch.inference_mode():
+        v = (x * x).mean(-1, keepdim=True) + 1e-6
+        assert standard_part_fact(v) == "pos"
+        assert not {"ne", "all"} & set(kernel_names(lambda: torch.rsqrt(v)))
+        other = x.clone()
+        other.add_(1.0)  # a write elsewhere: the clock moves
+        assert standard_part_fact(v) is None
+
+    def rms(t):
+        return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    graphs = []
+
+    def recording(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    f = torchlc.compile(rms, backend=recording)
+    with torch.no_grad():
+        y, ref = f(x), rms(x)
+    ops = {str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"}
+    assert "aten.rsqrt.default" in ops and not {"aten.argmax.default", "aten.any.default"} & ops
+    assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))

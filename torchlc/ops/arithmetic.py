@@ -117,7 +117,7 @@ def _first_order_pair(a, b):
         return None
     if a.lc_layout is not PLANES or b.lc_layout is not PLANES or a.lc_zero is not None or b.lc_zero is not None:
         return None
-    pa, pb = a.lc_planes(), b.lc_planes()
+    pa, pb = a._planes_view(), b._planes_view()
     if pa.dtype != pb.dtype:
         return None
     if pa.dim() != pb.dim():  # broadcasting operands: the same number of element dims, planes first

@@ -148,7 +148,7 @@ def relu_(func, x):
     fused pass on CUDA, no result tensor and no copy back — so views of x see the result as torch's
     relu_ gives it; every other case computes relu and writes it back."""
     if type(x) is LCTensor and x.lc_layout is PLANES and x.lc_support == A.FIRST_ORDER and x.lc_exact is None:
-        P = x.lc_planes()
+        P = x._planes_view()
         if x.lc_zero is None and P.is_contiguous() and _grad_free(P):
             if kernels.usable(P):
                 kernels.relu2(P, out=P)

@@ -44,7 +44,7 @@ def _plain_tensor(x) -> bool:
 
 
 def _planes_of(x):
-    return x.lc_planes() if type(x) is LCTensor else None
+    return x._planes_view() if type(x) is LCTensor else None
 
 
 def _check_dtypes(func, bias, *mats):

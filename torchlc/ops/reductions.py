@@ -308,10 +308,10 @@ def safe_softmax(func, x, dim, dtype=None):
     y = aten._softmax.default(x if dtype is None else aten._to_copy.default(x, dtype=dtype), dim, False)
     st = series(x).plane(S.ZERO)
     dead = (st == float("-inf")).all(dim, keepdim=True)
-    if first_order(y) is not None and y.lc_layout is PLANES and y.lc_zero is None and _grad_free(y.lc_planes()):
+    if first_order(y) is not None and y.lc_layout is PLANES and y.lc_zero is None and _grad_free(y._planes_view()):
         # where(dead, 0, y) on y's own fresh planes: one masked fill (0 in every plane: +0.0, as the
         # general select gives), no zero planes built and stacked at the weights' size
-        y.lc_planes().masked_fill_(dead, 0.0)
+        y._planes_view().masked_fill_(dead, 0.0)
         return y
     from .discontinuous import select
 

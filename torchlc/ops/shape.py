@@ -404,7 +404,7 @@ def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, n
         # a copy of the storage itself (boxed words must never pass through a float cast)
         src, _, rebuild = x.movable()
         return rebuild(src.to(device=device) if device is not None else src.clone())
-    p = x.lc_planes()
+    p = x._planes_view()
     p = p.to(dtype=dtype or p.dtype, device=device or p.device, copy=True)
     return wrap(p, x.lc_support, x.lc_order, x.lc_exact, monomial=is_monomial(x))
 
