@@ -395,6 +395,7 @@ class LCTensor(torch.Tensor):
     def lc_storage(self) -> tuple:
         """The layout's inner tensors, for layout-specific rules (CSR's native ones) that compute on
         the storage itself; everything else reads planes (``lc_planes``)."""
+        note_plane_write()  # the planes layout's storage is its planes (see standard_part_fact)
         return self._inner
 
     def __getattr__(self, name):
