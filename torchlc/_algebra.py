@@ -20,7 +20,6 @@ from ._context import grad_free as _grad_free
 from ._context import inner_is_plain as _inner_is_plain
 from ._context import speculation_record
 from ._series import Series, broadcast_planes, min_exact, plain, result_order
-from ._taylor import fma_sum as _fma_sum
 from .errors import DomainError, TermBudgetError, TruncationError, is_strict
 from .kernels.alloc import empty as _empty_planes
 
@@ -302,21 +301,21 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
             return Series(kernels.mul2(pa, pb), out_sup, order, exact)
         nd = _ndim(a, b)
         pa, pb = broadcast_planes(pa, nd), broadcast_planes(pb, nd)
-        if _grad_free(pa, pb) and len(out_sup) > 1:
-            shape = bshape(pa.shape[1:], pb.shape[1:])
-            dtype = torch.result_type(pa, pb)
-            out = _empty_planes((len(out_sup), *shape), dtype, pa.device)
-            # a square (x * x, x ** 2): a_i·a_j and a_j·a_i are one product taken twice
-            square = a.support == b.support and _same_planes(pa, pb)
-            n = out[0].numel()
-            cuts = blocks((pa[0], pb[0]), n) if pa[0].shape == pb[0].shape == shape else None
-            if cuts is None:
-                _cauchy_mul(pa, pb, out, groups, square)
-            else:  # block by block (same kernels per element: the same numbers)
-                fa, fb, fo = pa.reshape(len(pa), n), pb.reshape(len(pb), n), out.view(len(out), n)
-                for lo, hi in cuts:
-                    _cauchy_mul(fa[:, lo:hi], fb[:, lo:hi], fo[:, lo:hi], groups, square)
-            return Series(out, out_sup, order, exact)
+        square = a.support == b.support and _same_planes(pa, pb)
+        if not _grad_free(pa, pb):  # autograd records: new tensors, the same operations
+            return Series(torch.stack(_cauchy_mul(pa, pb, None, groups, square)), out_sup, order, exact)
+        shape = bshape(pa.shape[1:], pb.shape[1:])
+        dtype = torch.result_type(pa, pb)
+        out = _empty_planes((len(out_sup), *shape), dtype, pa.device)
+        n = out[0].numel()
+        cuts = blocks((pa[0], pb[0]), n) if pa[0].shape == pb[0].shape == shape else None
+        if cuts is None:
+            _cauchy_mul(pa, pb, out, groups, square)
+        else:  # block by block (same kernels per element: the same numbers)
+            fa, fb, fo = pa.reshape(len(pa), n), pb.reshape(len(pb), n), out.view(len(out), n)
+            for lo, hi in cuts:
+                _cauchy_mul(fa[:, lo:hi], fb[:, lo:hi], fo[:, lo:hi], groups, square)
+        return Series(out, out_sup, order, exact)
     planes = []
     for _, pairs in groups:
         acc = None
@@ -328,21 +327,49 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
 
 
 def _cauchy_mul(pa, pb, out, groups, square):
-    """out[k] = Σ pa[i]·pb[j] over the pairs of group k, in place (pairs folded for a square)."""
-    if square:
-        for k, pairs in groups:
-            _fma_sum([(1 if i == j else 2, pa[i], pa[j]) for i, j in pairs if i <= j], out[k])
-        return
+    """The elementwise truncated product's planes: Σ pa[i]·pb[j] over the pairs of each group k,
+    written into out[k] in place, or (out None, when autograd records) returned as new tensors by the
+    same operations, so that no value depends on the grad mode.
+
+    The terms accumulate in the group's pair order, each by a multiply-add (torch's addcmul: one
+    rounding per term where the device fuses it). A square (pb the same planes as pa) takes each
+    cross pair a_i·a_j, i < j, once, doubles their sum (exact in binary floating point) and then adds
+    the diagonal term a_m·a_m: at first order 2·(a₀a₁), which is also what the unfolded sum gives
+    (fma(a₁, a₀, a₀a₁) rounds to 2·(a₀a₁)) and what torch.func.jvp gives. Doubling the sum rather
+    than a factor, the cross terms never overflow where the coefficient does not ((2a_i)·a_j would
+    for |a_i| above half the largest float)."""
+    res = []
     for k, pairs in groups:
-        (i, j), rest = pairs[0], pairs[1:]
-        torch.mul(pa[i], pb[j], out=out[k])
-        for i, j in rest:
-            out[k].addcmul_(pa[i], pb[j])
+        dst = None if out is None else out[k]
+        if square:
+            acc = _fma_chain([(pa[i], pa[j]) for i, j in pairs if i < j], dst)
+            if acc is not None:
+                acc = acc * 2 if dst is None else acc.mul_(2)
+            diag = [pa[i] for i, j in pairs if i == j]
+            if diag:
+                acc = _fma_chain([(diag[0], diag[0])], dst, acc)
+        else:
+            acc = _fma_chain([(pa[i], pb[j]) for i, j in pairs], dst)
+        res.append(acc)
+    return res
+
+
+def _fma_chain(terms, dst, acc=None):
+    """acc + Σ x·y over terms [(x, y)], left to right, each term one multiply-add (acc None: the first
+    term a product), into ``dst`` in place when given (acc is then dst or None), else new tensors.
+    None for no terms and no acc."""
+    for x, y in terms:
+        if acc is None:
+            acc = x * y if dst is None else torch.mul(x, y, out=dst)
+        else:
+            acc = torch.addcmul(acc, x, y) if dst is None else acc.addcmul_(x, y)
+    return acc
 
 
 def _same_planes(p: torch.Tensor, q: torch.Tensor) -> bool:
-    """Whether two plane tensors are views of the same elements (so their product is a square)."""
-    return (p is q or (p.data_ptr() == q.data_ptr() and p.shape == q.shape and p.stride() == q.stride()
+    """Whether two plane tensors are views of the same elements (so their product is a square); in
+    traced code (no data pointers) only when they are one tensor."""
+    return (p is q or (_inner_is_plain(p) and _inner_is_plain(q) and p.data_ptr() == q.data_ptr() and p.shape == q.shape and p.stride() == q.stride()
                        and p.dtype == q.dtype and p.device == q.device))
 
 

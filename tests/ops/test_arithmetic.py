@@ -564,3 +564,73 @@ def test_standard_part_facts_hold_in_inference_mode_and_traces():
     ops = {str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"}
     assert "aten.rsqrt.default" in ops and not {"aten.argmax.default", "aten.any.default"} & ops
     assert torch.equal(torchlc.coeffs(y), torchlc.coeffs(ref))
+
+
+_EXTREME = [0.0, -0.0, 1.5, -2.0, 3.0, float("inf"), float("-inf"), float("nan"), 1e308, -1e308, 3e38, 1e-160,
+            5e-324, 1e-300, 1e-10, 0.75]
+
+
+def _draw_planes(T, shape, dtype, g):
+    vals = torch.tensor(_EXTREME, dtype=torch.float64).to(dtype)
+    return vals[torch.randint(0, len(vals), (T, *shape), generator=g)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", ["square", "product", "broadcast"])
+@pytest.mark.parametrize("terms,order", [((0, 1), 1), ((0, 1), 2), ((0, 1, 2), 3), ((-1, 0, 1), 2)])
+def test_products_do_not_depend_on_the_grad_mode(terms, order, case, dtype):
+    """Property over supports, orders, squares and broadcasts, on values that overflow, underflow and
+    are ±inf/NaN: a product's planes with autograd recording (new tensors) equal the grad-free ones
+    (written in place) bit for bit. Before, the recording path rounded a₀b₁ + a₁b₀ twice where the
+    in-place one fused it (orders ≥ 2 differed in the last bit), and a checkpointed recomputation
+    could change a value."""
+    g = torch.Generator().manual_seed(len(terms) * 10 + order)
+    shape_a, shape_b = ((4, 8), (8,)) if case == "broadcast" else ((4, 8), (4, 8))
+    pa = _draw_planes(len(terms), shape_a, dtype, g)
+    pb = _draw_planes(len(terms), shape_b, dtype, g)
+
+    def product(grad):
+        qa = pa.clone().requires_grad_(grad)
+        x = torchlc.from_terms(dict(zip(terms, qa)), order=order)
+        y = x if case == "square" else torchlc.from_terms(dict(zip(terms, pb)), order=order)
+        with torch.set_grad_enabled(grad):
+            z = x * y
+        return torchlc.support(z), torchlc.coeffs(z).detach()
+
+    (s0, free), (s1, recorded) = product(False), product(True)
+    assert s0 == s1
+    assert torch.equal(free.view(torch.int64 if dtype == torch.float64 else torch.int32),
+                       recorded.view(torch.int64 if dtype == torch.float64 else torch.int32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_first_order_squares_are_the_product_and_the_jvp(dtype):
+    """x·x at first order: the fast path, the general product's square, the product with a copy of x
+    (no square detected) and torch.func.jvp's tangent a₁a₀ + a₀a₁ all give 2·(a₀a₁), bit for bit,
+    on values whose doubling or product overflows or underflows (2·1e308 is inf, but 2·(1e308·1e-10)
+    is not)."""
+    from torchlc.ops.arithmetic import mul, mul_lc
+
+    g = torch.Generator().manual_seed(5)
+    a0, a1 = _draw_planes(2, (64,), dtype, g)
+    x = a0.nonstd(a1)
+    with torch.no_grad():
+        got = [torchlc.coeffs(t) for t in (mul(None, x, x), mul_lc(x, x), mul_lc(x, x.clone()), x ** 2)]
+    _, tangent = torch.func.jvp(lambda z: z * z, (a0,), (a1,))
+    bits = (lambda t: t.view(torch.int64)) if dtype == torch.float64 else (lambda t: t.view(torch.int32))
+    for planes in got:
+        assert torch.equal(bits(planes), bits(got[0]))
+    assert torch.equal(bits(got[0][1]), bits(tangent))
+    assert torch.equal(bits(got[0][0]), bits(a0 * a0))
+
+
+def test_higher_order_squares_do_not_overflow_their_cross_terms():
+    """(a₀ + a₁ε + a₂ε²)² at order 2: the ε² coefficient 2a₀a₂ + a₁² is 2e298 for a₀ = 1e308 and
+    a₂ = 1e-10, finite although 2a₀ is not (the doubled factor overflowed before)."""
+    x = torchlc.from_terms({0: torch.tensor([1e308], dtype=torch.float64),
+                            1: torch.tensor([1e-10], dtype=torch.float64),
+                            2: torch.tensor([1e-10], dtype=torch.float64)}, order=2)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            c2 = torchlc.coeff(x * x, 2)
+        assert c2.item() == 2 * (1e308 * 1e-10)  # a₁² = 1e-20 is far below half an ulp of it

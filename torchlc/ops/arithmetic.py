@@ -9,10 +9,10 @@ import torch
 
 from .. import _algebra as A
 from .. import _support as S
-from .._algebra import Series
-from .._dispatch import implements, in_place_via_functional
 from .. import kernels
+from .._algebra import Series
 from .._context import grad_free as _grad_free
+from .._dispatch import implements, in_place_via_functional
 from .._tensor import LCTensor, record_standard_part_fact, series, standard_part_fact, wrap
 from ..layouts import PLANES
 from . import ragged
@@ -139,16 +139,27 @@ def mul(func, a, b):
             # the operands' memory format when the shapes agree (channels-last stays)
             planes = torch.empty_like(pa) if same else torch.empty(
                 A.bshape(pa.shape, pb.shape), dtype=pa.dtype, device=pa.device)
+            if pa is pb:  # a square: [a₀a₀, a₀a₁] in one pass, then 2·(a₀a₁), which is what
+                # a₀a₁ + a₁a₀ rounds to (see _algebra._cauchy_mul): two passes instead of three
+                torch.mul(pa[0], pa, out=planes)
+                planes[1].mul_(2)
+                return _square_result(a, planes)
             torch.mul(pa[0], pb[0], out=planes[0])
             torch.mul(pa[0], pb[1], out=planes[1])
             planes[1].addcmul_(pa[1], pb[0])
         else:
             planes = torch.stack([pa[0] * pb[0], torch.addcmul(pa[0] * pb[1], pa[1], pb[0])])
-        res = wrap(planes, A.FIRST_ORDER, a.lc_order, A.min_exact(a.lc_exact, b.lc_exact, a.lc_order))
-        if a is b:  # a square: its ε⁰ plane a₀·a₀ is ≥ 0 (or NaN) everywhere
-            record_standard_part_fact(res, "nonneg")
-        return res
+        if a is b:
+            return _square_result(a, planes)
+        return wrap(planes, A.FIRST_ORDER, a.lc_order, A.min_exact(a.lc_exact, b.lc_exact, a.lc_order))
     return mul_lc(a, b)
+
+
+def _square_result(a, planes):
+    """The first-order square a·a from its planes: its ε⁰ plane a₀·a₀ is ≥ 0 (or NaN) everywhere."""
+    res = wrap(planes, A.FIRST_ORDER, a.lc_order, A.min_exact(a.lc_exact, a.lc_exact, a.lc_order))
+    record_standard_part_fact(res, "nonneg")
+    return res
 
 
 def _power(x, r):
