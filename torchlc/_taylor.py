@@ -264,39 +264,29 @@ def taylor_gelu_tanh(a, K):
 
 def fma_sum(terms, dst=None, base=None):
     """base + Σ c·x·y over terms [(c, x, y)] (c a number, x and y tensors; base None, a number or a
-    tensor), written into ``dst`` or returned as a new tensor (dst None)."""
-    if dst is None:
-        acc = None if base is None else base
-        for c, x, y in terms:
-            if acc is None:
-                acc = x * y if c == 1 else (x * y) * c
-            elif isinstance(acc, torch.Tensor):
-                acc = torch.addcmul(acc, x, y, value=c)
-            else:
-                acc = acc + (x * y if c == 1 else (x * y) * c)
-        if acc is None:
-            raise ValueError("fma_sum of nothing")
-        return acc
+    tensor), written into ``dst`` or returned as a new tensor (dst None). Both forms run the same
+    operations in the same order (a unit term first when there is no base, then multiply-adds), so
+    that no value depends on the grad mode: the rules write into ``dst`` only when autograd does
+    not record."""
     if not terms:
-        return dst.fill_(0 if base is None else base) if not isinstance(base, torch.Tensor) else dst.copy_(base)
-    if base is None:
-        i = next((i for i, t in enumerate(terms) if t[0] == 1), None)
-        if i is not None:  # a unit term writes dst without a zero pass
-            _, x, y = terms[i]
-            torch.mul(x, y, out=dst)
-            terms = terms[:i] + terms[i + 1 :]
-        else:
-            c, x, y = terms[0]
-            torch.addcmul(dst.new_zeros(()), x, y, value=c, out=dst)
-            terms = terms[1:]
+        if base is None:
+            if dst is None:
+                raise ValueError("fma_sum of nothing")
+            return dst.fill_(0)
+        if dst is None:
+            return base
+        return dst.copy_(base) if isinstance(base, torch.Tensor) else dst.fill_(base)
+    terms = list(terms)
+    if base is None and (i := next((i for i, t in enumerate(terms) if t[0] == 1), None)) is not None:
+        _, x, y = terms.pop(i)  # a unit term starts the sum without a zero pass
+        acc = x * y if dst is None else torch.mul(x, y, out=dst)
     else:
-        c, x, y = terms[0]
-        b = base if isinstance(base, torch.Tensor) else dst.new_full((), base)
-        torch.addcmul(b, x, y, value=c, out=dst)
-        terms = terms[1:]
+        c, x, y = terms.pop(0)
+        b = base if isinstance(base, torch.Tensor) else x.new_full((), 0 if base is None else base)
+        acc = torch.addcmul(b, x, y, value=c) if dst is None else torch.addcmul(b, x, y, value=c, out=dst)
     for c, x, y in terms:
-        dst.addcmul_(x, y, value=c)
-    return dst
+        acc = torch.addcmul(acc, x, y, value=c) if dst is None else acc.addcmul_(x, y, value=c)
+    return acc
 
 
 def scratch_planes(u, out, scratch, k):
