@@ -283,13 +283,17 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
     if not groups:  # every term is above the cutoff: the product truncates to 0
         z = torch.zeros_like(op(pa[0], pb[0]))
         return Series(z.unsqueeze(0), (S.ZERO,), order, exact)
-    if op is torch.mm and a.support == b.support == out_sup == FIRST_ORDER and _grad_free(pa, pb):
+    if op is torch.mm and a.support == b.support == out_sup == FIRST_ORDER:
         # (a0 + a1ε)(b0 + b1ε) = a0b0 + (a1b0 + a0b1)ε: the row-stacked planes times b0 in one GEMM,
-        # then a0b1 accumulated into the ε¹ rows (2 launches instead of 3 GEMMs, an add and a stack)
+        # then a0b1 accumulated into the ε¹ rows (2 launches instead of 3 GEMMs, an add and a stack).
+        # When autograd records, the same GEMMs out of place (the accumulating GEMM rounds its sum once,
+        # in its accumulation type: a separate add of rounded products would differ in half precision)
         T, M, K = pa.shape
         Y = torch.mm(pa.reshape(T * M, K), pb[0]).view(T, M, pb.shape[-1])
-        Y[1].addmm_(pa[0], pb[1])
-        return Series(Y, out_sup, order, exact)
+        if _grad_free(pa, pb):
+            Y[1].addmm_(pa[0], pb[1])
+            return Series(Y, out_sup, order, exact)
+        return Series(torch.stack([Y[0], torch.addmm(Y[1], pa[0], pb[1])]), out_sup, order, exact)
     if op is torch.mul:
         if (
             a.support == b.support == FIRST_ORDER

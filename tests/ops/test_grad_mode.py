@@ -27,8 +27,8 @@ CATALOGUE = {
     "layer_norm": lambda t: F.layer_norm(t, (6,)), "var": lambda t: t.var(-1), "norm": lambda t: t.norm(dim=-1),
     "prod": lambda t: t.prod(-1), "cumsum": lambda t: t.cumsum(-1), "mean of squares": lambda t: (t * t).mean(-1),
     "relu": torch.relu, "abs": torch.abs, "max": lambda t: t.max(-1).values, "sort": lambda t: t.sort(-1).values,
-    "matmul plain": lambda t: t @ _W, "matmul LC": lambda t: t @ t.T, "bmm": lambda t: torch.bmm(t[None], t.T[None]),
-    "einsum": lambda t: torch.einsum("ij,kj->ik", t, t), "conv1d": lambda t: F.conv1d(t[None], _K),
+    "matmul plain": lambda t: t @ _W.to(t.dtype), "matmul LC": lambda t: t @ t.T, "bmm": lambda t: torch.bmm(t[None], t.T[None]),
+    "einsum": lambda t: torch.einsum("ij,kj->ik", t, t), "conv1d": lambda t: F.conv1d(t[None], _K.to(t.dtype)),
 }
 
 
@@ -44,3 +44,37 @@ def test_results_do_not_depend_on_the_grad_mode(name, order):
     assert torchlc.support(off) == torchlc.support(on)
     a, b = torchlc.coeffs(off), torchlc.coeffs(on).detach()
     assert torch.equal(a.view(torch.int64), b.view(torch.int64)), f"{int((a != b).sum())} coefficients differ"
+
+
+_GEMMS = ["matmul plain", "matmul LC", "bmm", "einsum", "x*x", "x*sin(x)", "layer_norm", "softmax", "conv1d"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", _GEMMS)
+def test_half_and_single_precision_results_do_not_depend_on_the_grad_mode(name, dtype):
+    """The same in float32 and bfloat16, where a GEMM accumulating into the ε¹ rows (one rounding of
+    the sum in its accumulation type) and a separate add of rounded products differ: LC × LC mm/bmm
+    run the accumulating GEMMs in both grad modes (bf16 `x @ x.T` differed before)."""
+    f = CATALOGUE[name]
+    g = torch.Generator().manual_seed(7)
+    x, v = (torch.randn(4, 6, generator=g).to(dtype) for _ in range(2))
+    with torch.no_grad():
+        off = f(x.nonstd(v))
+    on = f(x.nonstd(v.clone().requires_grad_()))
+    a, b = torchlc.coeffs(off), torchlc.coeffs(on).detach()
+    assert torch.equal(a.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+                       b.view(torch.int16 if dtype == torch.bfloat16 else torch.int32))
+
+
+def test_first_order_lc_gemms_differentiate_correctly():
+    """The LC × LC GEMM paths now taken under autograd (row-stacked mm with an accumulating addmm;
+    interleaved bmm with in-place steps on a fresh buffer) have the right gradients."""
+    from torch.autograd import gradcheck
+
+    g = torch.Generator().manual_seed(0)
+    a0, a1 = (torch.randn(3, 4, 5, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2))
+    b0, b1 = (torch.randn(3, 5, 2, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2))
+    assert gradcheck(lambda a0, a1, b0, b1: torchlc.coeffs(torch.bmm(a0.nonstd(a1), b0.nonstd(b1))),
+                     (a0, a1, b0, b1))
+    assert gradcheck(lambda a0, a1, b0, b1: torchlc.coeffs(a0.nonstd(a1) @ b0.nonstd(b1)),
+                     (a0[0], a1[0], b0[0], b1[0]))

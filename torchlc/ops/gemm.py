@@ -9,6 +9,7 @@ from .. import _algebra as A
 from .. import _jet
 from .._algebra import Series
 from .._context import grad_free as _grad_free
+from .._context import inner_is_plain as _inner_is_plain
 from .._dispatch import implements
 from .._tensor import LCTensor, series
 from ._util import first_order, is_lc, out
@@ -33,8 +34,11 @@ def mm(func, a, b):
 def bmm(func, a, b):
     sa, sb = first_order(a), first_order(b)
     if (sa is not None and sb is not None and sa.planes.dtype == sb.planes.dtype and sa.zero is None
-            and sb.zero is None and _grad_free(sa.planes, sb.planes)):
-        # LC × LC at first order (attention's q·kᵀ and weights·v on PyTorch's math path): two GEMMs
+            and sb.zero is None and (_grad_free(sa.planes, sb.planes)
+                                     or (_inner_is_plain(sa.planes) and _inner_is_plain(sb.planes)))):
+        # LC × LC at first order (attention's q·kᵀ and weights·v on PyTorch's math path): two GEMMs,
+        # with or without autograd recording (in-place steps on a fresh buffer: the same roundings in
+        # both grad modes; traced and vmapped code takes the general product)
         return out(Series(_jet.bmm(sa.planes, sb.planes), A.FIRST_ORDER, 1, A.min_exact(sa.exact, sb.exact, 1)))
     return out(A.bilinear(series(a), series(b), torch.bmm))
 
