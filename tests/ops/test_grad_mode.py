@@ -29,6 +29,12 @@ CATALOGUE = {
     "relu": torch.relu, "abs": torch.abs, "max": lambda t: t.max(-1).values, "sort": lambda t: t.sort(-1).values,
     "matmul plain": lambda t: t @ _W.to(t.dtype), "matmul LC": lambda t: t @ t.T, "bmm": lambda t: torch.bmm(t[None], t.T[None]),
     "einsum": lambda t: torch.einsum("ij,kj->ik", t, t), "conv1d": lambda t: F.conv1d(t[None], _K.to(t.dtype)),
+    "conv2d": lambda t: F.conv2d(t.view(1, 2, 3, 4), _K.view(2, 2, 3, 2).to(t.dtype), padding=1),
+    "group_norm": lambda t: F.group_norm(t.view(2, 4, 3), 2), "batch_norm (train)": lambda t: F.batch_norm(t, None, None, training=True),
+    "rms_norm": lambda t: F.rms_norm(t, (6,)), "normalize": lambda t: F.normalize(t, dim=-1), "cumprod": lambda t: t.cumprod(-1),
+    "softplus": F.softplus, "x**x": lambda t: torch.pow(t.abs() + 1, t), "cdist": lambda t: torch.cdist(t, t.flip(0)),
+    "cross_entropy": lambda t: F.cross_entropy(t, torch.tensor([0, 1, 2, 3])),
+    "sdpa": lambda t: F.scaled_dot_product_attention(t[None, None], t[None, None], t[None, None]),
 }
 
 
