@@ -144,8 +144,7 @@ def mul(func, a, b):
                 torch.mul(pa[0], pa, out=planes)
                 planes[1].mul_(2)
                 return _square_result(a, planes)
-            torch.mul(pa[0], pb[0], out=planes[0])
-            torch.mul(pa[0], pb[1], out=planes[1])
+            torch.mul(pa[0], pb, out=planes)  # [a₀b₀, a₀b₁] in one kernel
             planes[1].addcmul_(pa[1], pb[0])
         else:
             planes = torch.stack([pa[0] * pb[0], torch.addcmul(pa[0] * pb[1], pa[1], pb[0])])
