@@ -352,6 +352,72 @@ def in_place_via_functional(func, args, kwargs):
 _MUTATES: dict = {}  # op -> whether it writes into an argument; bounded by the ops that exist
 
 
+# -- type promotion ------------------------------------------------------------------------------
+# Elementwise ops whose operands torch brings to one dtype by its type promotion, where 0-d tensors
+# and Python numbers act as scalars (a float64 0-d tensor does not make a float32 tensor float64). The
+# rules compute on planes, where an LC operand of 0-d elements and a plain 0-d operand (as a Series)
+# are 1-d, and so would promote as dimensioned tensors; and several rules compute in their LC
+# operand's dtype. So promotion is decided here, once, on the elements: tensor operands whose dtype is
+# not torch's result dtype for them are converted before the rule runs. op -> positions of the operands
+_PROMOTED = {
+    op: (1, 2) if op is aten.where.self else (0, 1)
+    for op in (
+        aten.add.Tensor, aten.sub.Tensor, aten.rsub.Tensor, aten.mul.Tensor, aten.div.Tensor,
+        aten.div.Tensor_mode, aten.true_divide.Tensor, aten.pow.Tensor_Tensor, aten.maximum.default,
+        aten.minimum.default, aten.fmax.default, aten.fmin.default, aten.atan2.default,
+        aten.arctan2.default, aten.hypot.default, aten.copysign.Tensor, aten.fmod.Tensor,
+        aten.remainder.Tensor, aten.xlogy.Tensor, aten.floor_divide.default, aten.where.self,
+        aten.eq.Tensor, aten.ne.Tensor, aten.lt.Tensor, aten.le.Tensor, aten.gt.Tensor, aten.ge.Tensor,
+    )
+}
+_BOOL_REFUSED = {aten.sub.Tensor, aten.rsub.Tensor}
+_RESULT_DTYPE: dict = {}  # operand kinds -> torch's result dtype; bounded (cleared when full)
+
+
+def _promotion_kind(x):
+    """What torch's promotion sees of an operand: a tensor's dtype and whether it is 0-d, a number's
+    type (None: not an operand that promotes)."""
+    if isinstance(x, torch.Tensor):
+        return x.dtype, x.dim() == 0
+    return type(x) if type(x) in (bool, int, float, complex) else None
+
+
+def _stand_in(kind):
+    if isinstance(kind, tuple):
+        return torch.empty(() if kind[1] else (0,), dtype=kind[0], device="meta")
+    return kind(1)
+
+
+def _promoted(func, args):
+    """``args`` with the operands at ``_PROMOTED[func]`` converted to torch's result dtype for them
+    (the same args when nothing changes)."""
+    i, j = _PROMOTED[func]
+    if len(args) <= j:
+        return args
+    a, b = args[i], args[j]
+    if func in _BOOL_REFUSED and any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (a, b)):
+        # torch's refusal, word for word (promoted, the bool tensor would silently become a number)
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying "
+                           "to invert a mask, use the `~` or `logical_not()` operator instead.")
+    ka, kb = _promotion_kind(a), _promotion_kind(b)
+    if ka is None or kb is None or (isinstance(ka, tuple) and isinstance(kb, tuple) and ka[0] == kb[0]):
+        return args  # one dtype already (the common case): nothing to decide
+    key = (ka, kb)
+    dtype = _RESULT_DTYPE.get(key)
+    if dtype is None:
+        if len(_RESULT_DTYPE) > 1024:
+            _RESULT_DTYPE.clear()
+        dtype = _RESULT_DTYPE[key] = torch.result_type(_stand_in(ka), _stand_in(kb))
+    if all(not isinstance(t, torch.Tensor) or t.dtype == dtype for t in (a, b)):
+        return args
+    args = list(args)
+    for k in (i, j):
+        t = args[k]
+        if isinstance(t, torch.Tensor) and t.dtype != dtype:
+            args[k] = aten._to_copy.default(t, dtype=dtype) if isinstance(t, LCTensor) else t.to(dtype)
+    return tuple(args)
+
+
 def dispatch(func, args, kwargs):
     mutable = _MUTATES.get(func)
     if mutable is None:
@@ -364,6 +430,9 @@ def dispatch(func, args, kwargs):
             res = native(func, *args, **kwargs)
         if res is not NotImplemented:
             return res
+    if func in _PROMOTED:
+        with torch._C._RestorePythonTLSSnapshot():
+            args = _promoted(func, args)
     if COMPLEX_SEEN[0] and (dtype := _complex_operand(args)) is not None:
         rule = _complex_rule(func, dtype)
     else:

@@ -634,3 +634,29 @@ def test_higher_order_squares_do_not_overflow_their_cross_terms():
         with torch.set_grad_enabled(grad):
             c2 = torchlc.coeff(x * x, 2)
         assert c2.item() == 2 * (1e308 * 1e-10)  # a₁² = 1e-20 is far below half an ulp of it
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_first_order_division_is_the_plain_division_and_the_jvp(dtype):
+    """LC / LC at first order: the ε⁰ plane is torch's a₀/b₀ bit for bit (a·(1/b) rounds twice and
+    differs in the last bit) and the ε¹ plane torch.func.jvp's tangent, on random values, signed zeros,
+    ±inf, NaN, huge and subnormal divisors, in both grad modes, broadcasting too. A zero divisor keeps
+    the general rule (its ε⁻¹ term)."""
+    g = torch.Generator().manual_seed(9)
+    specials = torch.tensor([0.0, -0.0, 1.5, -2.0, float("inf"), float("-inf"), float("nan"), 3e38, 1e-40, 1e-300])
+    a0, a1, b0, b1 = (torch.cat([torch.randn(400, generator=g), specials[torch.randint(0, 10, (400,), generator=g)]])
+                      .to(dtype) for _ in range(4))
+    b0 = torch.where(b0 == 0, 1.25, b0)
+    _, tangent = torch.func.jvp(torch.div, (a0, b0), (a1, b1))
+    bits = {torch.float64: torch.int64, torch.float32: torch.int32, torch.bfloat16: torch.int16}[dtype]
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            q = a0.nonstd(a1.clone().requires_grad_(grad)) / b0.nonstd(b1)
+        planes = torchlc.coeffs(q).detach()
+        assert torch.equal(planes[0].view(bits), (a0 / b0).view(bits))
+        assert torch.equal(planes[1].view(bits), tangent.view(bits))
+    rows = a0[:8].reshape(2, 4).nonstd(a1[:8].reshape(2, 4)) / b0[:4].nonstd(b1[:4])
+    _, t = torch.func.jvp(torch.div, (a0[:8].reshape(2, 4), b0[:4]), (a1[:8].reshape(2, 4), b1[:4]))
+    assert torch.equal(torchlc.coeff(rows, 1).view(bits), t.view(bits))
+    z = torch.tensor([1.0, 2.0]).nonstd() / torch.tensor([0.0, 1.0]).nonstd()
+    assert F(-1) in torchlc.support(z)

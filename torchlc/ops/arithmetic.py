@@ -12,6 +12,7 @@ from .. import _support as S
 from .. import kernels
 from .._algebra import Series
 from .._context import grad_free as _grad_free
+from .._context import inner_is_plain as _inner_is_plain
 from .._dispatch import implements, in_place_via_functional
 from .._tensor import LCTensor, record_standard_part_fact, series, standard_part_fact, wrap
 from ..layouts import PLANES
@@ -185,7 +186,26 @@ def div(func, a, b):
             s = series(a)
             return out(Series(s.planes / b, s.support, s.order, s.exact), monomial=is_monomial(a))
         return out(_div_plain(a, b), monomial=is_monomial(a))
+    if (q := _quotient_first_order(a, b)) is not None:
+        return q
     return mul_lc(a, reciprocal_lc(b))
+
+
+def _quotient_first_order(a, b):
+    """a / b for first-order LC a and b (one dtype, planes, no exact-zero record) whose every ε⁰
+    coefficient b₀ is nonzero (known from how b was computed, or read from the data in eager code), as
+    torch.func.jvp computes it: q₀ = a₀/b₀, the plain division bit for bit (a·(1/b) rounds twice), and
+    q₁ = (a₁ − b₁·q₀)/b₀. None otherwise: the general rule, a times the leading-term reciprocal of b
+    (also for a plain a, whose exact zeros it records so that decisions there need no higher order)."""
+    if not isinstance(a, LCTensor) or (pair := _first_order_pair(a, b)) is None:
+        return None
+    pa, pb = pair
+    b0 = pb[0]
+    if standard_part_fact(b) != "pos" and not (_inner_is_plain(pb) and bool((b0 != 0).all())):
+        return None
+    q0 = pa[0] / b0
+    q1 = (pa[1] - pb[1] * q0) / b0
+    return wrap(torch.stack([q0, q1]), A.FIRST_ORDER, a.lc_order, A.min_exact(a.lc_exact, b.lc_exact, a.lc_order))
 
 
 def _div_plain(a, b):

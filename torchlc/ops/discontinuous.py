@@ -347,8 +347,10 @@ def fmod(func, x, y):
     return _mod(x, y, trunc, torch.fmod)
 
 
-@implements([aten.remainder.Tensor, aten.remainder.Scalar])
+@implements([aten.remainder.Tensor, aten.remainder.Scalar, aten.remainder.Scalar_Tensor])
 def remainder(func, x, y):
+    if func is aten.remainder.Scalar_Tensor:  # a number x: a tensor of y's dtype, as torch promotes it
+        x = torch.tensor(x, dtype=y.dtype, device=y.device)
     return _mod(x, y, floor, torch.remainder)
 
 
