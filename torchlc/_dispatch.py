@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 import torch._decomp
+import torch._prims_common as _prims_common
 
 from . import _support as S
 from ._algebra import Series, add
@@ -370,7 +371,9 @@ _PROMOTED = {
         aten.eq.Tensor, aten.ne.Tensor, aten.lt.Tensor, aten.le.Tensor, aten.gt.Tensor, aten.ge.Tensor,
     )
 }
+_PROMOTED[aten.clamp.Tensor] = (0, 1, 2)  # self, min, max (min or max may be None)
 _BOOL_REFUSED = {aten.sub.Tensor, aten.rsub.Tensor}
+_DEFAULT_PROMOTION = _prims_common.ELEMENTWISE_TYPE_PROMOTION_KIND.DEFAULT
 _RESULT_DTYPE: dict = {}  # operand kinds -> torch's result dtype; bounded (cleared when full)
 
 
@@ -391,27 +394,29 @@ def _stand_in(kind):
 def _promoted(func, args):
     """``args`` with the operands at ``_PROMOTED[func]`` converted to torch's result dtype for them
     (the same args when nothing changes)."""
-    i, j = _PROMOTED[func]
-    if len(args) <= j:
-        return args
-    a, b = args[i], args[j]
-    if func in _BOOL_REFUSED and any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (a, b)):
+    pos = [k for k in _PROMOTED[func] if k < len(args) and args[k] is not None]
+    ops = [args[k] for k in pos]
+    if func in _BOOL_REFUSED and any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in ops):
         # torch's refusal, word for word (promoted, the bool tensor would silently become a number)
         raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying "
                            "to invert a mask, use the `~` or `logical_not()` operator instead.")
-    ka, kb = _promotion_kind(a), _promotion_kind(b)
-    if ka is None or kb is None or (isinstance(ka, tuple) and isinstance(kb, tuple) and ka[0] == kb[0]):
-        return args  # one dtype already (the common case): nothing to decide
-    key = (ka, kb)
-    dtype = _RESULT_DTYPE.get(key)
+    kinds = tuple(_promotion_kind(t) for t in ops)
+    if len(kinds) < 2 or None in kinds:
+        return args
+    if all(isinstance(k, tuple) and k[0] == kinds[0][0] for k in kinds):
+        return args  # tensors of one dtype (the common case): nothing to decide
+    dtype = _RESULT_DTYPE.get(kinds)
     if dtype is None:
         if len(_RESULT_DTYPE) > 1024:
             _RESULT_DTYPE.clear()
-        dtype = _RESULT_DTYPE[key] = torch.result_type(_stand_in(ka), _stand_in(kb))
-    if all(not isinstance(t, torch.Tensor) or t.dtype == dtype for t in (a, b)):
+        stand_ins = [_stand_in(k) for k in kinds]
+        dtype = _RESULT_DTYPE[kinds] = (torch.result_type(*stand_ins) if len(stand_ins) == 2 else
+                                        _prims_common.elementwise_dtypes(
+                                            *stand_ins, type_promotion_kind=_DEFAULT_PROMOTION)[1])
+    if all(not isinstance(t, torch.Tensor) or t.dtype == dtype for t in ops):
         return args
     args = list(args)
-    for k in (i, j):
+    for k in pos:
         t = args[k]
         if isinstance(t, torch.Tensor) and t.dtype != dtype:
             args[k] = aten._to_copy.default(t, dtype=dtype) if isinstance(t, LCTensor) else t.to(dtype)

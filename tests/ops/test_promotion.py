@@ -21,6 +21,7 @@ OPS = {
     "atan2": torch.atan2, "hypot": torch.hypot, "copysign": torch.copysign, "fmod": torch.fmod,
     "remainder": torch.remainder, "xlogy": torch.xlogy, "floor_divide": torch.floor_divide,
     "where": lambda a, b: torch.where(torch.tensor(True), a, b), "eq": torch.eq, "lt": torch.lt, "ge": torch.ge,
+    "clamp min": lambda a, b: torch.clamp(a, min=b), "clamp max": lambda a, b: torch.clamp(a, max=b),
 }
 OTHERS = {
     "f64 tensor": lambda: torch.tensor([1.5, 2.0, 3.0], dtype=torch.float64),
@@ -63,3 +64,27 @@ def test_lc_results_promote_as_torch(name):
             wrong.append((str(dtype), other, "0-d LC" if zero_dim else "LC", "LC first" if side == 0 else "LC second",
                           want, got))
     assert not wrong, wrong
+
+
+DTYPE_ARGS = {
+    "sum": lambda t: t.sum(dtype=torch.float64), "sum dim": lambda t: t.sum(-1, dtype=torch.float64),
+    "mean": lambda t: t.mean(-1, dtype=torch.float64), "prod": lambda t: t.prod(-1, dtype=torch.float64),
+    "prod all": lambda t: t.prod(dtype=torch.float64), "cumsum": lambda t: t.cumsum(-1, dtype=torch.float64),
+    "softmax": lambda t: torch.softmax(t, -1, dtype=torch.float64),
+    "log_softmax": lambda t: torch.log_softmax(t, -1, dtype=torch.float64),
+    "vector_norm": lambda t: torch.linalg.vector_norm(t, dim=-1, dtype=torch.float64),
+    "clamp by 0-d": lambda t: t.clamp(min=torch.tensor(0.0, dtype=torch.float64)),
+    "clamp by tensor": lambda t: t.clamp(min=torch.zeros(3, dtype=torch.float64)),
+    "addcmul": lambda t: torch.addcmul(t, t, torch.ones(3, dtype=torch.float64)),
+    "matmul": lambda t: t @ torch.ones(3, 2, dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("name", list(DTYPE_ARGS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dtype_arguments_and_mixed_operands_give_torchs_dtype(name, dtype):
+    """Reductions with a dtype argument, clamps by tensors and mixed-dtype products: torch's result
+    dtype and shape (prod ignored its dtype; a 0-d float64 clamp bound made the result float64)."""
+    f = DTYPE_ARGS[name]
+    x = torch.tensor([[0.5, -1.25, 2.0], [3.0, 0.25, -0.5]], dtype=dtype)
+    assert _outcome(f, (x.nonstd(),)) == _outcome(f, (x,))

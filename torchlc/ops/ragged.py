@@ -428,7 +428,7 @@ def prod(func, x, dim=None, keepdim=False, *, dtype=None):
     """A product over a dim (or all elements): pairwise Cauchy products of its elements, halving the
     dim each round (⌈log₂ L⌉ rounds of one vectorised product over every output element at once; an
     odd count carries its last element over). An empty dim gives 1."""
-    if _declines(x):
+    if _declines(x) or dtype not in (None, x.dtype):  # a dtype to cast to: the dense rule
         return NotImplemented
     r = to_ragged(x)
     nd, dev = len(r.shape), r.ptr.device

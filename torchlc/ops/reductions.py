@@ -251,6 +251,8 @@ def _tree_prod(p: Series, d):
 @implements([aten.prod.default, aten.prod.dim_int])
 @zero_dim_ok
 def prod(func, x, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None and dtype != x.dtype:  # torch casts the input first
+        x = aten._to_copy.default(x, dtype=dtype)
     s = series(x)
     if dim is None:
         s = Series(s.planes.reshape(s.planes.shape[0], -1), s.support, s.order, s.exact)
