@@ -374,6 +374,7 @@ _PROMOTED = {
 _PROMOTED[aten.clamp.Tensor] = (0, 1, 2)  # self, min, max (min or max may be None)
 _BOOL_REFUSED = {aten.sub.Tensor, aten.rsub.Tensor}
 _DEFAULT_PROMOTION = _prims_common.ELEMENTWISE_TYPE_PROMOTION_KIND.DEFAULT
+_REALS = (bool, int, float)
 _RESULT_DTYPE: dict = {}  # operand kinds -> torch's result dtype; bounded (cleared when full)
 
 
@@ -391,20 +392,30 @@ def _stand_in(kind):
     return kind(1)
 
 
-def _promoted(func, args):
-    """``args`` with the operands at ``_PROMOTED[func]`` converted to torch's result dtype for them
-    (the same args when nothing changes)."""
-    pos = [k for k in _PROMOTED[func] if k < len(args) and args[k] is not None]
+def _promoted(func, pos, args):
+    """``args`` with the operands at ``pos`` (``_PROMOTED[func]``) converted to torch's result dtype
+    for them (the same args when nothing changes)."""
+    if len(pos) == 2 and len(args) > pos[1]:
+        # the common cases first, in a few attribute reads (this runs for every add and mul)
+        a, b = args[pos[0]], args[pos[1]]
+        da = a.dtype if isinstance(a, torch.Tensor) else None
+        db = b.dtype if isinstance(b, torch.Tensor) else None
+        if da is db and da is not None and da is not torch.bool:
+            return args  # one dtype
+        if (db is None and da is not None and type(b) in _REALS and da.is_floating_point) or (
+                da is None and db is not None and type(a) in _REALS and db.is_floating_point):
+            return args  # a real number beside a floating tensor never changes its dtype
+    pos = [k for k in pos if k < len(args) and args[k] is not None]
     ops = [args[k] for k in pos]
     if func in _BOOL_REFUSED and any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in ops):
         # torch's refusal, word for word (promoted, the bool tensor would silently become a number)
         raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying "
                            "to invert a mask, use the `~` or `logical_not()` operator instead.")
-    kinds = tuple(_promotion_kind(t) for t in ops)
-    if len(kinds) < 2 or None in kinds:
+    if len(ops) < 2:
         return args
-    if all(isinstance(k, tuple) and k[0] == kinds[0][0] for k in kinds):
-        return args  # tensors of one dtype (the common case): nothing to decide
+    kinds = tuple(_promotion_kind(t) for t in ops)
+    if None in kinds:
+        return args
     dtype = _RESULT_DTYPE.get(kinds)
     if dtype is None:
         if len(_RESULT_DTYPE) > 1024:
@@ -416,10 +427,11 @@ def _promoted(func, args):
     if all(not isinstance(t, torch.Tensor) or t.dtype == dtype for t in ops):
         return args
     args = list(args)
-    for k in pos:
-        t = args[k]
-        if isinstance(t, torch.Tensor) and t.dtype != dtype:
-            args[k] = aten._to_copy.default(t, dtype=dtype) if isinstance(t, LCTensor) else t.to(dtype)
+    with torch._C._RestorePythonTLSSnapshot():  # where rules run: ops on LCTensors dispatch again
+        for k in pos:
+            t = args[k]
+            if isinstance(t, torch.Tensor) and t.dtype != dtype:
+                args[k] = aten._to_copy.default(t, dtype=dtype) if isinstance(t, LCTensor) else t.to(dtype)
     return tuple(args)
 
 
@@ -435,9 +447,8 @@ def dispatch(func, args, kwargs):
             res = native(func, *args, **kwargs)
         if res is not NotImplemented:
             return res
-    if func in _PROMOTED:
-        with torch._C._RestorePythonTLSSnapshot():
-            args = _promoted(func, args)
+    if (pos := _PROMOTED.get(func)) is not None:
+        args = _promoted(func, pos, args)
     if COMPLEX_SEEN[0] and (dtype := _complex_operand(args)) is not None:
         rule = _complex_rule(func, dtype)
     else:
