@@ -310,7 +310,7 @@ def _bilinear(a: Series, b: Series, op=torch.mul) -> Series:
             return Series(torch.stack(_cauchy_mul(pa, pb, None, groups, square)), out_sup, order, exact)
         shape = bshape(pa.shape[1:], pb.shape[1:])
         dtype = torch.result_type(pa, pb)
-        out = _empty_planes((len(out_sup), *shape), dtype, pa.device)
+        out = _empty_planes((len(out_sup), *shape), dtype, pa.device, like=pa[0])
         n = out[0].numel()
         cuts = blocks((pa[0], pb[0]), n) if pa[0].shape == pb[0].shape == shape else None
         if cuts is None:
@@ -761,10 +761,10 @@ def _dense(run, ins, n, g, operands) -> Series:
     ref = ins[-1]
     shape, dev = ref.shape, ref.device
     dtype = functools.reduce(torch.promote_types, (t.dtype for t in ins))
-    buf = _empty_planes((n + 1, *shape), dtype, dev)
+    buf = _empty_planes((n + 1, *shape), dtype, dev, like=ref)
     cuts = blocks(ins, ref.numel())
     if cuts is None:
-        run(ins, list(buf.unbind(0)), lambda k: list(_empty_planes((k, *shape), dtype, dev).unbind(0)))
+        run(ins, list(buf.unbind(0)), lambda k: list(_empty_planes((k, *shape), dtype, dev, like=ref).unbind(0)))
     else:
         flat, out = [t.view(-1) for t in ins], buf.view(n + 1, -1)
         for lo, hi in cuts:

@@ -17,6 +17,7 @@ import os
 import sys
 
 import torch
+import torch._prims_common as _prims_common
 
 MIN_BYTES = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX: smaller blocks are reused from the heap
 _HUGE = 2 << 20
@@ -41,10 +42,20 @@ def _load():
         pass
 
 
-def empty(shape, dtype, device) -> torch.Tensor:
+def empty(shape, dtype, device, like=None) -> torch.Tensor:
     """``torch.empty(shape)``; on Linux CPU, a block of at least ``MIN_BYTES`` is advised onto huge
-    pages before anything is written into it."""
-    t = torch.empty(shape, dtype=dtype, device=device)
+    pages before anything is written into it.
+
+    ``like``: a tensor of the element shape ``shape[1:]`` whose memory order each plane takes when it
+    is a dense permutation (channels-last): kernels reading it and writing the planes then see one
+    memory order. A mixed order sends TensorIterator to its element-by-element loop, whose roundings
+    can differ from the vectorised one (CPU addcmul: a fused multiply-add or not), so values would
+    depend on the input's memory format."""
+    if (like is not None and tuple(like.shape) == tuple(shape[1:]) and not like.is_contiguous()
+            and _prims_common.is_non_overlapping_and_dense_or_false(like)):
+        t = torch.empty_strided(shape, (like.numel(), *like.stride()), dtype=dtype, device=device)
+    else:
+        t = torch.empty(shape, dtype=dtype, device=device)
     if t.device.type != "cpu" or t.numel() * t.element_size() < MIN_BYTES:
         return t
     if _madvise is None:
