@@ -14,7 +14,14 @@ from .._algebra import Series
 from .._context import grad_free as _grad_free
 from .._context import inner_is_plain as _inner_is_plain
 from .._dispatch import implements, in_place_via_functional
-from .._tensor import LCTensor, record_standard_part_fact, series, standard_part_fact, wrap
+from .._tensor import (
+    LCTensor,
+    read_planes,
+    record_standard_part_fact,
+    series,
+    standard_part_fact,
+    wrap,
+)
 from ..layouts import PLANES
 from . import ragged
 from ._util import is_monomial, operand, out
@@ -118,7 +125,7 @@ def _first_order_pair(a, b):
         return None
     if a.lc_layout is not PLANES or b.lc_layout is not PLANES or a.lc_zero is not None or b.lc_zero is not None:
         return None
-    pa, pb = a._planes_view(), b._planes_view()
+    pa, pb = read_planes(a), read_planes(b)
     if pa.dtype != pb.dtype:
         return None
     if pa.dim() != pb.dim():  # broadcasting operands: the same number of element dims, planes first

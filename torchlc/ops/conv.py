@@ -8,7 +8,7 @@ import torch
 from .. import _algebra as A
 from .._algebra import Series
 from .._dispatch import implements
-from .._tensor import LCTensor, series
+from .._tensor import LCTensor, read_planes, series
 from ._util import fold_batch, out
 
 aten = torch.ops.aten
@@ -22,7 +22,7 @@ def convolution(func, x, w, bias, stride, padding, dilation, transposed, output_
     if type(x) is LCTensor and not isinstance(w, LCTensor) and not isinstance(bias, LCTensor):
         # a plain weight (every model's case), written out: one convolution over the planes folded
         # into the batch (an unbatched input gets the planes as its batch), the bias into ε⁰
-        P = x._planes_view()
+        P = read_planes(x)
         T = P.shape[0]
         batched = x.dim() == w.dim()  # planes (T, N, C, *spatial)
         Y = conv(P.reshape(T * P.shape[1], *P.shape[2:]) if batched else P, w)

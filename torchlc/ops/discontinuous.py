@@ -15,7 +15,7 @@ from .. import _support as S
 from .._algebra import Series, broadcast_planes
 from .._context import grad_free as _grad_free
 from .._dispatch import implements, in_place_via_functional
-from .._tensor import LCTensor, series
+from .._tensor import LCTensor, read_planes, series
 from ..layouts import PLANES
 from ._util import is_monomial, operand, out, real_out
 from .order import nan_elements
@@ -148,7 +148,7 @@ def relu_(func, x):
     fused pass on CUDA, no result tensor and no copy back — so views of x see the result as torch's
     relu_ gives it; every other case computes relu and writes it back."""
     if type(x) is LCTensor and x.lc_layout is PLANES and x.lc_support == A.FIRST_ORDER and x.lc_exact is None:
-        P = x._planes_view()
+        P = read_planes(x)
         if x.lc_zero is None and P.is_contiguous() and _grad_free(P):
             if kernels.usable(P):
                 kernels.relu2(P, out=P)

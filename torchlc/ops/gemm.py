@@ -11,7 +11,7 @@ from .._algebra import Series
 from .._context import grad_free as _grad_free
 from .._context import inner_is_plain as _inner_is_plain
 from .._dispatch import implements
-from .._tensor import LCTensor, series
+from .._tensor import LCTensor, read_planes, series
 from ._util import first_order, is_lc, out
 
 aten = torch.ops.aten
@@ -48,7 +48,7 @@ def _plain_tensor(x) -> bool:
 
 
 def _planes_of(x):
-    return x._planes_view() if type(x) is LCTensor else None
+    return read_planes(x) if type(x) is LCTensor else None
 
 
 def _check_dtypes(func, bias, *mats):

@@ -14,7 +14,7 @@ from .. import _support as S
 from .._algebra import Series
 from .._context import grad_free as _grad_free
 from .._dispatch import implements, register
-from .._tensor import LCTensor, record_standard_part_fact, series, standard_part_fact
+from .._tensor import LCTensor, read_planes, record_standard_part_fact, series, standard_part_fact
 from ..layouts import PLANES
 from . import order
 from ._util import decomposed, first_order, out
@@ -310,10 +310,10 @@ def safe_softmax(func, x, dim, dtype=None):
     y = aten._softmax.default(x if dtype is None else aten._to_copy.default(x, dtype=dtype), dim, False)
     st = series(x).plane(S.ZERO)
     dead = (st == float("-inf")).all(dim, keepdim=True)
-    if first_order(y) is not None and y.lc_layout is PLANES and y.lc_zero is None and _grad_free(y._planes_view()):
+    if first_order(y) is not None and y.lc_layout is PLANES and y.lc_zero is None and _grad_free(read_planes(y)):
         # where(dead, 0, y) on y's own fresh planes: one masked fill (0 in every plane: +0.0, as the
         # general select gives), no zero planes built and stacked at the weights' size
-        y._planes_view().masked_fill_(dead, 0.0)
+        read_planes(y).masked_fill_(dead, 0.0)
         return y
     from .discontinuous import select
 

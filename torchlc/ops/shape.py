@@ -12,7 +12,7 @@ import torch
 from .. import _algebra as A
 from .._algebra import Series, broadcast_planes
 from .._dispatch import implements
-from .._tensor import LCTensor, series, wrap
+from .._tensor import LCTensor, read_planes, series, wrap
 from ..layouts import PLANES
 from . import order
 from ._util import is_monomial, out
@@ -404,7 +404,7 @@ def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, n
         # a copy of the storage itself (boxed words must never pass through a float cast)
         src, _, rebuild = x.movable()
         return rebuild(src.to(device=device) if device is not None else src.clone())
-    p = x._planes_view()
+    p = read_planes(x)
     p = p.to(dtype=dtype or p.dtype, device=device or p.device, copy=True)
     return wrap(p, x.lc_support, x.lc_order, x.lc_exact, monomial=is_monomial(x))
 
