@@ -20,6 +20,7 @@ from ._context import grad_free as _grad_free
 from ._context import inner_is_plain as _inner_is_plain
 from ._context import speculation_record
 from ._series import Series, broadcast_planes, min_exact, plain, result_order
+from ._taylor import fma_sum as _fma_sum
 from .errors import DomainError, TermBudgetError, TruncationError, is_strict
 from .kernels.alloc import empty as _empty_planes
 
@@ -345,36 +346,25 @@ def _cauchy_mul(pa, pb, out, groups, square):
     res = []
     for k, pairs in groups:
         dst = None if out is None else out[k]
-        if square:
-            acc = _fma_chain([(pa[i], pa[j]) for i, j in pairs if i < j], dst)
-            if acc is not None:
-                acc = acc * 2 if dst is None else acc.mul_(2)
-            diag = [pa[i] for i, j in pairs if i == j]
-            if diag:
-                acc = _fma_chain([(diag[0], diag[0])], dst, acc)
-        else:
-            acc = _fma_chain([(pa[i], pb[j]) for i, j in pairs], dst)
-        res.append(acc)
+        if not square:
+            res.append(_fma_sum([(1, pa[i], pb[j]) for i, j in pairs], dst))
+            continue
+        cross = [(1, pa[i], pa[j]) for i, j in pairs if i < j]
+        acc = None
+        if cross:
+            acc = _fma_sum(cross, dst)
+            acc = acc * 2 if dst is None else acc.mul_(2)
+        diag = [(1, pa[i], pa[i]) for i, j in pairs if i == j]
+        res.append(_fma_sum(diag, dst, base=acc) if diag else acc)
     return res
-
-
-def _fma_chain(terms, dst, acc=None):
-    """acc + Σ x·y over terms [(x, y)], left to right, each term one multiply-add (acc None: the first
-    term a product), into ``dst`` in place when given (acc is then dst or None), else new tensors.
-    None for no terms and no acc."""
-    for x, y in terms:
-        if acc is None:
-            acc = x * y if dst is None else torch.mul(x, y, out=dst)
-        else:
-            acc = torch.addcmul(acc, x, y) if dst is None else acc.addcmul_(x, y)
-    return acc
 
 
 def _same_planes(p: torch.Tensor, q: torch.Tensor) -> bool:
     """Whether two plane tensors are views of the same elements (so their product is a square); in
     traced code (no data pointers) only when they are one tensor."""
-    return (p is q or (_inner_is_plain(p) and _inner_is_plain(q) and p.data_ptr() == q.data_ptr() and p.shape == q.shape and p.stride() == q.stride()
-                       and p.dtype == q.dtype and p.device == q.device))
+    return p is q or (_inner_is_plain(p) and _inner_is_plain(q) and p.data_ptr() == q.data_ptr()
+                      and p.shape == q.shape and p.stride() == q.stride() and p.dtype == q.dtype
+                      and p.device == q.device)
 
 
 def _fold_op(op, lc_planes, plain, lc_first):
