@@ -33,7 +33,7 @@ from ._tensor import COMPLEX_SEEN, LCTensor, note_plane_write, series, set_dispa
 from .layouts import NATIVE_SEEN
 
 __all__ = [
-    "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "find_rule",
+    "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "composite", "decompose_composite", "find_rule",
     "kind_of", "registered", "dispatch", "in_place_via_functional", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS", "implements_layout",
 ]
 
@@ -49,6 +49,7 @@ KINDS = {
     "factory": "creates a tensor like an LC one (zeros_like, new_zeros, ...)",
     "decomposition": "runs PyTorch's own decomposition on LC arguments",
     "intercept": "caught at the autograd keys as well (decomposed above Python dispatch otherwise)",
+    "composite": "a CompositeImplicitAutograd op computed whole (LC calls skip its decomposition)",
 }
 
 _RULES: dict = {}
@@ -136,10 +137,18 @@ def _has_lc(args) -> bool:
     return False
 
 
-def _route_below_autograd(op):
+def _library():
     global _LIB
     if _LIB is None:
         _LIB = torch.library.Library("aten", "IMPL")
+    return _LIB
+
+
+def _overload_name(op) -> str:
+    return op._schema.name.split("::", 1)[1] + ("" if op._overloadname == "default" else "." + op._overloadname)
+
+
+def _route_below_autograd(op):
 
     def kernel(*args, **kwargs):
         if _has_lc(args) or _has_lc(kwargs.values()):
@@ -149,9 +158,8 @@ def _route_below_autograd(op):
         # which differs, e.g. it skips the dropout between layers)
         return op._op_dk(_CIA, *args, **kwargs)
 
-    name = op._schema.name.split("::", 1)[1] + ("" if op._overloadname == "default" else "." + op._overloadname)
     for key in _AUTOGRAD_KEYS:
-        _LIB.impl(name, kernel, key)
+        _library().impl(_overload_name(op), kernel, key)
 
 
 def intercept(ops, rule):
@@ -160,6 +168,54 @@ def intercept(ops, rule):
     register(ops, rule, kind="intercept")
     for op in ops:
         _route_below_autograd(op)
+
+
+# -- composites computed whole ---------------------------------------------------------------------------
+# Under no_grad and with grad, PyTorch runs a CompositeImplicitAutograd op's decomposition at the autograd
+# keys, so an LC call reaches the Python key in pieces: F.linear as t + addmm, F.layer_norm as
+# native_layer_norm with statistics nobody asked for, F.scaled_dot_product_attention as a backend's
+# kernel or, on the math backend, a dozen separate ops (inference_mode skips the autograd keys, and
+# there they arrive whole). Each piece is a dispatch, and in eager mode dispatches are host time. A
+# kernel at the PythonTLSSnapshot key, which only calls with a tensor subclass or a Python mode active
+# reach (plain code never runs it), sends LC calls of these ops past the autograd keys to their rule,
+# which then sees the composite whole in every grad mode; autograd records on the planes inside the
+# rule as in any other. Every other call goes on exactly as PyTorch's fallback for that key sends it.
+
+_SNAPSHOT_KEY = torch._C.DispatchKey.PythonTLSSnapshot
+_BELOW_AUTOGRAD = (torch._C._dispatch_keyset_full().remove(torch._C.DispatchKey.AutogradFunctionality)
+                   .remove(torch._C.DispatchKey.AutogradOther).remove(torch._C.DispatchKey.AutogradNestedTensor))
+
+
+def _route_whole(op):
+    def kernel(keyset, *args, **kwargs):
+        keyset = keyset.remove(_SNAPSHOT_KEY)
+        if _has_lc(args) or _has_lc(kwargs.values()):
+            keyset = keyset & _BELOW_AUTOGRAD
+        return op.redispatch(keyset, *args, **kwargs)
+
+    _library().impl(_overload_name(op), kernel, "PythonTLSSnapshot", with_keyset=True)
+
+
+def composite(ops):
+    """Decorator: ``rule`` computes the CompositeImplicitAutograd ops ``ops`` whole on LC arguments
+    (kind ``"composite"``); LC calls no longer reach it decomposed (see above). A composite rule falls
+    back to :func:`decompose_composite` for the inputs it does not cover."""
+
+    def deco(rule):
+        for op in ops:
+            if not torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd"):
+                raise RegistrationError(f"torchlc: {op} is not a CompositeImplicitAutograd op")
+        register(ops, rule, kind="composite")
+        for op in ops:
+            _route_whole(op)
+        return rule
+
+    return deco
+
+
+def decompose_composite(func, *args, **kwargs):
+    """PyTorch's own decomposition of a composite op (its pieces dispatch to their LC rules)."""
+    return func.decompose(*args, **kwargs)
 
 
 # -- complex coefficients ------------------------------------------------------------------------------
@@ -210,6 +266,8 @@ def _complex_rule(func, dtype):
     if rule is not None:
         return rule
     rule = find_rule(func)
+    if rule is not None and kind_of(func) == "composite":
+        return decompose_composite  # the pieces decide what complex coefficients may do
     if rule is not None and kind_of(func) not in COMPLEX_KINDS:
         raise TypeError(
             f"torchlc: {func.name()} on an LCTensor with complex coefficients ({dtype}) is not "

@@ -13,7 +13,7 @@ from .. import _jet
 from .._algebra import Series
 from .._context import is_wrapped as _is_wrapped
 from .._context import tracing as _tracing
-from .._dispatch import implements
+from .._dispatch import composite, decompose_composite, implements
 from .._tensor import LCTensor
 from ..kernels import jets as _jet_kernels
 from ._util import decomposed, first_order, is_lc, out, upcast
@@ -123,6 +123,35 @@ def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
                 return None
             qkv[i] = Series(torch.stack([t, torch.zeros_like(t)]), lc[0].support, lc[0].order, None)
     return tuple(qkv)
+
+
+def _whole_sdpa_applies(q, k, v, attn_mask, is_causal, enable_gqa) -> bool:
+    """Whether F.scaled_dot_product_attention's arguments are the (B, H, L, E) case that every backend
+    computes alike, and valid (anything else goes through torch's own checks in the decomposition)."""
+    if not (q.dim() == k.dim() == v.dim() == 4 and q.dtype == k.dtype == v.dtype):
+        return False
+    (B, H, L, E), (Bk, Hk, S_, Ek), (Bv, Hv, Sv, _) = q.shape, k.shape, v.shape
+    if not (B == Bk == Bv and Hk == Hv and S_ == Sv and E == Ek and min(L, S_, E) > 0):
+        return False
+    if H != Hk and not (enable_gqa and Hk > 0 and H % Hk == 0):
+        return False
+    if attn_mask is not None and (is_causal or (attn_mask.dtype != torch.bool and attn_mask.dtype != q.dtype)):
+        return False
+    return True
+
+
+@composite([aten.scaled_dot_product_attention.default])
+def scaled_dot_product_attention(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *,
+                                 scale=None, enable_gqa=False):
+    """F.scaled_dot_product_attention whole, whatever backend PyTorch would pick: the attention jet
+    (the fused kernel where it applies) without the logsumexp that the CPU flash kernel returns and
+    F.scaled_dot_product_attention drops, and in one dispatch where the math backend (float32
+    grouped-query attention on CUDA) is a dozen. Other inputs through the decomposition."""
+    if (_sdpa_first_order(query, key, value, attn_mask, dropout_p) is None
+            or not _whole_sdpa_applies(query, key, value, attn_mask, is_causal, enable_gqa)):
+        return decompose_composite(func, query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
+                                   enable_gqa=enable_gqa)
+    return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale, need_lse=False)[0]
 
 
 @implements([aten._scaled_dot_product_attention_math.default], kind="jet")

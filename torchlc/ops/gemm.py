@@ -3,6 +3,8 @@ are truncated Cauchy products with the GEMM as the bilinear map. Also nn.Bilinea
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _algebra as A
@@ -10,9 +12,9 @@ from .. import _jet
 from .._algebra import Series
 from .._context import grad_free as _grad_free
 from .._context import inner_is_plain as _inner_is_plain
-from .._dispatch import implements
+from .._dispatch import composite, decompose_composite, implements
 from .._tensor import LCTensor, read_planes, series
-from ._util import first_order, is_lc, out
+from ._util import check_as_torch, first_order, is_lc, out
 
 aten = torch.ops.aten
 
@@ -79,6 +81,28 @@ def addmm(func, bias, a, b, *, beta=1, alpha=1):
     if beta != 1:
         bias = aten.mul.Scalar(bias, beta) if isinstance(bias, torch.Tensor) else bias * beta
     return out(_with_bias(res, bias))
+
+
+@composite([aten.linear.default])
+def linear(func, x, weight, bias=None):
+    """F.linear whole: one GEMM over the planes of x (its rows and planes fold into one matrix), the
+    bias into the ε⁰ plane; the GEMMs of the decomposition's addmm, without its transpose and view
+    dispatches. LC weights, or storage other than planes, take the decomposition."""
+    P = _planes_of(x)
+    if P is None or not _plain_tensor(weight) or not (bias is None or _plain_tensor(bias)):
+        return decompose_composite(func, x, weight, bias)
+    if not (x.dim() > 0 and weight.dim() == 2 and weight.shape[1] == P.shape[-1] and weight.dtype == P.dtype
+            and (bias is None or (tuple(bias.shape) == (weight.shape[0],) and bias.dtype == P.dtype))):
+        check_as_torch(func, x, weight, bias)  # torch's own error for what it refuses
+        return decompose_composite(func, x, weight, bias)
+    T, K, N = P.shape[0], P.shape[-1], weight.shape[0]
+    rows = P.reshape(T, math.prod(P.shape[1:-1]), K)
+    if bias is not None and x.lc_support == A.FIRST_ORDER and _jet.splits_bias(rows, weight.t(), bias):
+        Y = _jet.split_bias_gemm(rows, weight.t(), bias)
+        return out(Series(Y.view(T, *P.shape[1:-1], N), x.lc_support, x.lc_order, x.lc_exact))
+    Y = torch.mm(rows.reshape(-1, K), weight.t()).view(T, *P.shape[1:-1], N)
+    res = Series(Y, x.lc_support, x.lc_order, x.lc_exact)
+    return out(res if bias is None else A.add_bias(res, bias))
 
 
 @implements([aten.baddbmm.default])

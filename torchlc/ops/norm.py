@@ -14,9 +14,9 @@ from .. import _jet
 from .. import _support as S
 from .._algebra import Series
 from .._context import grad_free
-from .._dispatch import implements
+from .._dispatch import composite, decompose_composite, implements
 from .._tensor import series
-from ._util import decomposed, first_order, is_lc, out
+from ._util import check_as_torch, decomposed, first_order, is_lc, out
 from .reductions import reduced_dims
 
 aten = torch.ops.aten
@@ -222,8 +222,33 @@ def native_group_norm(func, x, weight, bias, N, C, HxW, group, eps):
 # -- layer norm: a first-order jet (torchlc._jet), general inputs through the decomposition -------------
 
 
+def _check_normalized_shape(func, x, normalized_shape, weight, bias, eps):
+    """torch's error when x does not end in ``normalized_shape`` or the affine parameters have
+    another shape (the jet reads the shape off x and would normalise the wrong dims silently)."""
+    n, shape = len(normalized_shape), tuple(normalized_shape)
+    if (x.dim() < n or tuple(x.shape[x.dim() - n:]) != shape
+            or any(t is not None and tuple(t.shape) != shape for t in (weight, bias))):
+        check_as_torch(func, x, normalized_shape, weight, bias, eps)
+        raise RuntimeError(f"torchlc: {func.name()}: normalized_shape {list(shape)} does not match the input "
+                           f"{list(x.shape)} and the weight/bias shapes")
+
+
+@composite([aten.layer_norm.default])
+def layer_norm(func, x, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True):
+    """F.layer_norm whole: the output planes of the jet alone (native_layer_norm, which the
+    decomposition calls, also returns the mean and rstd planes, 7 more kernels on CPU that F.layer_norm
+    drops). Other inputs through the decomposition."""
+    _check_normalized_shape(func, x, normalized_shape, weight, bias, eps)
+    s = first_order(x)
+    if s is None or not eps > 0 or is_lc(weight) or is_lc(bias):
+        return decompose_composite(func, x, normalized_shape, weight, bias, eps, cudnn_enable)
+    o = _jet.layer_norm(s.planes, len(normalized_shape), weight, bias, eps)
+    return out(Series(o.to(s.planes.dtype), s.support, s.order, A.min_exact(s.exact, s.order)))
+
+
 @implements([aten.native_layer_norm.default], kind="jet")
 def native_layer_norm(func, x, normalized_shape, weight, bias, eps):
+    _check_normalized_shape(func, x, normalized_shape, weight, bias, eps)
     s = first_order(x)
     if s is None or not eps > 0 or is_lc(weight) or is_lc(bias):  # eps = 0: the variance may start at ε²
         return decomposed(func, x, normalized_shape, weight, bias, eps)
