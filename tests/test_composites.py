@@ -121,13 +121,14 @@ def test_whole_equals_the_decomposition_and_jvp(mode, case):
 @contextlib.contextmanager
 def _decomposing():
     """Every composite rule replaced by its fallback, PyTorch's decomposition."""
-    saved = {op: _dispatch._RULES[op] for op in COMPOSITES}
+    saved = {op: _dispatch.find_rule(op) for op in COMPOSITES}
     for op in COMPOSITES:
-        _dispatch._RULES[op] = _dispatch.decompose_composite
+        _dispatch.register([op], _dispatch.decompose_composite, kind="composite", replace=True)
     try:
         yield
     finally:
-        _dispatch._RULES.update(saved)
+        for op, rule in saved.items():
+            _dispatch.register([op], rule, kind="composite", replace=True)
 
 
 @pytest.mark.parametrize("case", CASES)
