@@ -27,13 +27,23 @@ import torch
 import torch._decomp
 import torch._prims_common as _prims_common
 
+from . import _context
 from . import _support as S
 from ._algebra import Series, add
-from ._tensor import COMPLEX_SEEN, LCTensor, note_plane_write, series, set_dispatcher, wrap
+from ._tensor import (
+    COMPLEX_SEEN,
+    LCTensor,
+    note_plane_write,
+    read_planes,
+    series,
+    set_dispatcher,
+    wrap,
+)
 from .layouts import NATIVE_SEEN
 
 __all__ = [
-    "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "composite", "decompose_composite", "find_rule",
+    "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "composite", "decompose_composite",
+    "check_as_torch", "find_rule",
     "kind_of", "registered", "dispatch", "in_place_via_functional", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS", "implements_layout",
 ]
 
@@ -493,6 +503,71 @@ def _promoted(func, pos, args):
     return tuple(args)
 
 
+# -- torch's own errors for arguments torch refuses ---------------------------------------------------
+# A rule computes on planes, whose shapes have one dim more than the elements', and some read their
+# shapes off the planes: with arguments torch refuses, a rule could fail with an error about the planes
+# ("6x4" for a 3x4 input), crash with an IndexError, or (worst) compute something. Rules that take a
+# shape from their arguments check it with check_as_torch; and when a rule fails with a plain error
+# type, dispatch asks torch whether it accepts the arguments at all, and raises torch's error, word for
+# word, when it does not (a rule's genuine failure on arguments torch accepts is raised as it was).
+# Nothing of this runs unless a rule fails.
+
+# the exception types a failure on refused arguments shows up as; exactly these (their subclasses are
+# someone's own signal: torchlc's TruncationError, DomainError and TermBudgetError, torch's linalg and
+# out-of-memory errors, and control flow such as non-reentrant checkpointing's early stop)
+_ARGUMENT_ERRORS = frozenset({RuntimeError, IndexError, ValueError, TypeError, AssertionError, AttributeError,
+                              KeyError})
+
+
+def _plain_stand_in(t):
+    """A plain tensor for an LCTensor argument: its standard part (the ε⁰ plane, a view with the
+    element strides; zeros when it has none), so that checks of values (a singular matrix, an index)
+    and of strides (a view) see what torch would."""
+    if isinstance(t, LCTensor):
+        s = series(t)
+        if S.ZERO in s.support:
+            return s.planes[s.support.index(S.ZERO)].detach()
+        return torch.zeros(t.shape, dtype=t.dtype, device=t.device)
+    if isinstance(t, (list, tuple)) and any(isinstance(u, LCTensor) for u in t):
+        return type(t)(_plain_stand_in(u) for u in t)
+    return t
+
+
+# ops whose checks depend on the storage itself (offsets and sizes in elements of the storage), which
+# a stand-in does not share with the LC tensor: their rules' own errors stand
+_STORAGE_OPS = frozenset({"as_strided", "as_strided_", "as_strided_scatter", "as_strided_copy", "set_"})
+
+
+def check_as_torch(func, *args, **kwargs) -> None:
+    """Run ``func`` with each LCTensor argument replaced by its standard part, a plain tensor of the
+    same shape and strides (the error path only: it may run the kernel): arguments torch refuses raise
+    torch's own error, word for word, instead of one about the planes. Returns when torch accepts
+    them."""
+    # in the caller's grad mode: torch's checks (and so its messages) differ with autograd on
+    func(*[_plain_stand_in(a) for a in args], **{k: _plain_stand_in(v) for k, v in kwargs.items()})
+
+
+def _raise_torchs_error(func, args, kwargs, error) -> None:
+    """torch's error for these arguments, if torch refuses them (else returns), when ``error`` is one
+    that refused arguments cause. Not for ops that write into an argument (the stand-in call would
+    write into plain arguments), nor while tracing (the stand-in call would join the trace)."""
+    if (type(error) not in _ARGUMENT_ERRORS or func._schema.is_mutable or func.overloadpacket.__name__ in _STORAGE_OPS
+            or _context.tracing() or any(_context.traced_tensor(t) for t in _flat_tensors(args, kwargs))):
+        return
+    try:
+        check_as_torch(func, *args, **kwargs)
+    except Exception as refused:
+        raise refused.with_traceback(None) from None
+
+
+def _flat_tensors(args, kwargs):
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            yield read_planes(a) if isinstance(a, LCTensor) else a
+        elif isinstance(a, (list, tuple)):
+            yield from (read_planes(t) if isinstance(t, LCTensor) else t for t in a if isinstance(t, torch.Tensor))
+
+
 def dispatch(func, args, kwargs):
     mutable = _MUTATES.get(func)
     if mutable is None:
@@ -513,7 +588,11 @@ def dispatch(func, args, kwargs):
         rule = find_rule(func)
     if rule is not None:
         with torch._C._RestorePythonTLSSnapshot():
-            return rule(func, *args, **kwargs)
+            try:
+                return rule(func, *args, **kwargs)
+            except Exception as error:
+                _raise_torchs_error(func, args, kwargs, error)
+                raise
     if mutable and args and isinstance(args[0], LCTensor):
         with torch._C._RestorePythonTLSSnapshot():
             res = in_place_via_functional(func, args, kwargs)
@@ -524,12 +603,16 @@ def dispatch(func, args, kwargs):
     if mutable and args and not isinstance(args[0], LCTensor):
         raise _plain_destination(func)
     with torch._C._RestorePythonTLSSnapshot():
-        out = func.decompose(*args, **kwargs)
-        if out is not NotImplemented:
-            return out
-        decomp = _DECOMP.get(func)
-        if decomp is not None:
-            return decomp(*args, **kwargs)
+        try:
+            out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+            decomp = _DECOMP.get(func)
+            if decomp is not None:
+                return decomp(*args, **kwargs)
+        except Exception as error:  # torch's decompositions check less, or with asserts
+            _raise_torchs_error(func, args, kwargs, error)
+            raise
     raise NotImplementedError(
         f"torchlc: {func.name()} has no rule for LCTensor inputs (and no decomposition). "
         "Please open an issue naming this op; as a workaround, compute it on torchlc.coeffs(x)."

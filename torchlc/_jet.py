@@ -90,13 +90,15 @@ def matmul(P, Q):
 
 def bmm(P, Q):
     """(a + bε)(c + dε) = ac + (bc + ad)ε for batched matrices, planes P (2, B, M, K) and Q (2, B, K, N):
-    a·c and b·c in one GEMM of P's planes stacked per batch element, a·d accumulated into the ε¹ rows
-    (two GEMMs instead of three, no add and no stack). The result planes (2, B, M, N) view an
-    interleaved (B, 2M, N) buffer, which the next product reads without a copy; P is copied into that
-    layout unless it is in it already."""
-    _, B, M, _ = P.shape
-    Y = _interleaved_bmm(_interleaved(P), Q[0], Q[1])
-    return Y.view(B, 2, M, Y.shape[-1]).movedim(1, 0)
+    a·c and b·c in one batched GEMM (c broadcast over the planes), a·d accumulated into the ε¹ plane
+    (two GEMMs instead of three, no add and no stack). The result planes (2, B, M, N) are laid out as
+    torch's bmm result (each plane contiguous), so views that work on torch's result work on it."""
+    Y = torch.matmul(P, Q[0])
+    if Y.is_cuda:  # cuBLAS accumulates into the ε¹ plane directly
+        Y[1].baddbmm_(P[0], Q[1])
+    else:  # the CPU kernel would loop over the batch and copy: one bmm, one add instead
+        Y[1].add_(torch.bmm(P[0], Q[1]))
+    return Y
 
 
 def attention(Q, K, V, scale, mask=None, *, zero_dead_rows=False):

@@ -109,7 +109,7 @@ def test_as_strided_validates_like_torch():
         x[1:].as_strided((9,), (1,))  # would read the next plane's first coefficients
     with pytest.raises(RuntimeError, match="out of bounds"):
         x.as_strided((2,), (1,), 11)
-    with pytest.raises(RuntimeError, match="negative strides"):
+    with pytest.raises(RuntimeError, match="(?i)negative strides"):
         x.as_strided((2,), (-1,))
     with pytest.raises(RuntimeError, match="length of strides"):
         x.as_strided((2, 2), (1,))

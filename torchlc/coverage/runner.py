@@ -34,6 +34,7 @@ EXPECTTEST_HINT = ("the coverage tool needs expecttest: pip install 'torchlc[dev
 def _op_db():
     """PyTorch's OpInfo database. Its module imports ``expecttest`` (a test-only package that torch
     does not install): without it, :class:`MissingDependencyError` names the extra to install."""
+    frozen = torch.backends.flags_frozen()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -42,6 +43,11 @@ def _op_db():
         if e.name == "expecttest":
             raise MissingDependencyError(EXPECTTEST_HINT, name=e.name) from e
         raise
+    finally:
+        # PyTorch's test utilities freeze torch.backends' flags on import (its own test suites set
+        # them through a context manager); the caller's process keeps what it had
+        if not frozen and torch.backends.flags_frozen():
+            torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
     return op_db
 
 

@@ -6,6 +6,7 @@ import torch
 
 from .. import _algebra as A
 from .._algebra import Series
+from .._dispatch import check_as_torch as check_as_torch  # torch's own errors for refused arguments
 from .._dispatch import run_decomposition as decomposed  # noqa: F401  (the rules' general path)
 from .._jet import upcast as upcast  # the rules' half-precision computation dtype
 from .._tensor import LCTensor, real, series, wrap
@@ -59,15 +60,3 @@ def operand(x):
 def real_out(t: torch.Tensor, like: Series) -> LCTensor:
     """A real-valued (single ε⁰ plane) LCTensor result of a discontinuous op."""
     return real(t, like.order)
-
-
-def check_as_torch(func, *args, **kwargs) -> None:
-    """Run ``func`` with each LCTensor argument replaced by an uninitialised plain tensor of its element
-    shape, dtype and device (the error path only: it allocates one plane and may run the kernel):
-    arguments torch refuses raise torch's own error, word for word, instead of one about the planes
-    (whose shapes have one dim more). Returns when torch accepts them."""
-
-    def stand_in(t):
-        return torch.empty(t.shape, dtype=t.dtype, device=t.device) if isinstance(t, LCTensor) else t
-
-    func(*[stand_in(a) for a in args], **{k: stand_in(v) for k, v in kwargs.items()})

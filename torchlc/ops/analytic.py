@@ -17,7 +17,7 @@ from .. import kernels
 from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import series
-from ._util import out
+from ._util import check_as_torch, out
 
 aten = torch.ops.aten
 
@@ -82,6 +82,8 @@ def exp2(func, x):
 
 @implements([aten.gelu.default], kind="analytic")
 def gelu(func, x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        check_as_torch(func, x, approximate=approximate)  # torch's error naming the choices
     s = series(x)
     if approximate == "none" and s.support == A.FIRST_ORDER and s.order == 1 and kernels.usable(s.planes):
         return out(Series(kernels.analytic2("gelu", s.planes), s.support, s.order, A.min_exact(s.exact, s.order)))

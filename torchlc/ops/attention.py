@@ -165,7 +165,9 @@ def sdpa_math(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     o, attn, _ = _sdpa_jet(*(t.planes for t in qkv), attn_mask, is_causal, scale, enable_gqa)
     sq = qkv[0]
     exact = A.min_exact(*(s.exact for s in qkv), sq.order)
-    return out(Series(o, sq.support, sq.order, exact)), out(Series(attn, sq.support, sq.order, exact))
+    # the jet's planes are interleaved per batch element: laid out as torch's results are
+    return (out(Series(o.contiguous(), sq.support, sq.order, exact)),
+            out(Series(attn.contiguous(), sq.support, sq.order, exact)))
 
 
 @implements([aten._scaled_dot_product_flash_attention_for_cpu.default], kind="jet")
@@ -193,6 +195,7 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
         else:
             o, attn, scores = _sdpa_jet(*planes, attn_mask, is_causal, scale, gqa)
             lse = upcast(_logsumexp_planes(attn, scores)) if need_lse else None
+            o = o.contiguous()  # the jet's planes are interleaved per batch element; torch's result is not
         sq = qkv[0]
         exact = A.min_exact(*(s.exact for s in qkv), sq.order)
         o = out(Series(o, sq.support, sq.order, exact))

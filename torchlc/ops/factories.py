@@ -5,6 +5,7 @@ and order (higher planes zero), so code such as ``h = x.new_zeros(n); h[i] = f(x
 from __future__ import annotations
 
 import torch
+import torch._prims_common as _prims_common
 
 from .. import _support as S
 from .._dispatch import implements
@@ -13,10 +14,20 @@ from .._tensor import LCTensor, wrap
 aten = torch.ops.aten
 
 
+# torch's check whether a tensor's elements fill their storage without overlap (renamed across versions)
+_dense = getattr(_prims_common, "is_non_overlapping_and_dense_or_false", None) or _prims_common.is_non_overlapping_and_dense
+
+
 def _real(t: torch.Tensor, like: LCTensor):
+    """The plain tensor t as the ε⁰ plane of an LCTensor with like's support and order, its elements
+    laid out in memory as t's (a channels-last t gives channels-last planes)."""
     sup = like.lc_support if S.ZERO in like.lc_support else tuple(sorted((S.ZERO, *like.lc_support)))
     k = sup.index(S.ZERO)
-    planes = t.new_zeros((len(sup), *t.shape))
+    if t.is_contiguous() or not _dense(t):
+        planes = t.new_zeros((len(sup), *t.shape))
+    else:
+        planes = torch.empty_strided((len(sup), *t.shape), (t.numel(), *t.stride()), dtype=t.dtype,
+                                     device=t.device).zero_()
     planes[k] = t
     return wrap(planes, sup, like.lc_order, None)
 
@@ -33,23 +44,21 @@ def _kw(like, kwargs):
     return kwargs
 
 
-def _like(fn):
-    def rule(func, x, *args, **kwargs):
-        kw = _kw(x, kwargs)
-        t = fn(x.shape, *args, **kw)
-        if not t.dtype.is_floating_point:
-            return t
-        return _real(t, x)
+def _like(func, x, *args, **kwargs):
+    """A ``*_like`` factory: torch's own op on a plain stand-in with x's shape, strides, dtype and
+    device (so its dtype, memory format and random draws are torch's), as the ε⁰ plane. ``empty_like``
+    gives zeros: higher planes of an LC value must never be uninitialised memory."""
+    stand_in = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+    if func is aten.empty_like.default:
+        func = aten.zeros_like.default
+    t = func(stand_in, *args, **kwargs)
+    if not t.dtype.is_floating_point:
+        return t
+    return _real(t, x)
 
-    return rule
 
-
-implements([aten.zeros_like.default], kind="factory")(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
-implements([aten.ones_like.default], kind="factory")(_like(lambda shape, **kw: torch.ones(shape, **kw)))
-implements([aten.empty_like.default], kind="factory")(_like(lambda shape, **kw: torch.zeros(shape, **kw)))
-implements([aten.full_like.default], kind="factory")(_like(lambda shape, v, **kw: torch.full(shape, v, **kw)))
-implements([aten.rand_like.default], kind="factory")(_like(lambda shape, **kw: torch.rand(shape, **kw)))
-implements([aten.randn_like.default], kind="factory")(_like(lambda shape, **kw: torch.randn(shape, **kw)))
+implements([aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default, aten.full_like.default,
+            aten.rand_like.default, aten.randn_like.default], kind="factory")(_like)
 
 
 def _new(fn):

@@ -15,7 +15,7 @@ from .._dispatch import implements
 from .._tensor import LCTensor, read_planes, series, wrap
 from ..layouts import PLANES
 from . import order
-from ._util import is_monomial, out
+from ._util import check_as_torch, is_monomial, out
 
 aten = torch.ops.aten
 
@@ -119,6 +119,8 @@ def transpose(func, x, d0, d1):
 
 @implements([aten.t.default], kind="structural")
 def t_(func, x):
+    if x.dim() > 2:
+        check_as_torch(aten.t.default, x)  # torch's error: t() takes at most 2-D
     if x.dim() < 2:
         return structural(x, lambda t, k: t.view(t.shape))  # a fresh view, as torch returns
     return transpose(None, x, 0, 1)
@@ -199,12 +201,28 @@ def diagonal(func, x, offset=0, dim1=0, dim2=1):
     return structural(x, lambda t, k: t.diagonal(offset, _norm(dim1, n) + k, _norm(dim2, n) + k))
 
 
+def in_memory_format(t, k: int, fmt):
+    """A copy of storage ``t`` (``k`` leading plane dims) whose elements are laid out in memory format
+    ``fmt`` as torch lays out a tensor of the elements' shape: row-major for ``contiguous_format``,
+    channels last for ``channels_last``/``channels_last_3d`` (torch's rank errors for other ranks);
+    the planes stay outermost. ``preserve_format`` keeps the elements' layout (torch's rule: a dense
+    layout is kept, anything else becomes row-major)."""
+    e = t.dim() - k
+    if fmt in (torch.channels_last, torch.channels_last_3d):
+        want = 4 if fmt is torch.channels_last else 5
+        if e != want:  # torch's own error, e.g. "required rank 4 tensor to use channels_last format"
+            torch.empty((1,) * e).clone(memory_format=fmt)
+        order = [*range(k), k, *range(k + 2, t.dim()), k + 1]  # planes, N, spatial dims, C
+        inverse = sorted(range(t.dim()), key=order.__getitem__)
+        return t.permute(order).contiguous().permute(inverse)
+    if fmt is torch.contiguous_format:
+        return t.clone(memory_format=torch.contiguous_format)
+    return t.clone()  # preserve: the planes' strides, which are the elements' with the planes first
+
+
 @implements([aten.clone.default], kind="structural")
 def clone(func, x, *, memory_format=None):
-    if memory_format in (None, torch.preserve_format):
-        return structural(x, lambda t, k: t.clone(), False)
-    # contiguous (and, for simplicity, channels_last requests): plane-major contiguous storage
-    return structural(x, lambda t, k: t.clone(memory_format=torch.contiguous_format), False)
+    return structural(x, lambda t, k: in_memory_format(t, k, memory_format or torch.preserve_format), False)
 
 
 @implements([aten.detach.default], kind="structural")
@@ -406,6 +424,8 @@ def to_copy(func, x, *, dtype=None, layout=None, device=None, pin_memory=None, n
         return rebuild(src.to(device=device) if device is not None else src.clone())
     p = read_planes(x)
     p = p.to(dtype=dtype or p.dtype, device=device or p.device, copy=True)
+    if memory_format not in (None, torch.preserve_format):
+        p = in_memory_format(p, 1, memory_format)
     return wrap(p, x.lc_support, x.lc_order, x.lc_exact, monomial=is_monomial(x))
 
 
@@ -421,4 +441,8 @@ def is_same_size(func, a, b):
 
 @implements([aten.contiguous.default], kind="structural")
 def contiguous(func, x, memory_format=torch.contiguous_format):
-    return structural(x, lambda t, k: t.contiguous(), None)
+    if memory_format is torch.preserve_format:
+        check_as_torch(func, x, memory_format=memory_format)  # torch's refusal
+    if x.is_contiguous(memory_format=memory_format):
+        return structural(x, lambda t, k: t, None)
+    return structural(x, lambda t, k: in_memory_format(t, k, memory_format), None)
