@@ -1,5 +1,5 @@
-"""Composite ops computed whole (``_dispatch.composite``): an LC call of F.linear, F.layer_norm or
-F.scaled_dot_product_attention reaches its rule as one op in every grad mode, with the decomposition's
+"""Composite ops computed whole (``_dispatch.composite``): an LC call of F.linear, F.layer_norm,
+F.scaled_dot_product_attention or torch.matmul reaches its rule as one op in every grad mode, with the decomposition's
 values and gradients; plain calls, and calls under a dispatch mode, behave exactly as without torchlc."""
 
 from __future__ import annotations
@@ -45,15 +45,23 @@ def _inputs(name, dtype=torch.float64, grad=False):
         q, vq, k, vk, m = r(1, 4, 5, 8), r(1, 4, 5, 8), r(1, 2, 6, 8), r(1, 2, 6, 8), r(5, 6)
         return (q, vq), (k, vk, m), lambda t, k, vk, m: F.scaled_dot_product_attention(
             t, k.nonstd(vk), k.nonstd(vk), attn_mask=m, enable_gqa=True, scale=0.3)
+    if name == "matmul_lc_lc":  # eager attention's q·kᵀ, both operands LC (k transposed: a copy to fold)
+        q, vq, k, vk = r(2, 3, 5, 8), r(2, 3, 5, 8), r(2, 3, 6, 8), r(2, 3, 6, 8)
+        return (q, vq), (k, vk), lambda t, k, vk: t @ k.nonstd(vk).transpose(-1, -2)
+    if name == "matmul_lc_plain":
+        x, v, w = r(2, 3, 5, 8), r(2, 3, 5, 8), r(2, 3, 8, 4)
+        return (x, v), (w,), lambda t, w: torch.matmul(t, w)
     raise KeyError(name)
 
 
-CASES = ["linear", "linear_1d_no_bias", "layer_norm", "layer_norm_2d_no_affine", "sdpa_causal", "sdpa_gqa_mask"]
+CASES = ["linear", "linear_1d_no_bias", "layer_norm", "layer_norm_2d_no_affine", "sdpa_causal", "sdpa_gqa_mask",
+         "matmul_lc_lc", "matmul_lc_plain"]
 MODES = {"no_grad": torch.no_grad, "grad": torch.enable_grad, "inference_mode": torch.inference_mode}
 
 
 def test_the_composites_are_registered_as_such():
-    assert set(COMPOSITES) >= {aten.linear.default, aten.layer_norm.default, aten.scaled_dot_product_attention.default}
+    assert set(COMPOSITES) >= {aten.linear.default, aten.layer_norm.default, aten.scaled_dot_product_attention.default,
+                               aten.matmul.default}
     with pytest.raises(_dispatch.RegistrationError, match="not a CompositeImplicitAutograd op"):
         _dispatch.composite([aten.sin.default])(lambda func, x: x)
 
@@ -91,7 +99,9 @@ def test_lc_calls_arrive_whole_in_every_grad_mode(mode, case):
     lx = x.nonstd(v)  # built outside the probe
     with MODES[mode](), _Outermost()() as seen:
         f(lx, *params)
-    assert len(seen.ops) == 1 and _dispatch.kind_of(seen.ops[0]) == "composite", seen.ops
+    # the composite, after at most the views the case's own code makes (k.transpose), none of its pieces
+    assert _dispatch.kind_of(seen.ops[-1]) == "composite", seen.ops
+    assert all(_dispatch.kind_of(op) == "structural" for op in seen.ops[:-1]), seen.ops
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -112,6 +122,9 @@ def test_whole_equals_the_decomposition_and_jvp(mode, case):
             k, vk, m = params
             y0, y1 = torch.func.jvp(lambda a, b: F.scaled_dot_product_attention(
                 a, b, b, attn_mask=m, enable_gqa=True, scale=0.3), (x, k), (v, vk))
+        elif case == "matmul_lc_lc":
+            k, vk = params
+            y0, y1 = torch.func.jvp(lambda a, b: a @ b.transpose(-1, -2), (x, k), (v, vk))
         else:
             y0, y1 = torch.func.jvp(lambda a: f(a, *params), (x,), (v,))
     torch.testing.assert_close(whole[0], y0, rtol=1e-12, atol=1e-12)

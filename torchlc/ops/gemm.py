@@ -14,7 +14,7 @@ from .._context import grad_free as _grad_free
 from .._context import inner_is_plain as _inner_is_plain
 from .._dispatch import composite, decompose_composite, implements
 from .._tensor import LCTensor, read_planes, series
-from ._util import check_as_torch, first_order, is_lc, out
+from ._util import check_as_torch, is_lc, out
 
 aten = torch.ops.aten
 
@@ -32,17 +32,46 @@ def mm(func, a, b):
     return out(A.bilinear(series(a), series(b), torch.mm))
 
 
+def _first_order_series(s: Series) -> bool:
+    return s.support == A.FIRST_ORDER and s.order == 1 and s.zero is None
+
+
+def _bmm(sa: Series, sb: Series) -> Series:
+    """The batched matrix product of two series (N, M, K) and (N, K, N')."""
+    if (_first_order_series(sa) and _first_order_series(sb) and sa.planes.dtype == sb.planes.dtype
+            and (_grad_free(sa.planes, sb.planes) or (_inner_is_plain(sa.planes) and _inner_is_plain(sb.planes)))):
+        # LC × LC at first order (attention's q·kᵀ and weights·v): two GEMMs, with or without autograd
+        # recording (in-place steps on a fresh buffer: the same roundings in both grad modes; traced
+        # and vmapped code takes the general product)
+        return Series(_jet.bmm(sa.planes, sb.planes), A.FIRST_ORDER, 1, A.min_exact(sa.exact, sb.exact, 1))
+    return A.bilinear(sa, sb, torch.bmm)
+
+
 @implements([aten.bmm.default])
 def bmm(func, a, b):
-    sa, sb = first_order(a), first_order(b)
-    if (sa is not None and sb is not None and sa.planes.dtype == sb.planes.dtype and sa.zero is None
-            and sb.zero is None and (_grad_free(sa.planes, sb.planes)
-                                     or (_inner_is_plain(sa.planes) and _inner_is_plain(sb.planes)))):
-        # LC × LC at first order (attention's q·kᵀ and weights·v on PyTorch's math path): two GEMMs,
-        # with or without autograd recording (in-place steps on a fresh buffer: the same roundings in
-        # both grad modes; traced and vmapped code takes the general product)
-        return out(Series(_jet.bmm(sa.planes, sb.planes), A.FIRST_ORDER, 1, A.min_exact(sa.exact, sb.exact, 1)))
-    return out(A.bilinear(series(a), series(b), torch.bmm))
+    return out(_bmm(series(a), series(b)))
+
+
+def _reshaped(s: Series, shape) -> Series:
+    """The series with its elements reshaped (planes, and the exact-zero mask if any)."""
+    zero = None if s.zero is None else s.zero.reshape(shape)
+    return Series(s.planes.reshape(s.planes.shape[0], *shape), s.support, s.order, s.exact, zero)
+
+
+@composite([aten.matmul.default])
+def matmul(func, a, b):
+    """a @ b whole for operands of the same batch dims (attention's q·kᵀ and weights·v as eager
+    attention code writes them): the decomposition's bmm on the folded planes, bit for bit, in one
+    dispatch instead of its expands, reshapes, bmm and view. Vectors, matrices and broadcast batches
+    take the decomposition."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 3 and a.dim() == b.dim()
+            and a.shape[:-2] == b.shape[:-2] and a.shape[-1] == b.shape[-2] and a.dtype == b.dtype
+            and not a.dtype.is_complex):
+        return decompose_composite(func, a, b)
+    batch, (M, K), N = tuple(a.shape[:-2]), a.shape[-2:], b.shape[-1]
+    n = math.prod(batch)
+    res = _bmm(_reshaped(series(a), (n, M, K)), _reshaped(series(b), (n, K, N)))
+    return out(_reshaped(res, (*batch, M, N)))
 
 
 def _plain_tensor(x) -> bool:
