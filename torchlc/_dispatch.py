@@ -159,7 +159,6 @@ def _overload_name(op) -> str:
 
 
 def _route_below_autograd(op):
-
     def kernel(*args, **kwargs):
         if _has_lc(args) or _has_lc(kwargs.values()):
             with torch._C._AutoDispatchBelowAutograd():

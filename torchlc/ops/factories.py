@@ -47,7 +47,8 @@ def _kw(like, kwargs):
 def _like(func, x, *args, **kwargs):
     """A ``*_like`` factory: torch's own op on a plain stand-in with x's shape, strides, dtype and
     device (so its dtype, memory format and random draws are torch's), as the ε⁰ plane. ``empty_like``
-    gives zeros: higher planes of an LC value must never be uninitialised memory."""
+    gives zeros, as it always has here: uninitialised memory read as an LC value would carry garbage
+    (NaN, huge numbers) into exact arithmetic."""
     stand_in = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
     if func is aten.empty_like.default:
         func = aten.zeros_like.default

@@ -212,9 +212,10 @@ def in_memory_format(t, k: int, fmt):
         want = 4 if fmt is torch.channels_last else 5
         if e != want:  # torch's own error, e.g. "required rank 4 tensor to use channels_last format"
             torch.empty((1,) * e).clone(memory_format=fmt)
-        order = [*range(k), k, *range(k + 2, t.dim()), k + 1]  # planes, N, spatial dims, C
-        inverse = sorted(range(t.dim()), key=order.__getitem__)
-        return t.permute(order).contiguous().permute(inverse)
+            raise RuntimeError(f"required rank {want} tensor to use {fmt} format")
+        perm = [*range(k), k, *range(k + 2, t.dim()), k + 1]  # planes, N, spatial dims, C
+        inverse = sorted(range(t.dim()), key=perm.__getitem__)
+        return t.permute(perm).contiguous().permute(inverse)
     if fmt is torch.contiguous_format:
         return t.clone(memory_format=torch.contiguous_format)
     return t.clone()  # preserve: the planes' strides, which are the elements' with the planes first
