@@ -147,11 +147,12 @@ def scaled_dot_product_attention(func, query, key, value, attn_mask=None, dropou
     (the fused kernel where it applies) without the logsumexp that the CPU flash kernel returns and
     F.scaled_dot_product_attention drops, and in one dispatch where the math backend (float32
     grouped-query attention on CUDA) is a dozen. Other inputs through the decomposition."""
-    if (_sdpa_first_order(query, key, value, attn_mask, dropout_p) is None
-            or not _whole_sdpa_applies(query, key, value, attn_mask, is_causal, enable_gqa)):
+    qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
+    if qkv is None or not _whole_sdpa_applies(query, key, value, attn_mask, is_causal, enable_gqa):
         return decompose_composite(func, query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                                    enable_gqa=enable_gqa)
-    return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale, need_lse=False)[0]
+    return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale, need_lse=False,
+                               qkv=qkv)[0]
 
 
 @implements([aten._scaled_dot_product_attention_math.default], kind="jet")
@@ -179,14 +180,17 @@ def sdpa_flash_cpu(func, query, key, value, dropout_p=0.0, is_causal=False, *, a
     return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale)
 
 
-def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale, need_lse=True):
+def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale, need_lse=True, qkv=None):
     """(output, logsumexp) of attention on LC q, k, v: the jet for first-order inputs; otherwise
     PyTorch's math kernel through the LC rules, and no logsumexp (None). The logsumexp is an
     auxiliary output kept only for these kernels' own backward, which LC wrappers never run; without
     ``need_lse`` (the kernels' ``compute_log_sumexp`` is off, as under no_grad) it is None and the
-    formulas do not compute it: its ε¹ plane alone reads the weight and score planes twice more."""
+    formulas do not compute it: its ε¹ plane alone reads the weight and score planes twice more.
+    ``qkv``: :func:`_sdpa_first_order`'s series when the caller has them (a plain operand's zero
+    plane is then built once)."""
     gqa = query.shape[-3] != key.shape[-3]
-    qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
+    if qkv is None:
+        qkv = _sdpa_first_order(query, key, value, attn_mask, dropout_p)
     if qkv is not None:
         planes = [t.planes for t in qkv]
         fused = _flash_jet(*planes, attn_mask, is_causal, scale)

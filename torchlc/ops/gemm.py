@@ -91,19 +91,23 @@ def _check_dtypes(func, bias, *mats):
                                    f"{m.dtype}")
 
 
+def _planes_gemm(x, P, wt, bias) -> Series:
+    """nn.Linear's case, written out: x's planes P (T, M, K) times the plain wt (K, N) in one GEMM over
+    the planes, the plain bias (if any) into the ε⁰ plane."""
+    if bias is not None and x.lc_support == A.FIRST_ORDER and _jet.splits_bias(P, wt, bias):
+        # half precision on CUDA: the bias in the ε⁰ GEMM's epilogue, as the plain addmm has it
+        return Series(_jet.split_bias_gemm(P, wt, bias), x.lc_support, x.lc_order, x.lc_exact)
+    T, M, K = P.shape
+    Y = torch.mm(P.reshape(T * M, K), wt).view(T, M, wt.shape[1])
+    return A.add_bias(Series(Y, x.lc_support, x.lc_order, x.lc_exact), bias)
+
+
 @implements([aten.addmm.default])
 def addmm(func, bias, a, b, *, beta=1, alpha=1):
     _check_dtypes(func, bias, a, b)
     P = _planes_of(a)
     if P is not None and beta == 1 and alpha == 1 and _plain_tensor(b) and _plain_tensor(bias):
-        # nn.Linear's case, written out: one GEMM over the planes, the bias into the ε⁰ plane
-        if a.lc_support == A.FIRST_ORDER and _jet.splits_bias(P, b, bias):
-            # half precision on CUDA: the bias in the ε⁰ GEMM's epilogue, as the plain addmm has it
-            return out(Series(_jet.split_bias_gemm(P, b, bias), a.lc_support, a.lc_order, a.lc_exact))
-        T, M, K = P.shape
-        Y = torch.mm(P.reshape(T * M, K), b).view(T, M, b.shape[1])
-        res = A.add_bias(Series(Y, a.lc_support, a.lc_order, a.lc_exact), bias)
-        return out(res)
+        return out(_planes_gemm(a, P, b, bias))
     res = A.bilinear(series(a), series(b), torch.mm)
     if alpha != 1:
         res = A.scale(res, alpha)
@@ -124,14 +128,9 @@ def linear(func, x, weight, bias=None):
             and (bias is None or (tuple(bias.shape) == (weight.shape[0],) and bias.dtype == P.dtype))):
         check_as_torch(func, x, weight, bias)  # torch's own error for what it refuses
         return decompose_composite(func, x, weight, bias)
-    T, K, N = P.shape[0], P.shape[-1], weight.shape[0]
-    rows = P.reshape(T, math.prod(P.shape[1:-1]), K)
-    if bias is not None and x.lc_support == A.FIRST_ORDER and _jet.splits_bias(rows, weight.t(), bias):
-        Y = _jet.split_bias_gemm(rows, weight.t(), bias)
-        return out(Series(Y.view(T, *P.shape[1:-1], N), x.lc_support, x.lc_order, x.lc_exact))
-    Y = torch.mm(rows.reshape(-1, K), weight.t()).view(T, *P.shape[1:-1], N)
-    res = Series(Y, x.lc_support, x.lc_order, x.lc_exact)
-    return out(res if bias is None else A.add_bias(res, bias))
+    batch = tuple(P.shape[1:-1])
+    rows = P.reshape(P.shape[0], math.prod(batch), P.shape[-1])
+    return out(_reshaped(_planes_gemm(x, rows, weight.t(), bias), (*batch, weight.shape[0])))
 
 
 @implements([aten.baddbmm.default])
