@@ -281,3 +281,19 @@ def test_plain_models_still_trace_compile_and_export():
     assert {aten.linear.default, aten.layer_norm.default, aten.scaled_dot_product_attention.default} <= targets
     torch.testing.assert_close(ep.module()(x), ref, rtol=0, atol=0)
     torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="aot_eager")(x), ref)
+
+
+@pytest.mark.parametrize("shape", [(0, 8), (2, 0, 8)])
+def test_zero_size_inputs(shape):
+    """Empty batches through every composite, and native_layer_norm (whose fused path viewed its rows
+    with an ambiguous -1 when there were none): torch's shapes, empty planes."""
+    x = torch.randn(shape)
+    lx = x.nonstd(torch.ones_like(x))
+    w, b = torch.randn(3, 8), torch.randn(3)
+    calls = [lambda t: F.linear(t, w, b), lambda t: F.layer_norm(t, (8,)),
+             lambda t: torch.native_layer_norm(t, (8,), None, None, 1e-5)[0],
+             lambda t: t.unsqueeze(0) @ t.unsqueeze(0).transpose(-1, -2),
+             lambda t: F.scaled_dot_product_attention(*(t.reshape(1, 1, -1, 8),) * 3)]
+    for f in calls:
+        y = f(lx)
+        assert y.shape == f(x).shape and torchlc.coeffs(y).numel() == 0

@@ -303,8 +303,9 @@ def _layer_norm_fused(P, n_dims, weight, bias, eps, stats, residual=None, bias0=
         P = P.contiguous()
         residual = None if residual is None else residual.contiguous()
     w, b, b0 = (None if t is None else t.reshape(-1) for t in (weight, bias, bias0))
-    R = None if residual is None else residual.view(2, *rows, -1)
-    res = _fused.layer_norm_jet(P.view(2, *rows, -1), w, b, eps, stats=stats, residual=R, bias0=b0)
+    n = math.prod(P.shape[P.dim() - n_dims :])  # explicit: -1 is ambiguous when there are no rows
+    R = None if residual is None else residual.view(2, *rows, n)
+    res = _fused.layer_norm_jet(P.view(2, *rows, n), w, b, eps, stats=stats, residual=R, bias0=b0)
     if res is None or not stats:
         return res if res is None else res.view(P.shape)
     o, mean, rstd = res
