@@ -188,19 +188,24 @@ def intercept(ops, rule):
 # kernel at the PythonTLSSnapshot key, which only calls with a tensor subclass or a Python mode active
 # reach (plain code never runs it), sends LC calls of these ops past the autograd keys to their rule,
 # which then sees the composite whole in every grad mode; autograd records on the planes inside the
-# rule as in any other. Every other call goes on exactly as PyTorch's fallback for that key sends it.
+# rule as in any other. Every call, LC or not, goes on through PyTorch's own fallback for that key: it
+# records the dispatch state on entry that the Python key's fallback restores (and asserts on, torch
+# 2.11), so the kernel only narrows the key set it hands on.
 
-_SNAPSHOT_KEY = torch._C.DispatchKey.PythonTLSSnapshot
 _BELOW_AUTOGRAD = (torch._C._dispatch_keyset_full().remove(torch._C.DispatchKey.AutogradFunctionality)
                    .remove(torch._C.DispatchKey.AutogradOther).remove(torch._C.DispatchKey.AutogradNestedTensor))
+_SNAPSHOT_FALLBACKS: dict = {}  # op -> PyTorch's kernel at PythonTLSSnapshot, taken before ours replaces it
 
 
 def _route_whole(op):
+    if op not in _SNAPSHOT_FALLBACKS:
+        _SNAPSHOT_FALLBACKS[op] = torch.library.get_kernel(op, "PythonTLSSnapshot")
+    fallback = _SNAPSHOT_FALLBACKS[op]
+
     def kernel(keyset, *args, **kwargs):
-        keyset = keyset.remove(_SNAPSHOT_KEY)
         if _has_lc(args) or _has_lc(kwargs.values()):
             keyset = keyset & _BELOW_AUTOGRAD
-        return op.redispatch(keyset, *args, **kwargs)
+        return fallback.call_boxed(keyset, *args, **kwargs)
 
     _library().impl(_overload_name(op), kernel, "PythonTLSSnapshot", with_keyset=True)
 
