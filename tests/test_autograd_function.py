@@ -115,6 +115,42 @@ def test_pass_through_non_differentiable_and_unmaterialized_outputs():
     assert torch.equal(torchlc.coeffs(x).grad, torch.tensor([0.0, 3.0], dtype=f64)[:, None].expand(2, 4))
 
 
+@pytest.mark.parametrize("style", ["ctx", "setup_context"])
+def test_the_node_reads_as_the_users_ctx(style):
+    """Code outside a Function reads its ctx off ``grad_fn`` (torch 2.11's non-reentrant checkpointing
+    calls ``grad_fn.get_args(grad_fn.saved_tensors)``): on LC arguments the node shows the attributes
+    the user's forward set and the tensors it saved, LCTensors as saved, not their planes."""
+    x = torch.randn(5, 3, dtype=f64).nonstd(torch.randn(5, 3, dtype=f64))
+    w = torch.randn(3, 2, dtype=f64, requires_grad=True)
+    if style == "ctx":
+        y = MatMul.apply(x, w)
+    else:
+        class Tagged(torch.autograd.Function):
+            @staticmethod
+            def forward(x, w):
+                return x @ w
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(*inputs)
+                ctx.rebuild = lambda saved: ("rebuilt", *saved)
+
+            @staticmethod
+            def backward(ctx, g):
+                return None, None
+
+        y = Tagged.apply(x, w)
+        assert y.grad_fn.rebuild(y.grad_fn.saved_tensors)[0] == "rebuilt"
+    sx, sw = y.grad_fn.saved_tensors
+    assert isinstance(sx, torchlc.LCTensor) and torch.equal(torchlc.coeffs(sx), torchlc.coeffs(x))
+    assert sw is w or torch.equal(sw, w)
+    with pytest.raises(AttributeError):
+        y.grad_fn.no_such_attribute  # noqa: B018
+    if style == "ctx":  # reading the node does not disturb its backward
+        torchlc.coeff(y, 1).sum().backward()
+        assert_close(w.grad, torchlc.coeff(x, 1).T @ torch.ones(5, 2, dtype=f64))
+
+
 def test_in_place_function_marks_the_lc_argument_dirty():
     class Double_(torch.autograd.Function):
         @staticmethod

@@ -201,6 +201,18 @@ def test_plain_calls_are_untouched():
         assert mode.ops[: len(want)] == want, mode.ops
 
 
+def test_routing_goes_on_through_pytorchs_own_snapshot_kernel():
+    """The routing kernel narrows the key set and hands every call to the kernel PyTorch had at
+    PythonTLSSnapshot: that kernel records the dispatch state on entry, which the Python key's fallback
+    restores. Redispatching past it instead left that state unset, and torch 2.11 asserts on it
+    ("tls_on_entry.has_value() INTERNAL ASSERT FAILED") for every LC composite call; torch 2.13
+    tolerates it, so on this torch the kernel's identity is what can be checked."""
+    for op in COMPOSITES:
+        handed_on = _dispatch._SNAPSHOT_FALLBACKS[op]
+        assert "PythonFallbackKernel.cpp" in repr(handed_on), (op, handed_on)
+        assert "PythonFallbackKernel.cpp" not in repr(torch.library.get_kernel(op, "PythonTLSSnapshot"))
+
+
 @pytest.mark.parametrize("bad", ["linear_shape", "linear_dtype", "linear_bias", "sdpa_heads", "ln_shape",
                                  "ln_weight", "native_ln_shape"])
 def test_bad_arguments_raise_torchs_error(bad):

@@ -80,7 +80,7 @@ class _Ctx:
     @property
     def saved_tensors(self):
         if self._lc_saved is None:
-            flat, specs = self._lc_node.saved_tensors, self._lc_save_specs
+            flat, specs = _NODE_SAVED.__get__(self._lc_node), self._lc_save_specs
             out, i = [], 0
             for spec in specs:
                 if spec is None:
@@ -96,6 +96,9 @@ class _Ctx:
         return self._lc_saved
 
     saved_variables = saved_tensors
+
+
+_NODE_SAVED = torch._C._FunctionBase.__dict__["saved_tensors"]  # the node's own: the flat planes
 
 
 def _flatten_saved(tensors):
@@ -222,12 +225,39 @@ def _register_prehook(node, hook):
 _NODES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# What code outside the Function reads off its node (``lc.grad_fn``) is the user's ctx, as for a plain
+# Function whose ctx *is* the node: the attributes its forward set (torch 2.11's non-reentrant
+# checkpointing calls ``grad_fn.get_args(grad_fn.saved_tensors)`` on its input-saving Function) and the
+# tensors it saved, LCTensors again rather than their planes.
+def _node_saved_tensors(node):
+    uctx = node.lc_ctx
+    outer, outer_saved = uctx._lc_node, uctx._lc_saved
+    uctx._lc_node, uctx._lc_saved = node, None
+    try:
+        return uctx.saved_tensors
+    finally:
+        uctx._lc_node, uctx._lc_saved = outer, outer_saved
+
+
+def _node_getattr(node, name):
+    if name.startswith(("lc_", "_lc_", "__")):
+        raise AttributeError(name)
+    try:
+        uctx = node.__dict__["lc_ctx"]
+    except KeyError:
+        raise AttributeError(name) from None
+    return getattr(uctx, name)
+
+
 def _node_class(user):
     node = _NODES.get(user)
     if node is None:
         node = type(user.__name__, (_OnPlanes,), {"__module__": user.__module__, "__qualname__": user.__qualname__})
-        node._backward_cls.register_hook = _register_hook
-        node._backward_cls.register_prehook = _register_prehook
+        backward_cls = node._backward_cls
+        backward_cls.register_hook = _register_hook
+        backward_cls.register_prehook = _register_prehook
+        backward_cls.saved_tensors = backward_cls.saved_variables = property(_node_saved_tensors)
+        backward_cls.__getattr__ = _node_getattr
         _NODES[user] = node
     return node
 
