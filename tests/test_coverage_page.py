@@ -43,6 +43,12 @@ def test_committed_coverage_page_is_what_the_tool_produces(tmp_path):
     got, committed = normalized(out.read_text()), normalized(PAGE.read_text())
     for status in ("wrong", "error"):  # never a wrong number, never an unexplained exception
         assert f"\n| {status} | 0 |\n" in got, re.findall(rf"\| `[^`]+` \| {status} \|.*", got)[:10]
+    torch_line = re.compile(r"^- torch \S+", re.MULTILINE)
+    if torch_line.search(got)[0] != torch_line.search(committed)[0]:
+        # PyTorch's op database and decompositions change between releases: the page is what the tool
+        # gives on the torch it names (this run has checked 0 wrong and 0 error on this torch)
+        pytest.skip(f"docs/coverage.md was generated on {torch_line.search(committed)[0][2:]}, "
+                    f"this is {torch_line.search(got)[0][2:]}")
     if got != committed:
         diff = "".join(difflib.unified_diff(committed.splitlines(True), got.splitlines(True),
                                             "docs/coverage.md (committed)", "python -m torchlc.coverage", n=1))

@@ -43,8 +43,15 @@ def test_nextafter_steps_the_standard_part_and_keeps_the_terms():
     y = torch.tensor([2.0, -3.0, -1.0], dtype=f64)
     vx, vy = torch.tensor([0.5, 1.0, -2.0], dtype=f64), torch.tensor([1.0, 1.0, 1.0], dtype=f64)
     r = torch.nextafter(x.nonstd(vx), y.nonstd(vy))
-    p, t = jvp(torch.nextafter, (x, y), (vx, vy))
-    assert torch.equal(torchlc.coeff(r, 0), p) and torch.equal(torchlc.coeff(r, 1), t)
+    # one ulp is a jump smaller than any real step: nextafter(x, y) moves with x alone (torch.func.jvp
+    # agrees where it has nextafter's formula, torch >= 2.13)
+    assert torch.equal(torchlc.coeff(r, 0), torch.nextafter(x, y)) and torch.equal(torchlc.coeff(r, 1), vx)
+    try:
+        p, t = jvp(torch.nextafter, (x, y), (vx, vy))
+    except NotImplementedError:  # torch 2.11: no forward AD formula
+        pass
+    else:
+        assert torch.equal(torchlc.coeff(r, 0), p) and torch.equal(torchlc.coeff(r, 1), t)
     # a plain x towards an LC y: a real result; an x without an ε⁰ plane gains one
     assert torch.equal(torchlc.coeff(torch.nextafter(x, y.nonstd(vy)), 0), torch.nextafter(x, y))
     e = torch.nextafter(torchlc.eps(dtype=f64), torch.tensor(1.0, dtype=f64))

@@ -11,7 +11,7 @@ from .. import kernels
 from .._algebra import Series
 from .._context import inner_is_plain, is_wrapped, tracing
 from .._dispatch import implements
-from .._tensor import series
+from .._tensor import LCTensor, series
 from ..kernels import jets as _jet_kernels
 from ._util import fold_batch, out
 from .order import nan_elements
@@ -26,6 +26,20 @@ aten = torch.ops.aten
 def avg_pool(func, x, *args, **kwargs):
     nd = 4 if func is aten.avg_pool2d.default else 5
     return out(fold_batch(lambda p: func(p, *args, **kwargs), series(x), nd))
+
+
+@implements([aten.max_pool2d_with_indices_backward.default, aten.max_pool3d_with_indices_backward.default],
+            kind="per_plane")
+def max_pool_backward(func, grad_output, x, *args):
+    """The gradient of max pooling through its given indices: grad_output scattered to the argmax
+    positions, linear in grad_output (once per plane); of ``x`` torch reads the shape and memory format
+    only, which any of its planes has (torch 2.13 decomposes this op; 2.11 has no decomposition)."""
+    shape_of_x = series(x).planes[0] if isinstance(x, LCTensor) else x
+    if not isinstance(grad_output, LCTensor):
+        return func(grad_output, shape_of_x, *args)
+    g = series(grad_output)
+    res = torch.stack([func(p, shape_of_x, *args) for p in g.planes])
+    return out(Series(res, g.support, g.order, g.exact))
 
 
 # -- max pooling: a selection by the field's order ----------------------------------------------------
