@@ -228,8 +228,11 @@ def test_inductor_writes_each_activation_plane_once():
                 y, codes = run_and_get_code(lambda: torchlc.compile(net)(x))
         stores[on] = sum(c.count(".store(") + c.count("tl.store(") for c in codes)
         torch.testing.assert_close(torchlc.coeffs(y), torchlc.coeffs(net(x)), rtol=1e-5, atol=1e-5)
-    # (both also store the input's and weights' channels-last copies and the output)
-    assert stores[True] <= stores[False] - 2, stores
+    # (both also store the input's and weights' channels-last copies and the output). torch 2.11's CPU
+    # codegen also stores BatchNorm's per-channel scale and shift with the passes on (two 4-element
+    # stores that 2.13 keeps in registers), so there the passes save one store less
+    saved = 2 if torch.__version__ >= "2.13" else 1
+    assert stores[True] <= stores[False] - saved, stores
 
 
 def test_training_through_the_rewritten_graph(monkeypatch):
