@@ -49,16 +49,25 @@ def plain(t: torch.Tensor) -> Series:
     return Series(t.unsqueeze(0), (S.ZERO,))
 
 
+# (both run once or twice per op: a loop without a list, and no Fraction comparison, pure Python and
+# about 0.3 µs, where the operands carry the same bound object, as they mostly do)
 def result_order(*xs):
     """Truncation order of a result: the largest order among LC operands (None if none)."""
-    orders = [x.order for x in xs if x.order is not None]
-    return max(orders) if orders else None
+    o = None
+    for x in xs:
+        q = x.order
+        if q is not None and q is not o and (o is None or q > o):
+            o = q
+    return o
 
 
 def min_exact(*bounds):
     """Minimum of exactness bounds where None means +infinity."""
-    bs = [b for b in bounds if b is not None]
-    return min(bs) if bs else None
+    m = None
+    for b in bounds:
+        if b is not None and b is not m and (m is None or b < m):
+            m = b
+    return m
 
 
 def broadcast_planes(p: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -100,7 +100,7 @@ def wrap(planes, support, order, exact, *, monomial=False, zero=None) -> LCTenso
         support = (S.ZERO,)
     if planes.dtype.is_complex:
         COMPLEX_SEEN[0] = True  # from now on dispatch checks for complex operands (see _dispatch)
-    if order is not None and exact is not None and exact > order:
+    if order is not None and exact is not None and exact is not order and exact > order:
         exact = order
     layout = _layouts.choose(planes, support, monomial)
     inner = (planes,) if layout is _layouts.PLANES else layout.encode(planes, support)
@@ -205,7 +205,7 @@ def _rebuild(planes, support, order, exact):
     for name, v in (("order", order), ("exact_through", exact)):
         if v is not None and not isinstance(v, Fraction):
             raise bad(f"its {name} must be a Fraction or None, got {v!r}")
-    if order is not None and exact is not None and exact > order:
+    if order is not None and exact is not None and exact is not order and exact > order:
         raise bad(f"its exact_through {exact} is above its order {order}")
     if order is not None and support and support[-1] > order:
         raise bad(f"its support reaches ε^{support[-1]}, above its order {order}")
