@@ -293,14 +293,17 @@ def pow_number_base(func, base, e):
     return aten.exp(aten.mul(e, math.log(base)))
 
 
+_HALF, _MINUS_HALF = Fraction(1, 2), Fraction(-1, 2)
+
+
 @implements([aten.sqrt.default])
 def sqrt(func, x):
-    return _power(x, Fraction(1, 2))
+    return _power(x, _HALF)
 
 
 @implements([aten.rsqrt.default])
 def rsqrt(func, x):
-    return _power(x, Fraction(-1, 2))
+    return _power(x, _MINUS_HALF)
 
 
 @implements([aten.square.default])
