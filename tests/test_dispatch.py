@@ -59,9 +59,19 @@ def test_missing_rule_names_the_op_once():
     assert "aten::histc" in msg and "aten.aten::" not in msg
 
 
-def test_intercepted_ops_are_recorded_with_their_kind():
-    assert _dispatch.kind_of(aten.lstm.input) == "intercept"
+def test_recurrent_ops_are_composites_and_plain_calls_reach_no_torchlc_kernel():
+    """The recurrent layers are composites like F.linear: torchlc registers kernels only at the
+    PythonTLSSnapshot key, which plain calls never reach (a kernel at the autograd keys, as these ops
+    had before, ran Python on every plain LSTM call: +30% on a small one)."""
+    assert _dispatch.kind_of(aten.lstm.input) == "composite"
     assert _dispatch.kind_of(aten._softmax.default) == "jet"
+    composites = _dispatch.registered("composite")
+    assert aten.lstm.data in composites and aten.gru_cell.default in composites
+    for op in composites:
+        name = op._schema.name + ("" if op._overloadname == "default" else "." + op._overloadname)
+        ours = [line for line in torch._C._dispatch_dump(name).splitlines()
+                if "torchlc" in line and not line.startswith("debug")]
+        assert ours and all(line.startswith("PythonTLSSnapshot:") for line in ours), (name, ours)
 
 
 def test_rule_hash_covers_rule_code_only():

@@ -13,9 +13,10 @@ that says what sort of rule it is (see :data:`KINDS`); registering an op twice r
 for tie handling, every ``"per_plane"`` op for linearity, ...). Two kinds add behaviour:
 
 * :func:`decomposed` registers ops that must run PyTorch's own decomposition on LC arguments;
-* :func:`intercept` registers ops that the dispatcher decomposes above the Python key when autograd
-  is on (the recurrent layers): a kernel at the autograd keys routes LC calls below autograd, to
-  the rule, and leaves plain calls to PyTorch.
+* :func:`composite` registers rules for CompositeImplicitAutograd ops that the dispatcher would
+  decompose above the Python key (F.linear, layer norm, attention, matmul, the recurrent layers): a
+  kernel at the PythonTLSSnapshot key, which plain calls never reach, routes LC calls past the
+  autograd keys to the rule.
 
 Users add rules for their own linear custom ops with :func:`register_linear_op`
 (``torchlc.register_linear_op``).
@@ -42,7 +43,7 @@ from ._tensor import (
 from .layouts import NATIVE_SEEN
 
 __all__ = [
-    "KINDS", "RegistrationError", "register", "implements", "decomposed", "intercept", "composite", "decompose_composite",
+    "KINDS", "RegistrationError", "register", "implements", "decomposed", "composite", "decompose_composite",
     "check_as_torch", "find_rule",
     "kind_of", "registered", "dispatch", "in_place_via_functional", "register_linear_op", "run_decomposition", "implements_complex", "COMPLEX_KINDS", "implements_layout",
 ]
@@ -58,7 +59,6 @@ KINDS = {
     "jet": "a first-order jet formula with a general decomposition for other inputs",
     "factory": "creates a tensor like an LC one (zeros_like, new_zeros, ...)",
     "decomposition": "runs PyTorch's own decomposition on LC arguments",
-    "intercept": "caught at the autograd keys as well (decomposed above Python dispatch otherwise)",
     "composite": "a CompositeImplicitAutograd op computed whole (LC calls skip its decomposition)",
 }
 
@@ -127,13 +127,19 @@ def decomposed(ops):
     register(ops, run_decomposition, kind="decomposition")
 
 
-# -- intercepted ops: kernels at the autograd keys ------------------------------------------------------
-# With autograd on, the dispatcher runs some CompositeImplicitAutograd ops' C++ decompositions at the
-# Autograd key, before an LCTensor's Python key is reached. A kernel registered at the autograd keys
-# checks the arguments once: LC calls go below autograd (to __torch_dispatch__ and the rules, which
-# record autograd on the coefficient planes); plain calls run PyTorch's composite exactly as before.
+# -- composites computed whole ---------------------------------------------------------------------------
+# Under no_grad and with grad, PyTorch runs a CompositeImplicitAutograd op's decomposition at the autograd
+# keys, so an LC call reaches the Python key in pieces: F.linear as t + addmm, F.layer_norm as
+# native_layer_norm with statistics nobody asked for, F.scaled_dot_product_attention as a backend's
+# kernel or, on the math backend, a dozen separate ops, an LSTM as its cells' matmuls and gates
+# (inference_mode skips the autograd keys, and there they arrive whole). Each piece is a dispatch, and in eager mode dispatches are host time. A
+# kernel at the PythonTLSSnapshot key, which only calls with a tensor subclass or a Python mode active
+# reach (plain code never runs it), sends LC calls of these ops past the autograd keys to their rule,
+# which then sees the composite whole in every grad mode; autograd records on the planes inside the
+# rule as in any other. Every call, LC or not, goes on through PyTorch's own fallback for that key: it
+# records the dispatch state on entry that the Python key's fallback restores (and asserts on, torch
+# 2.11), so the kernel only narrows the key set it hands on.
 
-_AUTOGRAD_KEYS = ("AutogradCPU", "AutogradCUDA")
 _LIB = None  # torch.library.Library("aten", "IMPL"), made on first use and kept for the process
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
 
@@ -157,40 +163,6 @@ def _library():
 def _overload_name(op) -> str:
     return op._schema.name.split("::", 1)[1] + ("" if op._overloadname == "default" else "." + op._overloadname)
 
-
-def _route_below_autograd(op):
-    def kernel(*args, **kwargs):
-        if _has_lc(args) or _has_lc(kwargs.values()):
-            with torch._C._AutoDispatchBelowAutograd():
-                return op(*args, **kwargs)
-        # PyTorch's C++ composite itself (op.decompose would pick torch._decomp's Python version,
-        # which differs, e.g. it skips the dropout between layers)
-        return op._op_dk(_CIA, *args, **kwargs)
-
-    for key in _AUTOGRAD_KEYS:
-        _library().impl(_overload_name(op), kernel, key)
-
-
-def intercept(ops, rule):
-    """Register ``rule`` for ops that autograd would decompose before the Python key, and route LC
-    calls of them below autograd (kind ``"intercept"``)."""
-    register(ops, rule, kind="intercept")
-    for op in ops:
-        _route_below_autograd(op)
-
-
-# -- composites computed whole ---------------------------------------------------------------------------
-# Under no_grad and with grad, PyTorch runs a CompositeImplicitAutograd op's decomposition at the autograd
-# keys, so an LC call reaches the Python key in pieces: F.linear as t + addmm, F.layer_norm as
-# native_layer_norm with statistics nobody asked for, F.scaled_dot_product_attention as a backend's
-# kernel or, on the math backend, a dozen separate ops (inference_mode skips the autograd keys, and
-# there they arrive whole). Each piece is a dispatch, and in eager mode dispatches are host time. A
-# kernel at the PythonTLSSnapshot key, which only calls with a tensor subclass or a Python mode active
-# reach (plain code never runs it), sends LC calls of these ops past the autograd keys to their rule,
-# which then sees the composite whole in every grad mode; autograd records on the planes inside the
-# rule as in any other. Every call, LC or not, goes on through PyTorch's own fallback for that key: it
-# records the dispatch state on entry that the Python key's fallback restores (and asserts on, torch
-# 2.11), so the kernel only narrows the key set it hands on.
 
 _BELOW_AUTOGRAD = (torch._C._dispatch_keyset_full().remove(torch._C.DispatchKey.AutogradFunctionality)
                    .remove(torch._C.DispatchKey.AutogradOther).remove(torch._C.DispatchKey.AutogradNestedTensor))
@@ -228,8 +200,10 @@ def composite(ops):
 
 
 def decompose_composite(func, *args, **kwargs):
-    """PyTorch's own decomposition of a composite op (its pieces dispatch to their LC rules)."""
-    return func.decompose(*args, **kwargs)
+    """PyTorch's own decomposition of a composite op, the C++ one that eager runs for plain calls (its
+    pieces dispatch to their LC rules). Not ``func.decompose``, which prefers a Python decomposition
+    where torch._decomp registered one: the recurrent layers' skips the dropout between layers."""
+    return func._op_dk(_CIA, *args, **kwargs)
 
 
 # -- complex coefficients ------------------------------------------------------------------------------

@@ -5,11 +5,10 @@ place into a plain zero hidden state (``linear_hh(h).add_(linear_ih(x))``), and 
 kernels (``mkldnn_rnn_layer`` on CPU, ``_cudnn_rnn`` on CUDA). torch's own Python decompositions skip
 the dropout between layers. So the entry points (``torch._VF.rnn_tanh``/``rnn_relu``/``gru``/``lstm``,
 both the padded-input and the packed-sequence overloads, and the four ``*_cell`` functions) are
-replaced, whenever an argument is an LCTensor, by the implementation below: a kernel registered for
-these aten ops at the autograd dispatch keys (``AutogradCPU``/``AutogradCUDA``) sends LC calls below
-autograd to the rule (plain calls run PyTorch's own composite, unchanged), and the same rule serves the
-ops when they reach dispatch undecomposed (``torch.inference_mode()``, direct ``torch.ops.aten``
-calls). Routing at the aten level, rather than through ``LCTensor.__torch_function__``, keeps every
+replaced, whenever an argument is an LCTensor, by the implementation below: the aten ops are
+composites (``torchlc._dispatch.composite``), whose LC calls a kernel at the PythonTLSSnapshot key
+sends past the autograd keys to the rule in every grad mode; plain calls never reach that key and run
+PyTorch's own composite at no cost. Routing at the aten level, rather than through ``LCTensor.__torch_function__``, keeps every
 other op free of the torch-function protocol and keeps PyTorch's fused transformer fast path
 available to LC inputs. Packed sequences work: ``_pack_padded_sequence`` has an aten rule, and
 ``_pad_packed_sequence`` (whose C++ composite copies into a plain tensor) is overridden like the layers.
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from .. import _algebra as A
 from .. import _support as S
 from .._algebra import Series
-from .._dispatch import implements, intercept
+from .._dispatch import composite, implements
 from .._tensor import series
 from ._util import out
 
@@ -310,8 +309,8 @@ def pad_packed_sequence(data, batch_sizes, batch_first, padding_value, total_len
 
 # -- registration -------------------------------------------------------------------------------------
 # With autograd on, the dispatcher runs these CompositeImplicitAutograd ops' C++ decompositions at the
-# Autograd key, before an LCTensor's Python key is reached: they are registered as "intercept" rules,
-# which also routes their LC calls below autograd (torchlc._dispatch.intercept).
+# autograd keys, before an LCTensor's Python key is reached: they are composites, whose LC calls are
+# routed past those keys to the rule (torchlc._dispatch.composite); plain calls never see torchlc.
 
 
 def _as_rule(fn):
@@ -322,7 +321,7 @@ def _as_rule(fn):
 
 
 for _kind in _STEPS:
-    intercept([getattr(aten, _kind).input, getattr(aten, _kind).data], _as_rule(_entry(_kind)))
+    composite([getattr(aten, _kind).input, getattr(aten, _kind).data])(_as_rule(_entry(_kind)))
 for _name, _fn in _CELLS.items():
-    intercept([getattr(aten, _name).default], _as_rule(_fn))
-intercept([aten._pad_packed_sequence.default], _as_rule(pad_packed_sequence))
+    composite([getattr(aten, _name).default])(_as_rule(_fn))
+composite([aten._pad_packed_sequence.default])(_as_rule(pad_packed_sequence))
