@@ -182,16 +182,23 @@ def _route_whole(op):
     _library().impl(_overload_name(op), kernel, "PythonTLSSnapshot", with_keyset=True)
 
 
-def composite(ops):
+_NOT_DECOMPOSED_FOR_COMPLEX: set = set()  # composites whose decomposition cannot take LC arguments
+
+
+def composite(ops, *, complex_decomposes: bool = True):
     """Decorator: ``rule`` computes the CompositeImplicitAutograd ops ``ops`` whole on LC arguments
     (kind ``"composite"``); LC calls no longer reach it decomposed (see above). A composite rule falls
-    back to :func:`decompose_composite` for the inputs it does not cover."""
+    back to :func:`decompose_composite` for the inputs it does not cover; complex coefficients take
+    the decomposition too, unless ``complex_decomposes=False`` (a decomposition that cannot run on LC
+    arguments at all), when they raise the TypeError naming the op."""
 
     def deco(rule):
         for op in ops:
             if not torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd"):
                 raise RegistrationError(f"torchlc: {op} is not a CompositeImplicitAutograd op")
         register(ops, rule, kind="composite")
+        if not complex_decomposes:
+            _NOT_DECOMPOSED_FOR_COMPLEX.update(ops)
         for op in ops:
             _route_whole(op)
         return rule
@@ -254,7 +261,7 @@ def _complex_rule(func, dtype):
     if rule is not None:
         return rule
     rule = find_rule(func)
-    if rule is not None and kind_of(func) == "composite":
+    if rule is not None and kind_of(func) == "composite" and func not in _NOT_DECOMPOSED_FOR_COMPLEX:
         return decompose_composite  # the pieces decide what complex coefficients may do
     if rule is not None and kind_of(func) not in COMPLEX_KINDS:
         raise TypeError(

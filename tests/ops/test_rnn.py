@@ -322,8 +322,9 @@ def test_plain_inputs_are_untouched():
 
 
 def test_plain_recurrent_calls_are_unchanged_by_the_routing():
-    # torchlc registers a kernel at the autograd keys; plain calls must still run PyTorch's C++
-    # composite (bit for bit, including the dropout between layers), not a different decomposition
+    # plain calls never reach torchlc's routing kernel (PythonTLSSnapshot): they must still run
+    # PyTorch's C++ composite (bit for bit, including the dropout between layers), not a different
+    # decomposition
     aten = torch.ops.aten
     cia = torch._C.DispatchKey.CompositeImplicitAutograd
     for cls, op in [(torch.nn.RNN, aten.rnn_tanh.input), (torch.nn.GRU, aten.gru.input), (torch.nn.LSTM, aten.lstm.input)]:
@@ -338,3 +339,14 @@ def test_plain_recurrent_calls_are_unchanged_by_the_routing():
         ref = op._op_dk(cia, x, hx, m._flat_weights, True, 2, 0.5, True, False, False)[0]
         assert torch.equal(y, ref)
         assert y.grad_fn is not None
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.GRU, nn.LSTM])
+def test_complex_coefficients_raise_naming_the_layer(cls):
+    # the layers' C++ decompositions cannot run on LC arguments: a complex LC input is refused by the
+    # layer's op itself, as for any op that needs real coefficients
+    m = cls(3, 4).to(torch.complex128)
+    x = torch.randn(5, 2, 3, dtype=torch.complex128)
+    op = {nn.RNN: "rnn_tanh", nn.GRU: "gru", nn.LSTM: "lstm"}[cls]
+    with pytest.raises(TypeError, match=f"aten::{op}.input on an LCTensor with complex coefficients"):
+        m(x.nonstd(torch.ones_like(x)))

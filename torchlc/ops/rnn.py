@@ -320,8 +320,11 @@ def _as_rule(fn):
     return rule
 
 
+# (their C++ decompositions cannot run on LC arguments, see above: complex coefficients raise the
+# TypeError naming the layer's op rather than one of its pieces')
 for _kind in _STEPS:
-    composite([getattr(aten, _kind).input, getattr(aten, _kind).data])(_as_rule(_entry(_kind)))
+    composite([getattr(aten, _kind).input, getattr(aten, _kind).data],
+              complex_decomposes=False)(_as_rule(_entry(_kind)))
 for _name, _fn in _CELLS.items():
-    composite([getattr(aten, _name).default])(_as_rule(_fn))
-composite([aten._pad_packed_sequence.default])(_as_rule(pad_packed_sequence))
+    composite([getattr(aten, _name).default], complex_decomposes=False)(_as_rule(_fn))
+composite([aten._pad_packed_sequence.default], complex_decomposes=False)(_as_rule(pad_packed_sequence))
