@@ -664,25 +664,22 @@ def _merge_groups(parts):
     return Series(out, sup)
 
 
-_HALF, _MINUS_HALF = Fraction(1, 2), Fraction(-1, 2)  # (a Fraction is built in pure Python: ~0.5 µs)
-
-
 def _real_power(a: torch.Tensor, r: Fraction, out: torch.Tensor | None = None) -> torch.Tensor:
     """a^r on reals with the field's rule: a < 0 needs an odd denominator (real odd root). With
     ``out`` the result is written there (and returned)."""
     if out is not None:
         if r.denominator == 1:
             return torch.pow(a, int(r), out=out) if r != -1 else torch.reciprocal(a, out=out)
-        if r == _HALF:
+        if r == S.HALF:
             return torch.sqrt(a, out=out)
-        if r == _MINUS_HALF:
+        if r == S.MINUS_HALF:
             return torch.rsqrt(a, out=out)
         return out.copy_(_real_power(a, r))
     if r.denominator == 1:
         return a.pow(int(r)) if r != -1 else a.reciprocal()
-    if r == _HALF:
+    if r == S.HALF:
         return a.sqrt()
-    if r == _MINUS_HALF:
+    if r == S.MINUS_HALF:
         return a.rsqrt()
     mag = a.abs().pow(float(r))
     if r.denominator % 2 == 1:

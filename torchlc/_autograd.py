@@ -80,25 +80,29 @@ class _Ctx:
     @property
     def saved_tensors(self):
         if self._lc_saved is None:
-            flat, specs = _NODE_SAVED.__get__(self._lc_node), self._lc_save_specs
-            out, i = [], 0
-            for spec in specs:
-                if spec is None:
-                    out.append(flat[i])
-                    i += 1
-                elif spec == "none":
-                    out.append(None)
-                else:
-                    layout, n, support, order, exact, shape, dtype = spec
-                    out.append(LCTensor(layout, flat[i:i + n], support, order, exact, shape, dtype))
-                    i += n
-            self._lc_saved = tuple(out)
+            self._lc_saved = _unflatten_saved(_NODE_SAVED.__get__(self._lc_node), self._lc_save_specs)
         return self._lc_saved
 
     saved_variables = saved_tensors
 
 
 _NODE_SAVED = torch._C._FunctionBase.__dict__["saved_tensors"]  # the node's own: the flat planes
+
+
+def _unflatten_saved(flat, specs) -> tuple:
+    """The tensors saved, LCTensors rebuilt from their planes (the inverse of _flatten_saved)."""
+    out, i = [], 0
+    for spec in specs:
+        if spec is None:
+            out.append(flat[i])
+            i += 1
+        elif spec == "none":
+            out.append(None)
+        else:
+            layout, n, support, order, exact, shape, dtype = spec
+            out.append(LCTensor(layout, flat[i:i + n], support, order, exact, shape, dtype))
+            i += n
+    return tuple(out)
 
 
 def _flatten_saved(tensors):
@@ -230,13 +234,7 @@ _NODES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # checkpointing calls ``grad_fn.get_args(grad_fn.saved_tensors)`` on its input-saving Function) and the
 # tensors it saved, LCTensors again rather than their planes.
 def _node_saved_tensors(node):
-    uctx = node.lc_ctx
-    outer, outer_saved = uctx._lc_node, uctx._lc_saved
-    uctx._lc_node, uctx._lc_saved = node, None
-    try:
-        return uctx.saved_tensors
-    finally:
-        uctx._lc_node, uctx._lc_saved = outer, outer_saved
+    return _unflatten_saved(_NODE_SAVED.__get__(node), node.lc_ctx._lc_save_specs)
 
 
 def _node_getattr(node, name):

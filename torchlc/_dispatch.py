@@ -132,13 +132,13 @@ def decomposed(ops):
 # keys, so an LC call reaches the Python key in pieces: F.linear as t + addmm, F.layer_norm as
 # native_layer_norm with statistics nobody asked for, F.scaled_dot_product_attention as a backend's
 # kernel or, on the math backend, a dozen separate ops, an LSTM as its cells' matmuls and gates
-# (inference_mode skips the autograd keys, and there they arrive whole). Each piece is a dispatch, and in eager mode dispatches are host time. A
-# kernel at the PythonTLSSnapshot key, which only calls with a tensor subclass or a Python mode active
-# reach (plain code never runs it), sends LC calls of these ops past the autograd keys to their rule,
-# which then sees the composite whole in every grad mode; autograd records on the planes inside the
-# rule as in any other. Every call, LC or not, goes on through PyTorch's own fallback for that key: it
-# records the dispatch state on entry that the Python key's fallback restores (and asserts on, torch
-# 2.11), so the kernel only narrows the key set it hands on.
+# (inference_mode skips the autograd keys, and there they arrive whole). Each piece is a dispatch, and in
+# eager mode dispatches are host time. A kernel at the PythonTLSSnapshot key, which only calls with a
+# tensor subclass or a Python mode active reach (plain code never runs it), sends LC calls of these ops
+# past the autograd keys to their rule, which then sees the composite whole in every grad mode; autograd
+# records on the planes inside the rule as in any other. Every call, LC or not, goes on through PyTorch's
+# own fallback for that key: it records the dispatch state on entry that the Python key's fallback
+# restores (and asserts on, torch 2.11), so the kernel only narrows the key set it hands on.
 
 _LIB = None  # torch.library.Library("aten", "IMPL"), made on first use and kept for the process
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd

@@ -15,6 +15,8 @@ import torch
 Support = tuple  # tuple[Fraction, ...], strictly increasing
 
 ZERO = Fraction(0)
+# the square root's exponents, built once (a Fraction is built in pure Python: ~0.5 µs per op)
+HALF, MINUS_HALF = Fraction(1, 2), Fraction(-1, 2)
 
 
 def as_exponent(q) -> Fraction:

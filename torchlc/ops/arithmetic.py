@@ -293,17 +293,14 @@ def pow_number_base(func, base, e):
     return aten.exp(aten.mul(e, math.log(base)))
 
 
-_HALF, _MINUS_HALF = Fraction(1, 2), Fraction(-1, 2)
-
-
 @implements([aten.sqrt.default])
 def sqrt(func, x):
-    return _power(x, _HALF)
+    return _power(x, S.HALF)
 
 
 @implements([aten.rsqrt.default])
 def rsqrt(func, x):
-    return _power(x, _MINUS_HALF)
+    return _power(x, S.MINUS_HALF)
 
 
 @implements([aten.square.default])

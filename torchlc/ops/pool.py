@@ -15,6 +15,7 @@ from .._tensor import LCTensor, series
 from ..kernels import jets as _jet_kernels
 from ._util import fold_batch, out
 from .order import nan_elements
+from .shape import per_plane
 
 aten = torch.ops.aten
 
@@ -37,9 +38,7 @@ def max_pool_backward(func, grad_output, x, *args):
     shape_of_x = series(x).planes[0] if isinstance(x, LCTensor) else x
     if not isinstance(grad_output, LCTensor):
         return func(grad_output, shape_of_x, *args)
-    g = series(grad_output)
-    res = torch.stack([func(p, shape_of_x, *args) for p in g.planes])
-    return out(Series(res, g.support, g.order, g.exact))
+    return per_plane(func, (grad_output, shape_of_x, *args), {}, (0,))
 
 
 # -- max pooling: a selection by the field's order ----------------------------------------------------

@@ -8,10 +8,11 @@ both the padded-input and the packed-sequence overloads, and the four ``*_cell``
 replaced, whenever an argument is an LCTensor, by the implementation below: the aten ops are
 composites (``torchlc._dispatch.composite``), whose LC calls a kernel at the PythonTLSSnapshot key
 sends past the autograd keys to the rule in every grad mode; plain calls never reach that key and run
-PyTorch's own composite at no cost. Routing at the aten level, rather than through ``LCTensor.__torch_function__``, keeps every
-other op free of the torch-function protocol and keeps PyTorch's fused transformer fast path
-available to LC inputs. Packed sequences work: ``_pack_padded_sequence`` has an aten rule, and
-``_pad_packed_sequence`` (whose C++ composite copies into a plain tensor) is overridden like the layers.
+PyTorch's own composite at no cost. Routing at the aten level, rather than through
+``LCTensor.__torch_function__``, keeps every other op free of the torch-function protocol and keeps
+PyTorch's fused transformer fast path available to LC inputs. Packed sequences work:
+``_pack_padded_sequence`` has an aten rule, and ``_pad_packed_sequence`` (whose C++ composite copies
+into a plain tensor) is overridden like the layers.
 
 It is made of ordinary torch ops (linear, sigmoid, tanh, chunk, cat, dropout), so the LC rules apply
 to every step: value and every ε-plane are exact (a relu recurrence at a kink follows the field's
