@@ -173,6 +173,7 @@ for B, H, Hk, L, S, D, causal in ((2, 4, 4, 70, 70, 16, True), (1, 4, 2, 40, 130
     wo, wattn, wscores = lc_attention._sdpa_jet(Q.double(), K.double(), V.double(), None, causal, 0.3, Hk != H)
     assert o.shape == (2, B, H, L, D) and lse.shape == (2, B, H, L) and lse.dtype == torch.float32
     torch.testing.assert_close(o.double(), wo, rtol=5e-6, atol=5e-6)
+    wattn, wscores = (t.reshape(2, B, H, L, S) for t in (wattn, wscores))  # grouped per kv head with GQA
     wlse = torch.stack([torch.logsumexp(wscores[0], -1), (wattn[0] * wscores[1].masked_fill(wattn[0] == 0, 0)).sum(-1)])
     torch.testing.assert_close(lse.double(), wlse, rtol=5e-6, atol=5e-6)
 # SDPA's float mask (added; a row of −inf gives 0 with zero_dead_rows, as the math kernel's _safe_softmax)

@@ -7,6 +7,7 @@ exactness, its coefficients up to rounding, and torch.func.jvp's tangent; inputs
 """
 
 import contextlib
+import re
 from fractions import Fraction
 
 import pytest
@@ -342,6 +343,91 @@ def test_sdpa_cpu_kernel_logsumexp():
     torch.testing.assert_close(torchlc.coeff(lse, 0), lse_plain.double(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(torchlc.coeff(lse, 0), l0, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torchlc.coeff(lse, 1), l1, rtol=1e-12, atol=1e-12)
+
+
+_GQA_MASKS = {
+    "none": lambda B, H, L, S, g: None,
+    "padding": lambda B, H, L, S, g: torch.randn(B, 1, 1, S, generator=g, dtype=torch.float64),
+    "bool padding": lambda B, H, L, S, g: torch.rand(B, 1, 1, S, generator=g) > 0.3,
+    "per head": lambda B, H, L, S, g: torch.randn(B, H, L, S, generator=g, dtype=torch.float64),
+    "heads only": lambda B, H, L, S, g: torch.randn(H, L, S, generator=g, dtype=torch.float64),
+    "2-D": lambda B, H, L, S, g: torch.randn(L, S, generator=g, dtype=torch.float64),
+    "1-D": lambda B, H, L, S, g: torch.randn(S, generator=g, dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("mask", sorted(_GQA_MASKS))
+def test_grouped_query_attention_jet_shares_the_kv_heads(mask, causal):
+    """Grouped-query attention's jet stacks each kv head's query heads into one product with k and v
+    as they are: no tensor of k's size times H/Hk is made (k and v copied to the query heads), and the
+    planes are the jet's on k and v repeated to the query heads, for every mask shape."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from torchlc.ops import attention as lc_attention
+
+    if causal and mask != "none":
+        pytest.skip("a causal call takes no mask")
+    g = torch.Generator().manual_seed(5)
+    B, H, Hk, L, S, D = 2, 6, 2, 5, 7, 4
+    Q = torch.randn(2, B, L, H, D, generator=g, dtype=torch.float64).transpose(2, 3)  # views of projections
+    K, V = (torch.randn(2, B, Hk, S, D, generator=g, dtype=torch.float64) for _ in range(2))
+    m = _GQA_MASKS[mask](B, H, L, S, g)
+
+    class Sizes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            res = func(*args, **(kwargs or {}))
+            made.extend((str(func), t.numel()) for t in (res if isinstance(res, (tuple, list)) else [res])
+                        if isinstance(t, torch.Tensor) and not t._is_view())
+            return res
+
+    made = []
+    with Sizes():
+        o, attn, scores = lc_attention._sdpa_jet(Q, K, V, m, causal, None, True)
+    assert made and not [op for op, n in made if n in (K.numel() * 3, K.numel() * 3 // 2)], made  # sizes unique here
+    wo, wattn, wscores = lc_attention._sdpa_jet(Q, K.repeat_interleave(3, 2), V.repeat_interleave(3, 2), m, causal,
+                                                None, False)
+    torch.testing.assert_close(o, wo, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(attn.reshape(wattn.shape), wattn, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(scores.reshape(wscores.shape), wscores, rtol=1e-13, atol=1e-13)
+
+
+_SDPA_KERNELS = {
+    "math": (aten._scaled_dot_product_attention_math.default, ("attn_mask", "dropout_p", "is_causal", "dropout_mask")),
+    "flash_cpu": (aten._scaled_dot_product_flash_attention_for_cpu.default, ("dropout_p", "is_causal")),
+}
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("kernel", sorted(_SDPA_KERNELS))
+@pytest.mark.parametrize("case", sorted(_SDPA_CASES))
+def test_sdpa_kernels_called_directly_are_torchs(mode, kernel, case):
+    """The SDPA kernels called directly, not through F.scaled_dot_product_attention (which turns a bool
+    mask into 0/−inf first): on LC inputs each output's standard part is the plain kernel's on the same
+    arguments, or the call raises torch's error for them, and the math kernel's ε¹ coefficients are its
+    jvp. (The math kernel adds a bool mask as 0/1; the LC rule took it as F.scaled_dot_product_attention's
+    attend-to mask, a wrong standard part with no error, before the rule converted it.)"""
+    func, positional = _SDPA_KERNELS[kernel]
+    primals, tangents, kw = _sdpa_inputs(case)
+    if kernel == "flash_cpu":
+        kw.pop("enable_gqa", None)  # the CPU flash kernel has no such argument (its shapes must agree)
+    args = [kw.pop(name) if name in kw else None if name.endswith("mask") else {"dropout_p": 0.0}.get(name, False)
+            for name in positional]
+    ctx = torch.no_grad if mode == "no_grad" else torch.inference_mode
+    with ctx():
+        try:
+            want = func(*primals, *args, **kw)
+        except RuntimeError as e:
+            with pytest.raises(RuntimeError, match=re.escape(str(e).splitlines()[0])):
+                func(*(p.nonstd(t) for p, t in zip(primals, tangents)), *args, **kw)
+            return
+        got = func(*(p.nonstd(t) for p, t in zip(primals, tangents)), *args, **kw)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(torchlc.coeff(g, 0), w, rtol=1e-12, atol=1e-12)
+    if kernel == "math":
+        _, tangent = torch.func.jvp(lambda a, b, c: func(a, b, c, *args, **kw), primals, tangents)
+        for g, t in zip(got, tangent):
+            torch.testing.assert_close(torchlc.coeff(g, 1), t, rtol=1e-12, atol=1e-12)
 
 
 def test_sdpa_logsumexp_of_a_masked_row():

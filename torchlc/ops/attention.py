@@ -16,7 +16,7 @@ from .._context import tracing as _tracing
 from .._dispatch import composite, decompose_composite, implements
 from .._tensor import LCTensor
 from ..kernels import jets as _jet_kernels
-from ._util import decomposed, first_order, is_lc, out, upcast
+from ._util import check_as_torch, decomposed, first_order, is_lc, out, upcast
 
 aten = torch.ops.aten
 
@@ -94,11 +94,16 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
     mask marks what to attend to; with ``zero_dead_rows``, rows that are entirely masked give 0, like
     ``_safe_softmax``; the scale multiplies the scores, where the math kernel scales q and k by √scale
     each: equal up to rounding). Returns output and attention-weight planes and the masked score
-    planes."""
+    planes.
+
+    Grouped-query heads (Q (2, …, H, L, E), K and V (2, …, Hk, S, E), H = r·Hk) are computed per kv
+    head: query heads g·r … g·r + r − 1 share kv head g, so their rows stack into one (r·L)-row
+    product with k and v as they are (no copies of k and v to H heads, and r times taller GEMMs). The
+    output then has Q's head layout; the weight and score planes come back grouped, (2, …, Hk, r, L, S)
+    (merge dims −4 and −3 for (…, H, L, S): a copy, which only the callers that return them make)."""
     E, L, S_ = Q.shape[-1], Q.shape[-2], K.shape[-2]
-    if enable_gqa and Q.shape[-3] != K.shape[-3]:
-        rep = Q.shape[-3] // K.shape[-3]
-        K, V = K.repeat_interleave(rep, dim=-3), V.repeat_interleave(rep, dim=-3)
+    H, Hk = Q.shape[-3], K.shape[-3]
+    rep = H // Hk if enable_gqa and H != Hk else 1
     if is_causal:
         # the additive form of the math kernel's tril mask in two kernels: −inf above the diagonal, 0 on
         # and below it (the bool mask's ones, ~, zeros and masked_fill would be five)
@@ -107,7 +112,27 @@ def _sdpa_jet(Q, K, V, attn_mask, is_causal, scale, enable_gqa, *, zero_dead_row
         attn_mask = torch.zeros(attn_mask.shape, dtype=Q.dtype, device=Q.device).masked_fill(~attn_mask, float("-inf"))
     # only an explicit mask can leave a row entirely −inf on finite inputs (a causal one never does)
     dead_rows = zero_dead_rows and attn_mask is not None and not is_causal
-    return _jet.attention(Q, K, V, scale if scale is not None else 1.0 / E**0.5, attn_mask, zero_dead_rows=dead_rows)
+    scale = scale if scale is not None else 1.0 / E**0.5
+    if rep == 1:
+        return _jet.attention(Q, K, V, scale, attn_mask, zero_dead_rows=dead_rows)
+    # (2, …, Hk, r·L, E) laid out as the jet's interleaved planes (each group's ε⁰ rows, then its ε¹ rows):
+    # one copy, which the jet would otherwise make
+    Qg = Q.unflatten(-3, (Hk, rep)).movedim(0, -4).reshape(*Q.shape[1:-3], Hk, 2, rep * L, E).movedim(-3, 0)
+    o, attn, scores = _jet.attention(Qg, K, V, scale, _grouped_mask(attn_mask, H, Hk, L, S_),
+                                     zero_dead_rows=dead_rows)
+    o = o.unflatten(-2, (rep, L)).flatten(-4, -3)  # (2, …, H, L, Ev)
+    return o, attn.unflatten(-2, (rep, L)), scores.unflatten(-2, (rep, L))
+
+
+def _grouped_mask(mask, H, Hk, L, S_):
+    """A mask broadcastable to (…, H, L, S) for the grouped rows (…, Hk, r·L, S) of :func:`_sdpa_jet`:
+    a view when it is the same for every head (a padding mask), else one copy."""
+    if mask is None:
+        return None
+    mask = mask.expand(*mask.shape[:-2], L, S_) if mask.dim() >= 2 else mask.expand(L, S_)
+    if mask.dim() >= 3 and mask.shape[-3] != 1:  # per head
+        return mask.unflatten(-3, (Hk, H // Hk)).flatten(-3, -2)
+    return mask.unsqueeze(-3).expand(*mask.shape[:-2], H // Hk, L, S_).flatten(-3, -2)
 
 
 def _sdpa_first_order(query, key, value, attn_mask, dropout_p):
@@ -163,18 +188,24 @@ def sdpa_math(func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     if qkv is None:
         return func.decompose(query, key, value, attn_mask, dropout_p, is_causal, dropout_mask, scale=scale,
                               enable_gqa=enable_gqa)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        # this kernel adds a bool mask as 0/1 (F.scaled_dot_product_attention turns a bool mask into
+        # 0/−inf before calling it); _sdpa_jet's bool masks are F.scaled_dot_product_attention's
+        attn_mask = attn_mask.to(query.dtype)
     o, attn, _ = _sdpa_jet(*(t.planes for t in qkv), attn_mask, is_causal, scale, enable_gqa)
     sq = qkv[0]
     exact = A.min_exact(*(s.exact for s in qkv), sq.order)
     # the jet's planes are interleaved per batch element: laid out as torch's results are
     return (out(Series(o.contiguous(), sq.support, sq.order, exact)),
-            out(Series(attn.contiguous(), sq.support, sq.order, exact)))
+            out(Series(attn.reshape(*o.shape[:-1], attn.shape[-1]).contiguous(), sq.support, sq.order, exact)))
 
 
 @implements([aten._scaled_dot_product_flash_attention_for_cpu.default], kind="jet")
 def sdpa_flash_cpu(func, query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
     """The CPU flash-attention kernel's result (output, logsumexp) on first-order q, k, v; the
     logsumexp's ε¹ coefficient is Σ softmax·(score's ε¹)."""
+    if attn_mask is not None and attn_mask.dtype != query.dtype:  # a bool mask: torch's refusal
+        check_as_torch(func, query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
     if _sdpa_first_order(query, key, value, attn_mask, dropout_p) is None:
         return decomposed(func, query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
     return _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scale)
@@ -198,7 +229,7 @@ def _attention_with_lse(query, key, value, attn_mask, dropout_p, is_causal, scal
             o, lse = fused  # the kernel's logsumexp costs nothing extra: its row statistics
         else:
             o, attn, scores = _sdpa_jet(*planes, attn_mask, is_causal, scale, gqa)
-            lse = upcast(_logsumexp_planes(attn, scores)) if need_lse else None
+            lse = upcast(_logsumexp_planes(attn, scores)).reshape(o.shape[:-1]) if need_lse else None
             o = o.contiguous()  # the jet's planes are interleaved per batch element; torch's result is not
         sq = qkv[0]
         exact = A.min_exact(*(s.exact for s in qkv), sq.order)
@@ -254,7 +285,8 @@ def flash_attention_jet(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, ignor
     attend = ~ignore if ignore is not None and ignore.dtype == torch.bool else ignore
     o, attn, scores = _sdpa_jet(Q, K, V, attend, is_causal, scale, Q.shape[2] != K.shape[2],
                                 zero_dead_rows=zero_dead_rows)
-    return o.contiguous(), _logsumexp_planes(attn, scores).to(torch.promote_types(Q.dtype, torch.float32))
+    lse = _logsumexp_planes(attn, scores).reshape(o.shape[:-1])
+    return o.contiguous(), lse.to(torch.promote_types(Q.dtype, torch.float32))
 
 
 @flash_attention_jet.register_fake
