@@ -193,10 +193,23 @@ def softmax(P, dim):
     if s.is_floating_point() and _inner_is_plain(P):  # the backward kernel is this jvp (symmetric Jacobian)
         t = torch._softmax_backward_data(b, s, dim, s.dtype)
         if s.dtype == P.dtype:
-            return torch.stack([s, t])
+            return _planes_like(P, s, t)
         # half precision: the ε⁰ plane as the plain softmax rounds it, the tangent from float32
-        return torch.stack([torch.softmax(P[0], dim), t.to(P.dtype)])
+        return _planes_like(P, torch.softmax(P[0], dim), t.to(P.dtype))
     return torch.stack([s, s * (b - (s * b).sum(dim, keepdim=True))]).to(P.dtype)
+
+
+def _planes_like(P, *planes):
+    """``torch.stack(planes)`` laid out as P where no autograd records: ``torch.empty_like`` keeps a
+    dense P's strides, so the planes of :func:`attention`'s interleaved scores come back interleaved
+    and the product that reads them needs no copy (the same two copies as a stack otherwise; the
+    kernels' ``out=`` is not used: CPU softmax writes a strided ``out`` wrongly, torch 2.13)."""
+    if not _grad_free(P, *planes):
+        return torch.stack(planes)
+    res = torch.empty_like(P)
+    for i, plane in enumerate(planes):
+        res[i].copy_(plane)
+    return res
 
 
 def log_softmax(P, dim):

@@ -102,6 +102,28 @@ def test_hand_values():
     assert torchlc.coeffs(y).tolist() == [[-1.0, 1.0], [0.0, 0.0]]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("grad", [False, True])
+def test_softmax_jet_keeps_the_planes_layout(dtype, grad):
+    """The softmax jet's planes come back in its input's layout where no autograd records: the
+    attention jet's interleaved scores (each batch element's ε⁰ rows, then its ε¹ rows) give
+    interleaved weights, which its second product reads without a copy. Bit for bit the stacked
+    planes; with autograd recording, a stack."""
+    from torchlc import _jet
+
+    g = torch.Generator().manual_seed(0)
+    buf = torch.randn(6, 2, 5, 7, generator=g).to(dtype).requires_grad_(grad)
+    P = buf.movedim(1, 0)  # (2, 6, 5, 7): planes interleaved per batch element
+    res = _jet.softmax(P, -1)
+    a, b = P.float()
+    s = torch.softmax(a, -1)
+    want = torch.stack([torch.softmax(P[0], -1), torch._softmax_backward_data(b, s, -1, torch.float32).to(dtype)])
+    assert torch.equal(res, want)
+    assert res.stride() == (want.stride() if grad else P.stride())
+    if not grad:
+        assert _jet._interleaved(res).data_ptr() == res.data_ptr()  # a view
+
+
 def test_masked_minus_inf_entries_and_nan():
     x = torch.tensor([[0.0, float("-inf"), 1.0]], dtype=torch.float64).nonstd(
         torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64))
