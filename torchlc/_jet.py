@@ -202,9 +202,9 @@ def softmax(P, dim):
 def _planes_like(P, *planes):
     """``torch.stack(planes)`` laid out as P where no autograd records: ``torch.empty_like`` keeps a
     dense P's strides, so the planes of :func:`attention`'s interleaved scores come back interleaved
-    and the product that reads them needs no copy (the same two copies as a stack otherwise; the
+    and the product that reads them needs no copy (two copies, the stack's bytes in two kernels; the
     kernels' ``out=`` is not used: CPU softmax writes a strided ``out`` wrongly, torch 2.13)."""
-    if not _grad_free(P, *planes):
+    if P.is_contiguous() or not _grad_free(P, *planes):  # the stack's layout anyway: one kernel
         return torch.stack(planes)
     res = torch.empty_like(P)
     for i, plane in enumerate(planes):
