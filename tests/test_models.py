@@ -214,6 +214,31 @@ def test_embedding_with_lc_weights():
     check(lambda w: torch.func.functional_call(emb, {"weight": w}, (idx,)), [w])
 
 
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("include_last_offset", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_embedding_bag_offsets_as_torch_or_refused(dtype, mode, include_last_offset):
+    """Every offsets tensor either gives torch's bags (empty bags, bags ending at len(indices)) or an
+    error: with include_last_offset an offsets[-1] short of len(indices) is refused (torch's kernels
+    disagree between modes and dtypes there: float32 sum ends the last bag at it, float64 sum and max
+    scan to the end, mean divides by the count up to len(indices); the rule took the trailing indices into the last bag, a
+    wrong sum with no error), and offsets past len(indices) raise torch's error."""
+    w = torch.arange(12.0, dtype=dtype).view(4, 3)
+    idx = torch.tensor([0, 1, 2, 3, 1])
+    for offsets in ([0, 2], [0, 2, 5], [0, 5], [0, 0, 5], [0, 3, 3], [0, 5, 5]):
+        offsets = torch.tensor(offsets)
+        lc = w.nonstd(torch.ones_like(w))
+        if include_last_offset and offsets[-1] != idx.numel():
+            with pytest.raises(ValueError, match="include_last_offset=True needs offsets"):
+                F.embedding_bag(idx, lc, offsets, mode=mode, include_last_offset=True)
+            continue
+        got = F.embedding_bag(idx, lc, offsets, mode=mode, include_last_offset=include_last_offset)
+        want = F.embedding_bag(idx, w, offsets, mode=mode, include_last_offset=include_last_offset)
+        assert torch.equal(torchlc.coeff(got, 0), want), offsets
+    with pytest.raises(RuntimeError, match="can not be greater than input's length"):
+        torch.ops.aten._embedding_bag(w.nonstd(w), idx, torch.tensor([0, 6]), False, 0)
+
+
 def test_embedding_bag_with_lc_weights():
     # jvp has no forward AD for _embedding_bag: sum/mean are linear in the weight (ε¹ = the bag of v),
     # max selects rows (ε¹ = v at the chosen rows)
@@ -223,18 +248,20 @@ def test_embedding_bag_with_lc_weights():
     for kw in (dict(mode="sum"), dict(mode="mean"), dict(mode="max"), dict(mode="sum", padding_idx=3),
                dict(mode="mean", padding_idx=1), dict(mode="max", padding_idx=3),
                dict(mode="sum", include_last_offset=True)):
+        # include_last_offset: the offsets end at len(indices) (shorter ones are refused, see above)
+        off = torch.cat([offsets, torch.tensor([flat.numel()])]) if kw.get("include_last_offset") else offsets
         for name, ctx in MODES.items():
             with ctx():
-                y = F.embedding_bag(flat, w.nonstd(v), offsets, **kw)
-            ref = F.embedding_bag(flat, w, offsets, **kw)
+                y = F.embedding_bag(flat, w.nonstd(v), off, **kw)
+            ref = F.embedding_bag(flat, w, off, **kw)
             assert_close(torchlc.coeff(y, 0), ref, **TOL)
             if kw["mode"] == "max":
-                _, _, _, mi = torch.ops.aten._embedding_bag(w, flat, offsets, False, 2, False, None,
+                _, _, _, mi = torch.ops.aten._embedding_bag(w, flat, off, False, 2, False, None,
                                                              kw.get("include_last_offset", False),
                                                              kw.get("padding_idx", -1))
                 tan = torch.where(ref == 0, 0.0, torch.gather(v, 0, mi))
             else:
-                tan = F.embedding_bag(flat, v, offsets, **kw)
+                tan = F.embedding_bag(flat, v, off, **kw)
             assert_close(torchlc.coeff(y, 1), tan, **TOL, msg=lambda m, kw=kw, name=name: f"{kw} {name}: {m}")
     p, pv = R(7, seed=2), R(7, seed=3)
     y = F.embedding_bag(flat, w.nonstd(v), offsets, mode="sum", per_sample_weights=p.nonstd(pv))

@@ -7,7 +7,7 @@ import torch
 from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import series
-from ._util import is_lc, out
+from ._util import check_as_torch, is_lc, out
 from .pool import lex_window_argmax
 
 aten = torch.ops.aten
@@ -23,8 +23,24 @@ def embedding_bag(func, weight, indices, offsets, scale_grad_by_freq=False, mode
         return func(weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights,
                     include_last_offset, padding_idx)
     n = indices.numel()
+    if offsets.numel():  # one host read: embedding bags of LC weights are rare, a silent wrong bag is not
+        first, last = int(offsets[0]), int(offsets[-1])
+        if first != 0 or last > n:  # torch's CPU kernel refuses these offsets, in its words
+            check_as_torch(func, weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights,
+                           include_last_offset, padding_idx)
+            raise ValueError(f"torchlc: {func.name()}: offsets must start at 0 and end at most at len(indices) "
+                             f"= {n}; got offsets[0] = {first}, offsets[-1] = {last}")
+        if include_last_offset and last != n:
+            raise ValueError(
+                f"torchlc: {func.name()} with include_last_offset=True needs offsets[-1] == len(indices) (got "
+                f"{last} for {n} indices). PyTorch's CPU kernels disagree there (float32 sum ends the last "
+                "bag at offsets[-1], float64 sum and max run to len(indices), mean divides by the count up "
+                "to len(indices)); end the offsets at len(indices) or drop the trailing indices.")
     B = offsets.numel() - 1 if include_last_offset else offsets.numel()
     dev = indices.device
+    if B <= 0:  # no bags (include_last_offset with one offset)
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        return weight.index_select(0, empty), empty, empty, empty
     starts = offsets[:B]
     bag = torch.searchsorted(starts, torch.arange(n, device=dev), right=True) - 1
     keep = torch.ones(n, dtype=torch.bool, device=dev) if padding_idx is None or padding_idx < 0 \
