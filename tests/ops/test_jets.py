@@ -367,6 +367,43 @@ def test_sdpa_cpu_kernel_logsumexp():
     torch.testing.assert_close(torchlc.coeff(lse, 1), l1, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("mask", ["none", "attn_mask (type 0)", "key padding (type 1)", "merged (type 2)", "untyped"])
+def test_native_mha_called_directly_is_torchs(mask, need_weights):
+    """aten._native_multi_head_attention called directly with bool masks of each mask_type: the LC
+    output's standard part and weights are the plain kernel's (the ε¹ parts are tested through
+    nn.MultiheadAttention above); a mask without a mask_type raises torch's error (the rule computed
+    with a guessed type before)."""
+    g = torch.Generator().manual_seed(7)
+    B, L, E, H = 2, 5, 8, 2
+    R = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    q, dq = R(B, L, E), R(B, L, E)
+    weights = (R(3 * E, E), R(3 * E), R(E, E), R(E))
+    m, mask_type = {"none": (None, None), "attn_mask (type 0)": (torch.rand(L, L, generator=g) > 0.7, 0),
+                    "key padding (type 1)": (torch.rand(B, L, generator=g) > 0.7, 1),
+                    "merged (type 2)": (torch.rand(B, H, L, L, generator=g) > 0.7, 2),
+                    "untyped": (torch.rand(L, L, generator=g) > 0.7, None)}[mask]
+    if m is not None:
+        m[..., 0] = False  # every row attends somewhere: no NaN rows to compare
+
+    def f(x):
+        return aten._native_multi_head_attention(x, x, x, E, H, *weights, m, need_weights, True, mask_type)
+
+    lq = q.nonstd(dq)
+    if mask == "untyped":
+        with pytest.raises(RuntimeError, match="Mask Type should be defined"):
+            f(q)
+        with torch.inference_mode(), pytest.raises(RuntimeError, match="Mask Type should be defined"):
+            f(lq)
+        return
+    want = f(q)
+    with torch.inference_mode():
+        got = f(lq)
+    torch.testing.assert_close(torchlc.coeff(got[0], 0), want[0], rtol=1e-12, atol=1e-12)
+    if need_weights:
+        torch.testing.assert_close(torchlc.coeff(got[1], 0), want[1], rtol=1e-12, atol=1e-12)
+
+
 _GQA_MASKS = {
     "none": lambda B, H, L, S, g: None,
     "padding": lambda B, H, L, S, g: torch.randn(B, 1, 1, S, generator=g, dtype=torch.float64),

@@ -342,6 +342,9 @@ def _plain_weights(*ts) -> bool:
 def native_multi_head_attention(func, query, key, value, embed_dim, num_head, qkv_weight, qkv_bias,
                                 proj_weight, proj_bias, mask=None, need_weights=True,
                                 average_attn_weights=True, mask_type=None):
+    if mask is not None and mask_type is None:  # torch's CPU kernel refuses a mask of no type, in its words
+        check_as_torch(func, query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias,
+                       mask, need_weights, average_attn_weights, mask_type)
     sq, sk, sv = first_order(query), first_order(key), first_order(value)
     if None not in (sq, sk, sv) and _plain_weights(qkv_weight, qkv_bias, proj_weight, proj_bias, mask):
         exact = A.min_exact(sq.exact, sk.exact, sv.exact, sq.order)
