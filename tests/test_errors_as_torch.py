@@ -17,7 +17,7 @@ pytest.importorskip("expecttest", reason="PyTorch's OpInfo database needs expect
 
 
 def _lift(t):
-    if isinstance(t, torch.Tensor) and t.dtype.is_floating_point and t.numel() > 0 and t.layout == torch.strided:
+    if isinstance(t, torch.Tensor) and t.dtype.is_floating_point and t.layout == torch.strided:
         return t.clone().nonstd(torch.ones_like(t))
     return t
 
@@ -122,3 +122,38 @@ def test_control_flow_exceptions_pass_through():
             torch.cumsum(torch.randn(3).nonstd(torch.ones(3)), 5)  # torch would refuse dim 5
     finally:
         _dispatch.register([aten.cumsum.default], rule, kind=_dispatch.kind_of(aten.cumsum.default), replace=True)
+
+
+_POOL_CALLS = {
+    "max_pool2d padding past half the window": lambda x: F.max_pool2d(x, 2, padding=4),
+    "max_pool2d negative padding": lambda x: F.max_pool2d(x, 2, padding=-1),
+    "max_pool2d padding past the dilated window": lambda x: F.max_pool2d(x, 3, dilation=2, padding=2),
+    "max_pool2d stride 0": lambda x: F.max_pool2d(x, 2, stride=0),
+    "max_pool3d padding past half the window": lambda x: F.max_pool3d(x.unsqueeze(2), 2, padding=(0, 4, 4)),
+    "adaptive_max_pool2d one size": lambda x: torch.ops.aten.adaptive_max_pool2d(x, [3]),
+    "fractional_max_pool2d output past the input": lambda x: F.fractional_max_pool2d(
+        x, 2, output_size=(9, 9), _random_samples=torch.rand(1, 1, 2)),
+    "fractional_max_pool2d window past the input": lambda x: F.fractional_max_pool2d(
+        x, 9, output_size=(2, 2), _random_samples=torch.rand(1, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("call", sorted(_POOL_CALLS))
+def test_pooling_refuses_what_torch_refuses_on_nonempty_inputs(call):
+    """The max-pooling rules compute their windows from the arguments: torch's checks run first (its
+    meta kernel, once per call signature), so arguments torch refuses raise its error on LC inputs
+    too. Before, a padding past half the window or a fractional output larger than the input gave a
+    result, and stride 0 a ZeroDivisionError."""
+    x = torch.randn(1, 1, 8, 8)
+    with pytest.raises(RuntimeError) as plain:
+        _POOL_CALLS[call](x)
+    with pytest.raises(RuntimeError) as lc:
+        _POOL_CALLS[call](x.nonstd(torch.ones_like(x)))
+    assert str(lc.value).splitlines()[0] == str(plain.value).splitlines()[0]
+
+
+def test_adaptive_max_pool_of_output_size_zero_is_empty_as_torch():
+    x = torch.randn(1, 2, 8, 8)
+    y, i = torch.ops.aten.adaptive_max_pool2d(x.nonstd(torch.ones_like(x)), [0, 0])
+    want, wi = torch.ops.aten.adaptive_max_pool2d(x, [0, 0])
+    assert y.shape == want.shape and i.shape == wi.shape and i.dtype == wi.dtype

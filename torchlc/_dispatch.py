@@ -532,6 +532,44 @@ def check_as_torch(func, *args, **kwargs) -> None:
     func(*[_plain_stand_in(a) for a in args], **{k: _plain_stand_in(v) for k, v in kwargs.items()})
 
 
+_META_CHECKED: dict = {}  # call signatures torch's meta kernels accepted (bounded: cleared when full)
+_META_CHECKED_MAX = 1024
+
+
+def check_on_meta(func, *args, **kwargs) -> None:
+    """torch's own argument checks for a call, from its meta kernel on stand-ins of the tensor
+    arguments (shape, dtype and strides, no data), once per call signature: arguments torch refuses
+    raise torch's error, word for word. For rules that compute from the arguments themselves (window
+    arithmetic) and would otherwise accept what torch refuses; a few µs per call after the first.
+    Skipped while tracing (the stand-in call would join the trace)."""
+    if _context.tracing():
+        return
+    key = (func, *(_signature(a) for a in args), *((k, _signature(v)) for k, v in kwargs.items()))
+    if key in _META_CHECKED:
+        return
+    meta = [_meta_stand_in(a) for a in args]
+    func(*meta, **{k: _meta_stand_in(v) for k, v in kwargs.items()})
+    if len(_META_CHECKED) >= _META_CHECKED_MAX:
+        _META_CHECKED.clear()
+    _META_CHECKED[key] = True
+
+
+def _signature(a):
+    if isinstance(a, torch.Tensor):
+        return (tuple(a.shape), a.stride(), a.dtype, a.device.type)
+    if isinstance(a, (list, tuple)):
+        return tuple(_signature(u) for u in a)
+    return a
+
+
+def _meta_stand_in(a):
+    if isinstance(a, torch.Tensor):
+        return torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
+    if isinstance(a, (list, tuple)) and any(isinstance(u, torch.Tensor) for u in a):
+        return type(a)(_meta_stand_in(u) for u in a)
+    return a
+
+
 def _raise_torchs_error(func, args, kwargs, error) -> None:
     """torch's error for these arguments, if torch refuses them (else returns), when ``error`` is one
     that refused arguments cause. Not for ops that write into an argument (the stand-in call would

@@ -13,7 +13,7 @@ from .._context import inner_is_plain, is_wrapped, tracing
 from .._dispatch import implements
 from .._tensor import LCTensor, series
 from ..kernels import jets as _jet_kernels
-from ._util import fold_batch, out
+from ._util import check_on_meta, fold_batch, out
 from .order import nan_elements
 from .shape import per_plane
 
@@ -192,6 +192,8 @@ def window_max_planes(p, windows, strides, nan):
         flat = term if flat is None else flat + term
         valid = ok if valid is None else valid & ok
     Os, K = flat.shape[:n], math.prod(flat.shape[n:])
+    if math.prod(Os) == 0:  # no windows (an output size of 0): nothing to reduce
+        return p.new_empty(T, N, C, *Os), torch.empty(N, C, *Os, dtype=torch.long, device=p.device)
     flat = flat.reshape(*Os, K)
     valid = valid.expand(*Os, *valid.shape[n:]).reshape(*Os, K)
     if strides is not None and p.numel():
@@ -243,6 +245,7 @@ def _strided_windows(p, windows, strides):
 
 @implements([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default], kind="decision")
 def adaptive_max_pool(func, x, output_size):
+    check_on_meta(func, x, output_size)  # the windows below are computed from any sizes torch refuses
     n = 2 if func is aten.adaptive_max_pool2d.default else 3
     spatial = x.shape[-n:]
     windows = [_adaptive_windows(L, L if o is None else o, x.device) for L, o in zip(spatial, output_size)]
@@ -252,6 +255,8 @@ def adaptive_max_pool(func, x, output_size):
 @implements([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default], kind="decision")
 def max_pool_with_indices(func, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
     """max_pool by the field's order (torch ≥ 2.13 decomposes these ops; 2.11 does not)."""
+    # torch's checks: the window arithmetic below would accept a padding, stride or size torch refuses
+    check_on_meta(func, x, kernel_size, stride, padding, dilation, ceil_mode)
     n = 2 if func is aten.max_pool2d_with_indices.default else 3
 
     def per_dim(v, default):

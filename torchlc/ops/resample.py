@@ -21,7 +21,7 @@ import torch
 from .._algebra import Series
 from .._dispatch import implements
 from .._tensor import series
-from ._util import fold_batch, out
+from ._util import check_on_meta, fold_batch, out
 from .pool import lex_window_argmax, pool_planes
 
 aten = torch.ops.aten
@@ -86,9 +86,11 @@ def _fractional_max(x, kernel_size, output_size, samples, n):
 
 @implements([aten.fractional_max_pool2d.default], kind="decision")
 def fractional_max_pool2d(func, x, kernel_size, output_size, random_samples):
+    check_on_meta(func, x, kernel_size, output_size, random_samples)
     return _fractional_max(x, list(kernel_size), list(output_size), random_samples, 2)
 
 
 @implements([aten.fractional_max_pool3d.default], kind="decision")
 def fractional_max_pool3d(func, x, kernel_size, output_size, random_samples):
+    check_on_meta(func, x, kernel_size, output_size, random_samples)
     return _fractional_max(x, list(kernel_size), list(output_size), random_samples, 3)
