@@ -7,9 +7,7 @@ import torch
 from .. import _algebra as A
 from .._algebra import Series
 from .._dispatch import check_as_torch as check_as_torch  # torch's own errors for refused arguments
-from .._dispatch import (
-    check_on_meta as check_on_meta,  # the same from the meta kernel, once per signature
-)
+from .._dispatch import check_on_meta as check_on_meta  # torch's meta checks, once per signature
 from .._dispatch import run_decomposition as decomposed  # noqa: F401  (the rules' general path)
 from .._jet import upcast as upcast  # the rules' half-precision computation dtype
 from .._tensor import LCTensor, real, series, wrap
